@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs rvec's build dependencies (Debian 12 packages) when missing, then
+# configures and builds into build/ (Release). Extra arguments go to cmake.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PKGS=(build-essential cmake ninja-build pkg-config git
+      nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libyaml-cpp-dev libssl-dev
+      libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev
+      bubblewrap python3 python3-numpy)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "installing: ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+BUILD_DIR=${RVEC_BUILD_DIR:-build}
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+cmake --build "$BUILD_DIR"
