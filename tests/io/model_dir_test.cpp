@@ -4,6 +4,8 @@
 
 #include <filesystem>
 
+#include "core/error.h"
+
 using namespace rvec;
 
 TEST(ModelDir, OpensFixtureModel) {
