@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake ninja-build pkg-config git
       nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libyaml-cpp-dev libssl-dev
-      libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev
+      libicu-dev libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev
       bubblewrap python3 python3-numpy)
 missing=()
 for p in "${PKGS[@]}"; do
