@@ -1,0 +1,168 @@
+#include "io/safetensors_writer.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_output.h"
+#include "core/error.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace rvec::io {
+
+uint64_t TensorSpec::numel() const {
+  uint64_t n = 1;
+  for (int64_t d : shape) n *= uint64_t(d);
+  return n;
+}
+
+std::string safetensors_header(const std::vector<TensorSpec>& tensors) {
+  json h = json::object();
+  h["__metadata__"] = {{"format", "pt"}};
+  uint64_t off = 0;
+  for (const auto& t : tensors) {
+    uint64_t n = t.nbytes();
+    h[t.name] = {{"dtype", std::string(dtype_name(t.dtype))}, {"shape", t.shape}, {"data_offsets", {off, off + n}}};
+    off += n;
+  }
+  std::string js = h.dump();
+  while ((8 + js.size()) % 8 != 0) js.push_back(' ');
+  std::string out(8, '\0');
+  uint64_t len = js.size();
+  for (int i = 0; i < 8; ++i) out[size_t(i)] = char((len >> (8 * i)) & 0xff);
+  return out + js;
+}
+
+SafetensorsWriter::SafetensorsWriter(const fs::path& dir, std::vector<TensorSpec> tensors, uint64_t shard_size)
+    : dir_(dir), tensors_(std::move(tensors)), buf_(16u << 20) {
+  if (shard_size == 0) fail("shard size must be positive");
+  {
+    std::map<std::string, int> seen;
+    for (const auto& t : tensors_)
+      if (seen[t.name]++) fail("{}: duplicate output tensor name '{}'", dir.string(), t.name);
+  }
+  uint64_t cur_bytes = 0;
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    uint64_t n = tensors_[i].nbytes();
+    if (shards_.empty() || (cur_bytes > 0 && cur_bytes + n > shard_size)) {
+      shards_.emplace_back();
+      cur_bytes = 0;
+    }
+    shards_.back().push_back(i);
+    shard_of_.push_back(shards_.size() - 1);
+    cur_bytes += n;
+    total_ += n;
+  }
+  if (shards_.empty()) shards_.emplace_back();
+  const size_t k = shards_.size();
+  for (size_t s = 0; s < k; ++s)
+    files_.push_back(k == 1 ? std::string("model.safetensors")
+                            : fmt::format("model-{:05d}-of-{:05d}.safetensors", s + 1, k));
+  for (size_t i = 0; i < tensors_.size(); ++i) weight_map_[tensors_[i].name] = files_[shard_of_[i]];
+  open_shard(0);
+  // Skip over zero-byte tensors at the start.
+  while (cur_ < tensors_.size() && tensors_[cur_].nbytes() == 0) {
+    ++cur_;
+    if (cur_ < tensors_.size() && shard_of_[cur_] != open_shard_) open_shard(shard_of_[cur_]);
+  }
+}
+
+SafetensorsWriter::~SafetensorsWriter() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void SafetensorsWriter::write_all(const void* p, size_t n) {
+  const char* c = static_cast<const char*>(p);
+  while (n > 0) {
+    ssize_t w = ::write(fd_, c, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      fail("cannot write {}: {}", (dir_ / files_[open_shard_]).string(), std::strerror(errno));
+    }
+    c += w;
+    n -= size_t(w);
+  }
+}
+
+void SafetensorsWriter::flush() {
+  if (buf_used_) write_all(buf_.data(), buf_used_);
+  buf_used_ = 0;
+}
+
+void SafetensorsWriter::open_shard(size_t s) {
+  if (fd_ >= 0) {
+    flush();
+    ::close(fd_);
+    fd_ = -1;
+  }
+  open_shard_ = s;
+  fs::path p = dir_ / files_[s];
+  fd_ = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail("cannot create {}: {}", p.string(), std::strerror(errno));
+  std::vector<TensorSpec> ts;
+  for (size_t i : shards_[s]) ts.push_back(tensors_[i]);
+  std::string h = safetensors_header(ts);
+  write_all(h.data(), h.size());
+}
+
+uint64_t SafetensorsWriter::remaining_in_current() const {
+  return cur_ < tensors_.size() ? tensors_[cur_].nbytes() - written_in_cur_ : 0;
+}
+
+void SafetensorsWriter::append(const void* data, size_t n) {
+  if (n == 0) return;
+  if (cur_ >= tensors_.size()) fail("{}: writer: data beyond the last tensor", dir_.string());
+  if (n > remaining_in_current())
+    fail("{}: writer: {} bytes for tensor '{}' which has only {} left", dir_.string(), n, tensors_[cur_].name,
+         remaining_in_current());
+  if (n >= buf_.size() / 2) {
+    flush();
+    write_all(data, n);
+  } else {
+    if (buf_used_ + n > buf_.size()) flush();
+    std::memcpy(buf_.data() + buf_used_, data, n);
+    buf_used_ += n;
+  }
+  written_in_cur_ += n;
+  while (cur_ < tensors_.size() && written_in_cur_ == tensors_[cur_].nbytes()) {
+    ++cur_;
+    written_in_cur_ = 0;
+    if (cur_ < tensors_.size() && shard_of_[cur_] != open_shard_) open_shard(shard_of_[cur_]);
+  }
+}
+
+void SafetensorsWriter::finish() {
+  if (finished_) return;
+  if (cur_ < tensors_.size())
+    fail("{}: writer: tensor '{}' incomplete ({} of {} bytes)", dir_.string(), tensors_[cur_].name, written_in_cur_,
+         tensors_[cur_].nbytes());
+  // Shards after the last non-empty tensor (only zero-byte tensors) still need headers.
+  for (size_t s = open_shard_ + 1; s < shards_.size(); ++s) open_shard(s);
+  flush();
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+  if (files_.size() > 1) {
+    json idx;
+    idx["metadata"] = {{"total_size", total_}};
+    idx["weight_map"] = weight_map_;
+    write_file_atomic(dir_ / "model.safetensors.index.json", idx.dump(2) + "\n");
+  }
+  finished_ = true;
+}
+
+void write_safetensors_file(const fs::path& path, const std::vector<TensorSpec>& tensors,
+                            const std::vector<const void*>& data) {
+  std::string img = safetensors_header(tensors);
+  for (size_t i = 0; i < tensors.size(); ++i)
+    img.append(static_cast<const char*>(data[i]), tensors[i].nbytes());
+  write_file_atomic(path, img);
+}
+
+}  // namespace rvec::io

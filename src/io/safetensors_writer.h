@@ -1,0 +1,81 @@
+// Streaming safetensors writer: the names, dtypes and shapes of all tensors are
+// known up front, so each shard's header is written first and tensor data is then
+// appended in order, chunk by chunk, through a large buffer (never a whole model in
+// memory). Shards: greedy in tensor order up to `shard_size` bytes of tensor data
+// (a tensor larger than that gets a shard of its own); one shard is written as
+// model.safetensors, several as model-0000i-of-0000K.safetensors plus
+// model.safetensors.index.json ({"metadata": {"total_size"}, "weight_map"}).
+// Header metadata is {"format": "pt"}; headers are space-padded to 8 bytes as HF does.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace rvec::io {
+
+constexpr uint64_t kDefaultShardSize = 5'000'000'000ull;  // 5 GB, as transformers' save_pretrained
+
+struct TensorSpec {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  uint64_t numel() const;
+  uint64_t nbytes() const { return numel() * dtype_size(dtype); }
+};
+
+class SafetensorsWriter {
+ public:
+  // Creates the shard files in `dir` (which must exist) and writes their headers.
+  SafetensorsWriter(const std::filesystem::path& dir, std::vector<TensorSpec> tensors,
+                    uint64_t shard_size = kDefaultShardSize);
+  ~SafetensorsWriter();
+  SafetensorsWriter(const SafetensorsWriter&) = delete;
+  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+
+  // Appends bytes of the current tensor (tensors are filled in the order given;
+  // a call never spans two tensors). Moves to the next tensor when one is full.
+  void append(const void* data, size_t n);
+  // Index of the tensor being filled (== tensors().size() when all are complete).
+  size_t current() const { return cur_; }
+  uint64_t remaining_in_current() const;
+  // Flushes, fsyncs, closes the files and writes the index when sharded. Throws if
+  // some tensor is incomplete.
+  void finish();
+
+  const std::vector<TensorSpec>& tensors() const { return tensors_; }
+  const std::vector<std::string>& files() const { return files_; }  // file names
+  const std::map<std::string, std::string>& weight_map() const { return weight_map_; }
+  uint64_t total_size() const { return total_; }
+
+ private:
+  void open_shard(size_t s);
+  void flush();
+  void write_all(const void* p, size_t n);
+  std::filesystem::path dir_;
+  std::vector<TensorSpec> tensors_;
+  std::vector<size_t> shard_of_;              // tensor -> shard
+  std::vector<std::vector<size_t>> shards_;   // shard -> tensors
+  std::vector<std::string> files_;
+  std::map<std::string, std::string> weight_map_;
+  uint64_t total_ = 0;
+  size_t cur_ = 0, open_shard_ = size_t(-1);
+  uint64_t written_in_cur_ = 0;
+  int fd_ = -1;
+  std::vector<char> buf_;
+  size_t buf_used_ = 0;
+  bool finished_ = false;
+};
+
+// Builds the header bytes (u64 length + padded JSON) for tensors laid out in order.
+std::string safetensors_header(const std::vector<TensorSpec>& tensors);
+
+// Writes a complete single-file safetensors image from in-memory tensor data (for
+// tests and small outputs). data[i] must hold tensors[i].nbytes() bytes.
+void write_safetensors_file(const std::filesystem::path& path, const std::vector<TensorSpec>& tensors,
+                            const std::vector<const void*>& data);
+
+}  // namespace rvec::io
