@@ -1,0 +1,244 @@
+#include "exp/config.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "core/atomic_output.h"
+#include "core/error.h"
+
+namespace fs = std::filesystem;
+
+namespace rvec::experiment {
+
+std::string TaskConfig::key() const {
+  return fmt::format("{}|limit={}|fewshot={}|chat={}|maxgen={}|data={}", name, limit, num_fewshot, chat ? 1 : 0,
+                     max_gen_tokens, data_dir);
+}
+
+std::string ConditionConfig::key() const {
+  std::string p;
+  for (auto& s : perturb) p += (p.empty() ? "" : ",") + s;
+  return fmt::format("{}|think={}|perturb={}", name, think ? 1 : 0, p);
+}
+
+const fs::path& ExperimentConfig::model_path(const std::string& n) const {
+  auto it = models.find(n);
+  if (it == models.end()) fail("{}: model '{}' is used but not listed under `models`", origin, n);
+  return it->second;
+}
+
+std::string format_alpha(double a) {
+  for (int prec = 1; prec <= 17; ++prec) {
+    std::string s = fmt::format("{:.{}g}", a, prec);
+    if (std::stod(s) == a) return s == "-0" ? "0" : s;
+  }
+  return fmt::format("{}", a);
+}
+
+namespace {
+
+struct Ctx {
+  std::string origin;
+  [[noreturn]] void err(const YAML::Node& n, const std::string& what) const {
+    if (n.Mark().is_null()) fail("{}: {}", origin, what);
+    fail("{}:{}: {}", origin, n.Mark().line + 1, what);
+  }
+  void keys(const YAML::Node& n, const std::string& where, std::initializer_list<const char*> allowed) const {
+    if (!n.IsMap()) err(n, where + " must be a mapping");
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      std::string k = it->first.as<std::string>();
+      if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return k == a; })) {
+        std::string list;
+        for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+        err(it->first, fmt::format("unknown key '{}' in {} (allowed: {})", k, where, list));
+      }
+    }
+  }
+  template <typename T>
+  T as(const YAML::Node& n, const std::string& what) const {
+    try {
+      return n.as<T>();
+    } catch (const YAML::Exception&) {
+      err(n, fmt::format("{}: cannot read '{}' as the expected type", what, YAML::Dump(n)));
+    }
+  }
+};
+
+std::pair<std::string, std::string> parse_expr(const Ctx& c, const YAML::Node& n, const std::string& expr) {
+  // "tuned - base"
+  auto pos = expr.find('-');
+  if (pos == std::string::npos) c.err(n, fmt::format("vector expression '{}' must be 'TUNED - BASE'", expr));
+  auto trim = [](std::string s) {
+    s.erase(0, s.find_first_not_of(" \t"));
+    s.erase(s.find_last_not_of(" \t") + 1);
+    return s;
+  };
+  std::string a = trim(expr.substr(0, pos)), b = trim(expr.substr(pos + 1));
+  if (a.empty() || b.empty() || b.find('-') != std::string::npos)
+    c.err(n, fmt::format("vector expression '{}' must be 'TUNED - BASE'", expr));
+  return {a, b};
+}
+
+}  // namespace
+
+ExperimentConfig parse_config(const std::string& yaml, const fs::path& base_dir, const std::string& origin) {
+  Ctx c{origin};
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    fail("{}: invalid YAML: {}", origin, e.what());
+  }
+  ExperimentConfig cfg;
+  cfg.origin = origin;
+  c.keys(root, "the experiment config",
+         {"name", "models", "targets", "vectors", "vector", "alphas", "conditions", "tasks", "random_control", "eval",
+          "out", "keep_models"});
+  auto resolve = [&](const std::string& p) {
+    fs::path q(p);
+    return q.is_absolute() ? q : (base_dir / q).lexically_normal();
+  };
+  if (root["name"]) cfg.name = c.as<std::string>(root["name"], "name");
+  if (!root["models"] || !root["models"].IsMap()) c.err(root, "`models` (name: path) is required");
+  for (auto it = root["models"].begin(); it != root["models"].end(); ++it)
+    cfg.models[it->first.as<std::string>()] = resolve(c.as<std::string>(it->second, "models"));
+  if (auto t = root["targets"]) {
+    cfg.targets.clear();
+    if (t.IsScalar()) cfg.targets.push_back(t.as<std::string>());
+    else
+      for (auto x : t) cfg.targets.push_back(c.as<std::string>(x, "targets"));
+  }
+  if (root["vectors"] && root["vector"]) c.err(root, "give either `vector` or `vectors`, not both");
+  if (auto v = root["vector"]) {
+    auto [a, b] = parse_expr(c, v, c.as<std::string>(v, "vector"));
+    cfg.vectors = {VectorConfig{"v", a, b}};
+  }
+  if (auto vs = root["vectors"]) {
+    cfg.vectors.clear();
+    if (!vs.IsSequence()) c.err(vs, "`vectors` must be a list");
+    for (auto v : vs) {
+      VectorConfig vc;
+      if (v.IsScalar()) {
+        std::tie(vc.tuned, vc.base) = parse_expr(c, v, v.as<std::string>());
+      } else {
+        c.keys(v, "a vector", {"name", "expr", "tuned", "base"});
+        if (v["name"]) vc.name = c.as<std::string>(v["name"], "vector name");
+        if (v["expr"]) std::tie(vc.tuned, vc.base) = parse_expr(c, v, c.as<std::string>(v["expr"], "expr"));
+        if (v["tuned"]) vc.tuned = c.as<std::string>(v["tuned"], "tuned");
+        if (v["base"]) vc.base = c.as<std::string>(v["base"], "base");
+      }
+      cfg.vectors.push_back(vc);
+    }
+  }
+  if (auto a = root["alphas"]) {
+    cfg.alphas.clear();
+    for (auto x : a) cfg.alphas.push_back(c.as<double>(x, "alphas"));
+  }
+  if (auto cs = root["conditions"]) {
+    cfg.conditions.clear();
+    for (auto x : cs) {
+      ConditionConfig cc;
+      if (x.IsScalar()) {
+        std::string s = x.as<std::string>();
+        cc.name = s;
+        if (s == "think") cc.think = true;
+        else if (s.rfind("perturb:", 0) == 0) {
+          std::string rest = s.substr(8);
+          size_t p = 0;
+          while (p <= rest.size()) {
+            size_t e = rest.find(',', p);
+            if (e == std::string::npos) e = rest.size();
+            if (e > p) cc.perturb.push_back(rest.substr(p, e - p));
+            p = e + 1;
+          }
+          if (cc.perturb.empty()) c.err(x, "condition 'perturb:' names no perturbation");
+        } else if (s != "plain") {
+          c.err(x, fmt::format("unknown condition '{}' (plain, think, perturb:NAME[,NAME], or a mapping)", s));
+        }
+      } else {
+        c.keys(x, "a condition", {"name", "think", "perturb"});
+        if (!x["name"]) c.err(x, "a condition mapping needs a `name`");
+        cc.name = c.as<std::string>(x["name"], "condition name");
+        if (x["think"]) cc.think = c.as<bool>(x["think"], "think");
+        if (auto p = x["perturb"]) {
+          if (p.IsScalar()) cc.perturb.push_back(p.as<std::string>());
+          else
+            for (auto y : p) cc.perturb.push_back(c.as<std::string>(y, "perturb"));
+        }
+      }
+      cfg.conditions.push_back(cc);
+    }
+  }
+  if (!root["tasks"] || !root["tasks"].IsSequence() || root["tasks"].size() == 0)
+    c.err(root, "`tasks` (a non-empty list) is required");
+  for (auto t : root["tasks"]) {
+    TaskConfig tc;
+    if (t.IsScalar()) {
+      tc.name = t.as<std::string>();
+    } else {
+      c.keys(t, "a task", {"name", "limit", "num_fewshot", "chat", "max_gen_tokens", "data_dir"});
+      if (!t["name"]) c.err(t, "a task needs a `name`");
+      tc.name = c.as<std::string>(t["name"], "task name");
+      if (t["limit"]) tc.limit = c.as<int64_t>(t["limit"], "limit");
+      if (t["num_fewshot"]) tc.num_fewshot = c.as<int>(t["num_fewshot"], "num_fewshot");
+      if (t["chat"]) tc.chat = c.as<bool>(t["chat"], "chat");
+      if (t["max_gen_tokens"]) tc.max_gen_tokens = c.as<int>(t["max_gen_tokens"], "max_gen_tokens");
+      if (t["data_dir"]) tc.data_dir = resolve(c.as<std::string>(t["data_dir"], "data_dir")).string();
+    }
+    cfg.tasks.push_back(tc);
+  }
+  if (auto r = root["random_control"]) {
+    if (r.IsScalar()) {
+      cfg.control.enabled = c.as<bool>(r, "random_control");
+    } else {
+      c.keys(r, "random_control", {"seed", "alphas", "enabled"});
+      if (r["enabled"]) cfg.control.enabled = c.as<bool>(r["enabled"], "enabled");
+      if (r["seed"]) cfg.control.seed = c.as<uint64_t>(r["seed"], "seed");
+      if (r["alphas"]) {
+        cfg.control.alphas.clear();
+        for (auto x : r["alphas"]) cfg.control.alphas.push_back(c.as<double>(x, "random_control.alphas"));
+      }
+    }
+  }
+  if (auto e = root["eval"]) {
+    c.keys(e, "eval", {"threads", "batch", "seed"});
+    if (e["threads"]) cfg.threads = c.as<int>(e["threads"], "threads");
+    if (e["batch"]) cfg.batch = c.as<int>(e["batch"], "batch");
+    if (e["seed"]) cfg.seed = c.as<uint64_t>(e["seed"], "seed");
+  }
+  if (root["out"]) cfg.out = resolve(c.as<std::string>(root["out"], "out"));
+  if (root["keep_models"]) cfg.keep_models = c.as<bool>(root["keep_models"], "keep_models");
+
+  // Validation.
+  if (cfg.targets.empty()) fail("{}: `targets` is empty", origin);
+  for (auto& t : cfg.targets) cfg.model_path(t);
+  std::set<std::string> vnames;
+  for (auto& v : cfg.vectors) {
+    cfg.model_path(v.tuned), cfg.model_path(v.base);
+    if (!vnames.insert(v.name).second) fail("{}: two vectors are named '{}'", origin, v.name);
+  }
+  if (cfg.alphas.empty()) fail("{}: `alphas` is empty", origin);
+  for (double a : cfg.alphas)
+    if (!std::isfinite(a)) fail("{}: alpha {} is not finite", origin, a);
+  std::set<std::string> cnames;
+  for (auto& cc : cfg.conditions)
+    if (!cnames.insert(cc.name).second) fail("{}: two conditions are named '{}'", origin, cc.name);
+  std::set<std::string> tnames;
+  for (auto& t : cfg.tasks) {
+    if (!tnames.insert(t.name).second) fail("{}: task '{}' is listed twice", origin, t.name);
+    if (t.limit == 0 || t.limit < -1) fail("{}: task '{}': limit must be positive", origin, t.name);
+  }
+  if (cfg.batch < 1) fail("{}: eval.batch must be >= 1", origin);
+  return cfg;
+}
+
+ExperimentConfig load_config(const fs::path& file) {
+  return parse_config(read_file(file), file.parent_path().empty() ? fs::path(".") : file.parent_path(),
+                      file.string());
+}
+
+}  // namespace rvec::experiment

@@ -1,0 +1,85 @@
+// The experiment configuration (YAML, read with yaml-cpp). Example (examples/toy.yaml):
+//
+//   name: toy
+//   models:            # name -> HF model directory (relative paths: against the config's folder)
+//     sft: ../data/toy/sft
+//     grpo: ../data/toy/grpo
+//     instruct: ../data/toy/instruct
+//   targets: [instruct]                 # models the vectors are added to (default: [instruct])
+//   vectors:                            # default: [{name: v, expr: "grpo - sft"}]
+//     - {name: v, expr: "grpo - sft"}
+//   alphas: [-1, 0, 0.25, 0.5, 0.75, 1, 1.5]   # the default
+//   conditions: [plain, think]          # or {name: NAME, think: bool, perturb: [distractor, ...]}
+//   tasks:
+//     - {name: toy_arith, limit: 300, chat: true, num_fewshot: 0, max_gen_tokens: 96}
+//   random_control: {seed: 1234, alphas: [1, -1]}   # or `random_control: false`
+//   eval: {threads: 0, batch: 16, seed: 1234}
+//   out: rvec-experiment
+//   keep_models: false
+//
+// Unknown keys are errors (a typo must not silently change the experiment).
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace rvec::experiment {
+
+struct TaskConfig {
+  std::string name;
+  int64_t limit = -1;       // -1: the whole evaluation split
+  int num_fewshot = -1;     // -1: the task's default
+  bool chat = false;        // apply the model's chat template
+  int max_gen_tokens = 0;   // 0: the task's default
+  std::string data_dir;     // "" : the shipped data
+  // Canonical description of everything that changes the task's scores (cache identity).
+  std::string key() const;
+};
+
+struct ConditionConfig {
+  std::string name = "plain";
+  bool think = false;
+  std::vector<std::string> perturb;
+  std::string key() const;
+};
+
+struct VectorConfig {
+  std::string name = "v";
+  std::string tuned = "grpo", base = "sft";  // v = tuned - base (model names)
+};
+
+struct ControlConfig {
+  bool enabled = true;
+  uint64_t seed = 1234;
+  std::vector<double> alphas{1.0, -1.0};
+};
+
+struct ExperimentConfig {
+  std::string name = "experiment";
+  std::map<std::string, std::filesystem::path> models;
+  std::vector<std::string> targets{"instruct"};
+  std::vector<VectorConfig> vectors{VectorConfig{}};
+  std::vector<double> alphas{-1, 0, 0.25, 0.5, 0.75, 1, 1.5};
+  std::vector<ConditionConfig> conditions{ConditionConfig{}};
+  std::vector<TaskConfig> tasks;
+  ControlConfig control;
+  std::filesystem::path out = "rvec-experiment";
+  bool keep_models = false;
+  int threads = 0, batch = 16;
+  uint64_t seed = 1234;
+
+  const std::filesystem::path& model_path(const std::string& name) const;  // throws naming the config
+  std::string origin;  // the config file (for messages)
+};
+
+// `base_dir` resolves relative model paths and `out`; `origin` names the source in errors.
+ExperimentConfig parse_config(const std::string& yaml, const std::filesystem::path& base_dir,
+                              const std::string& origin);
+ExperimentConfig load_config(const std::filesystem::path& file);
+
+// "0.25", "-1", "1.5": the shortest decimal that round-trips through the config.
+std::string format_alpha(double a);
+
+}  // namespace rvec::experiment

@@ -1,0 +1,94 @@
+#include "exp/config.h"
+
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+
+using namespace rvec::experiment;
+
+TEST(ExpConfig, DefaultsAndResolution) {
+  auto c = parse_config(R"(
+models: {sft: m/sft, grpo: /abs/grpo, instruct: m/instruct}
+tasks: [toy_arith]
+)",
+                        "/base", "t.yaml");
+  EXPECT_EQ(c.model_path("sft"), "/base/m/sft");
+  EXPECT_EQ(c.model_path("grpo"), "/abs/grpo");
+  ASSERT_EQ(c.targets.size(), 1u);
+  EXPECT_EQ(c.targets[0], "instruct");
+  ASSERT_EQ(c.vectors.size(), 1u);
+  EXPECT_EQ(c.vectors[0].tuned, "grpo");
+  EXPECT_EQ(c.vectors[0].base, "sft");
+  EXPECT_EQ(c.alphas, (std::vector<double>{-1, 0, 0.25, 0.5, 0.75, 1, 1.5}));
+  ASSERT_EQ(c.conditions.size(), 1u);
+  EXPECT_EQ(c.conditions[0].name, "plain");
+  EXPECT_TRUE(c.control.enabled);
+  EXPECT_EQ(c.control.alphas, (std::vector<double>{1, -1}));
+  EXPECT_EQ(c.tasks[0].limit, -1);
+  EXPECT_FALSE(c.keep_models);
+}
+
+TEST(ExpConfig, FullConfig) {
+  auto c = parse_config(R"(
+name: paper
+models: {a: A, b: B, t1: T1, t2: T2}
+targets: [t1, t2]
+vectors:
+  - {name: reason, expr: "b - a"}
+alphas: [0, 0.5]
+conditions: [plain, think, "perturb:distractor,shuffle", {name: both, think: true, perturb: [distractor]}]
+tasks:
+  - {name: gsm8k, limit: 50, num_fewshot: 5, chat: true, max_gen_tokens: 64}
+  - sciq
+random_control: {seed: 7, alphas: [1]}
+eval: {threads: 2, batch: 8, seed: 3}
+out: results
+keep_models: true
+)",
+                        "/cfg", "t.yaml");
+  EXPECT_EQ(c.name, "paper");
+  EXPECT_EQ(c.targets, (std::vector<std::string>{"t1", "t2"}));
+  EXPECT_EQ(c.vectors[0].name, "reason");
+  EXPECT_EQ(c.vectors[0].tuned, "b");
+  EXPECT_EQ(c.vectors[0].base, "a");
+  ASSERT_EQ(c.conditions.size(), 4u);
+  EXPECT_TRUE(c.conditions[1].think);
+  EXPECT_EQ(c.conditions[2].perturb, (std::vector<std::string>{"distractor", "shuffle"}));
+  EXPECT_TRUE(c.conditions[3].think);
+  EXPECT_EQ(c.tasks[0].limit, 50);
+  EXPECT_EQ(c.tasks[0].num_fewshot, 5);
+  EXPECT_TRUE(c.tasks[0].chat);
+  EXPECT_EQ(c.tasks[1].name, "sciq");
+  EXPECT_NE(c.tasks[0].key(), c.tasks[1].key());
+  EXPECT_EQ(c.control.seed, 7u);
+  EXPECT_EQ(c.threads, 2);
+  EXPECT_EQ(c.batch, 8);
+  EXPECT_EQ(c.out, "/cfg/results");
+  EXPECT_TRUE(c.keep_models);
+}
+
+TEST(ExpConfig, Errors) {
+  auto bad = [](const std::string& y) { return [y] { parse_config(y, "/b", "bad.yaml"); }; };
+  EXPECT_THROW(bad("models: {a: x}\ntasks: [t]\n")(), rvec::Error);  // default target/vector models missing
+  EXPECT_THROW(bad("models: {sft: a, grpo: b, instruct: c}\ntasks: [t]\nalpha: [1]\n")(), rvec::Error);  // typo
+  EXPECT_THROW(bad("models: {sft: a, grpo: b, instruct: c}\n")(), rvec::Error);  // no tasks
+  EXPECT_THROW(bad("models: {sft: a, grpo: b, instruct: c}\ntasks: [t]\nvector: grpo\n")(), rvec::Error);
+  EXPECT_THROW(bad("models: {sft: a, grpo: b, instruct: c}\ntasks: [t]\nconditions: [bogus]\n")(), rvec::Error);
+  EXPECT_THROW(bad("models: {sft: a, grpo: b, instruct: c}\ntasks: [{name: t, limit: 0}]\n")(), rvec::Error);
+  EXPECT_THROW(bad("models: {sft: a, grpo: b, instruct: c}\ntasks: [{name: t, limit: x}]\n")(), rvec::Error);
+  EXPECT_THROW(bad("models: [\n")(), rvec::Error);
+  try {
+    bad("models: {sft: a, grpo: b, instruct: c}\ntasks: [t]\nalpha: [1]\n")();
+  } catch (const rvec::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.yaml:3"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("alpha"), std::string::npos);
+  }
+}
+
+TEST(ExpConfig, FormatAlpha) {
+  EXPECT_EQ(format_alpha(0.25), "0.25");
+  EXPECT_EQ(format_alpha(-1), "-1");
+  EXPECT_EQ(format_alpha(1.5), "1.5");
+  EXPECT_EQ(format_alpha(-0.0), "0");
+  EXPECT_EQ(format_alpha(0.1), "0.1");
+}
