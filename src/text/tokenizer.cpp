@@ -1,0 +1,770 @@
+// Byte-level BPE tokenizer compatible with Hugging Face tokenizers (see tokenizer.h).
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "text/tokenizer.h"
+
+#include <pcre2.h>
+#include <unicode/unorm2.h>
+#include <unicode/ustring.h>
+
+#include <algorithm>
+#include <cctype>
+#include <array>
+#include <deque>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <queue>
+#include <shared_mutex>
+#include <unordered_map>
+
+#include "core/atomic_output.h"
+#include "core/error.h"
+
+namespace rvec::text {
+
+using json = nlohmann::json;
+
+// ---------------------------------------------------------------- UTF-8 helpers
+namespace {
+
+// Length of the well-formed UTF-8 sequence at p (1..4), or 0 if invalid. `consumed`
+// gets the length of the maximal valid prefix (>= 1 for an invalid one), `truncated`
+// tells whether the sequence was cut short by the end of input while still valid.
+size_t utf8_seq(const unsigned char* p, size_t n, size_t& consumed, bool& truncated) {
+  truncated = false;
+  unsigned char c = p[0];
+  if (c < 0x80) {
+    consumed = 1;
+    return 1;
+  }
+  size_t need;
+  unsigned char lo = 0x80, hi = 0xBF;
+  if (c >= 0xC2 && c <= 0xDF) {
+    need = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    need = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    need = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    consumed = 1;
+    return 0;
+  }
+  size_t i = 1;
+  for (; i < need; ++i) {
+    if (i >= n) {
+      consumed = i;
+      truncated = true;
+      return 0;
+    }
+    unsigned char b = p[i];
+    unsigned char l = i == 1 ? lo : 0x80, h = i == 1 ? hi : 0xBF;
+    if (b < l || b > h) {
+      consumed = i;
+      return 0;
+    }
+  }
+  consumed = need;
+  return need;
+}
+
+// Number of trailing bytes that form a valid but incomplete sequence.
+size_t utf8_incomplete_tail(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  size_t i = 0, n = s.size();
+  while (i < n) {
+    size_t consumed;
+    bool truncated;
+    size_t len = utf8_seq(p + i, n - i, consumed, truncated);
+    if (len) {
+      i += len;
+    } else {
+      if (truncated) return n - i;
+      i += consumed;
+    }
+  }
+  return 0;
+}
+
+uint32_t decode_cp(const unsigned char* p, size_t len) {
+  switch (len) {
+    case 1: return p[0];
+    case 2: return (uint32_t(p[0] & 0x1F) << 6) | (p[1] & 0x3F);
+    case 3: return (uint32_t(p[0] & 0x0F) << 12) | (uint32_t(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
+    default:
+      return (uint32_t(p[0] & 0x07) << 18) | (uint32_t(p[1] & 0x3F) << 12) | (uint32_t(p[2] & 0x3F) << 6) |
+             (p[3] & 0x3F);
+  }
+}
+
+void append_cp(std::string& out, uint32_t cp) {
+  if (cp < 0x80) {
+    out += char(cp);
+  } else if (cp < 0x800) {
+    out += char(0xC0 | (cp >> 6));
+    out += char(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += char(0xE0 | (cp >> 12));
+    out += char(0x80 | ((cp >> 6) & 0x3F));
+    out += char(0x80 | (cp & 0x3F));
+  } else {
+    out += char(0xF0 | (cp >> 18));
+    out += char(0x80 | ((cp >> 12) & 0x3F));
+    out += char(0x80 | ((cp >> 6) & 0x3F));
+    out += char(0x80 | (cp & 0x3F));
+  }
+}
+
+// GPT-2's bytes_to_unicode: printable bytes map to themselves, the rest to 256 + n.
+struct ByteMap {
+  std::array<uint32_t, 256> to_cp{};
+  std::unordered_map<uint32_t, unsigned char> to_byte;
+  ByteMap() {
+    uint32_t n = 0;
+    for (int b = 0; b < 256; ++b) {
+      bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+      to_cp[b] = printable ? uint32_t(b) : 256 + n++;
+      to_byte[to_cp[b]] = static_cast<unsigned char>(b);
+    }
+  }
+};
+const ByteMap& byte_map() {
+  static const ByteMap m;
+  return m;
+}
+
+// ByteLevel decoder on one token: every char mapped back to its byte, or, if some
+// char is outside the byte alphabet, the token's own UTF-8 (as HF does).
+std::string byte_level_decode(const std::string& tok) {
+  const auto& bm = byte_map();
+  std::string out;
+  out.reserve(tok.size());
+  const auto* p = reinterpret_cast<const unsigned char*>(tok.data());
+  size_t i = 0, n = tok.size();
+  while (i < n) {
+    size_t consumed;
+    bool truncated;
+    size_t len = utf8_seq(p + i, n - i, consumed, truncated);
+    if (!len) return tok;
+    auto it = bm.to_byte.find(decode_cp(p + i, len));
+    if (it == bm.to_byte.end()) return tok;
+    out += char(it->second);
+    i += len;
+  }
+  return out;
+}
+
+bool is_ascii(std::string_view s) {
+  for (char c : s)
+    if (static_cast<unsigned char>(c) >= 0x80) return false;
+  return true;
+}
+
+std::string nfc(std::string_view s, const std::string& origin) {
+  if (is_ascii(s)) return std::string(s);
+  UErrorCode st = U_ZERO_ERROR;
+  const UNormalizer2* norm = unorm2_getNFCInstance(&st);
+  if (U_FAILURE(st)) fail("{}: NFC normalizer unavailable: {}", origin, u_errorName(st));
+  int32_t len16 = 0;
+  st = U_ZERO_ERROR;
+  u_strFromUTF8(nullptr, 0, &len16, s.data(), int32_t(s.size()), &st);
+  if (st != U_BUFFER_OVERFLOW_ERROR && U_FAILURE(st)) fail("{}: NFC: bad UTF-8 ({})", origin, u_errorName(st));
+  std::vector<UChar> src(size_t(len16) + 1);
+  st = U_ZERO_ERROR;
+  u_strFromUTF8(src.data(), len16 + 1, &len16, s.data(), int32_t(s.size()), &st);
+  if (U_FAILURE(st)) fail("{}: NFC: bad UTF-8 ({})", origin, u_errorName(st));
+  st = U_ZERO_ERROR;
+  if (unorm2_isNormalized(norm, src.data(), len16, &st) && U_SUCCESS(st)) return std::string(s);
+  st = U_ZERO_ERROR;
+  int32_t out_len = unorm2_normalize(norm, src.data(), len16, nullptr, 0, &st);
+  std::vector<UChar> dst(size_t(out_len) + 1);
+  st = U_ZERO_ERROR;
+  out_len = unorm2_normalize(norm, src.data(), len16, dst.data(), out_len + 1, &st);
+  if (U_FAILURE(st)) fail("{}: NFC normalization failed ({})", origin, u_errorName(st));
+  int32_t len8 = 0;
+  st = U_ZERO_ERROR;
+  u_strToUTF8(nullptr, 0, &len8, dst.data(), out_len, &st);
+  std::string out(size_t(len8) + 1, '\0');
+  st = U_ZERO_ERROR;
+  u_strToUTF8(out.data(), len8 + 1, &len8, dst.data(), out_len, &st);
+  if (U_FAILURE(st)) fail("{}: NFC: UTF-16 to UTF-8 failed ({})", origin, u_errorName(st));
+  out.resize(size_t(len8));
+  return out;
+}
+
+// Oniguruma's \s (used by HF tokenizers) also matches U+0085, which PCRE2's UCP \s
+// does not: rewrite \s outside and inside character classes.
+std::string onig_to_pcre2(std::string_view pat) {
+  std::string out;
+  bool in_class = false;
+  for (size_t i = 0; i < pat.size(); ++i) {
+    char c = pat[i];
+    if (c == '\\' && i + 1 < pat.size()) {
+      char d = pat[i + 1];
+      if (d == 's') {
+        out += in_class ? "\\s\\x{85}" : "[\\s\\x{85}]";
+      } else if (d == 'S' && !in_class) {
+        out += "[^\\s\\x{85}]";
+      } else {
+        out += c;
+        out += d;
+      }
+      ++i;
+      continue;
+    }
+    if (c == '[' && !in_class) {
+      in_class = true;
+      out += c;
+      if (i + 1 < pat.size() && pat[i + 1] == '^') out += pat[++i];
+      if (i + 1 < pat.size() && pat[i + 1] == ']') out += pat[++i];
+      continue;
+    }
+    if (c == ']' && in_class) in_class = false;
+    out += c;
+  }
+  return out;
+}
+
+struct Pcre2CodeFree {
+  void operator()(pcre2_code* c) const { pcre2_code_free(c); }
+};
+using Regex = std::unique_ptr<pcre2_code, Pcre2CodeFree>;
+
+Regex compile_regex(const std::string& pattern, bool literal, const std::string& origin) {
+  int err = 0;
+  PCRE2_SIZE off = 0;
+  uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+  std::string pat = literal ? pattern : onig_to_pcre2(pattern);
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pat.data()), pat.size(), opts, &err, &off, nullptr);
+  if (!code) {
+    PCRE2_UCHAR buf[256];
+    pcre2_get_error_message(err, buf, sizeof buf);
+    fail("{}: pre_tokenizer regex /{}/ does not compile at offset {}: {}", origin, pattern, off,
+         reinterpret_cast<const char*>(buf));
+  }
+  pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
+  return Regex(code);
+}
+
+constexpr const char* kGpt2Pattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+
+bool ascii_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+bool word_byte(unsigned char c) { return std::isalnum(c) || c == '_' || c >= 0x80; }
+
+}  // namespace
+
+std::string utf8_lossy(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  size_t i = 0, n = bytes.size();
+  while (i < n) {
+    size_t consumed;
+    bool truncated;
+    size_t len = utf8_seq(p + i, n - i, consumed, truncated);
+    if (len) {
+      out.append(bytes.substr(i, len));
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      i += consumed;
+    }
+  }
+  return out;
+}
+
+bool utf8_valid(std::string_view bytes) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  size_t i = 0, n = bytes.size();
+  while (i < n) {
+    if (p[i] < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t consumed;
+    bool truncated;
+    size_t len = utf8_seq(p + i, n - i, consumed, truncated);
+    if (!len) return false;
+    i += len;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------- the tokenizer
+struct AddedToken {
+  int32_t id;
+  std::string content;
+  bool special, lstrip, rstrip, single_word;
+};
+
+struct PreTok {
+  enum Kind { Split, ByteLevel } kind;
+  Regex re;               // Split pattern, or the GPT-2 regex for ByteLevel(use_regex)
+  bool remove = false;    // Split behavior Removed (else Isolated)
+  bool prefix_space = false;
+};
+
+struct Tokenizer::Impl {
+  std::string origin;
+  std::unordered_map<std::string, int32_t> vocab;  // token strings as in the file (incl. added)
+  std::vector<std::string> id_tok;
+  std::vector<std::string> id_bytes;
+  std::vector<uint8_t> present, special;
+  std::vector<AddedToken> added;
+  std::array<std::vector<size_t>, 256> added_by_byte;  // indices into added, longest first
+  std::unordered_map<std::string, int32_t> bytes_to_id;
+  std::array<int32_t, 256> byte_id;
+  std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges;  // (a,b) -> (rank, merged id)
+  bool nfc = false, ignore_merges = false;
+  int32_t unk = -1;
+  size_t id_limit = 65536;  // ids above this are refused (bounded memory on malformed files)
+  std::vector<PreTok> pretoks;
+
+  mutable std::shared_mutex cache_mu;
+  mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
+  static constexpr size_t kCacheMax = 1 << 16, kCacheWordMax = 128;
+
+  void bpe(std::string_view word, std::vector<int32_t>& out) const;
+  void encode_text(std::string_view text, std::vector<int32_t>& out, pcre2_match_data* md) const;
+  void split_regex(const pcre2_code* re, bool remove, std::string_view s, std::vector<std::string_view>& out,
+                   pcre2_match_data* md) const;
+};
+
+namespace {
+
+uint64_t pair_key(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
+
+const json& need(const json& j, const char* key, const std::string& origin, const char* where) {
+  if (!j.is_object() || !j.contains(key)) fail("{}: {} has no \"{}\"", origin, where, key);
+  return j.at(key);
+}
+
+bool get_bool(const json& j, const char* key, bool dflt) {
+  if (!j.is_object() || !j.contains(key) || j.at(key).is_null()) return dflt;
+  return j.at(key).get<bool>();
+}
+
+void parse_normalizer(const json& n, Tokenizer::Impl& t) {
+  if (n.is_null()) return;
+  std::string type = need(n, "type", t.origin, "normalizer").get<std::string>();
+  if (type == "NFC") {
+    t.nfc = true;
+  } else if (type == "Sequence") {
+    for (const auto& sub : need(n, "normalizers", t.origin, "normalizer Sequence")) parse_normalizer(sub, t);
+  } else {
+    fail("{}: unsupported normalizer \"{}\" (supported: NFC, Sequence)", t.origin, type);
+  }
+}
+
+void parse_pretokenizer(const json& p, Tokenizer::Impl& t) {
+  if (p.is_null()) return;
+  std::string type = need(p, "type", t.origin, "pre_tokenizer").get<std::string>();
+  if (type == "Sequence") {
+    for (const auto& sub : need(p, "pretokenizers", t.origin, "pre_tokenizer Sequence")) parse_pretokenizer(sub, t);
+  } else if (type == "Split") {
+    const json& pat = need(p, "pattern", t.origin, "Split pre_tokenizer");
+    PreTok pt{PreTok::Split, nullptr};
+    if (pat.is_object() && pat.contains("Regex")) {
+      pt.re = compile_regex(pat.at("Regex").get<std::string>(), false, t.origin);
+    } else if (pat.is_object() && pat.contains("String")) {
+      pt.re = compile_regex(pat.at("String").get<std::string>(), true, t.origin);
+    } else {
+      fail("{}: Split pre_tokenizer pattern must be {{\"Regex\": ...}} or {{\"String\": ...}}", t.origin);
+    }
+    std::string behavior = need(p, "behavior", t.origin, "Split pre_tokenizer").get<std::string>();
+    if (behavior == "Removed") {
+      pt.remove = true;
+    } else if (behavior != "Isolated") {
+      fail("{}: unsupported Split behavior \"{}\" (supported: Isolated, Removed)", t.origin, behavior);
+    }
+    if (get_bool(p, "invert", false)) fail("{}: Split pre_tokenizer with invert=true is not supported", t.origin);
+    t.pretoks.push_back(std::move(pt));
+  } else if (type == "ByteLevel") {
+    PreTok pt{PreTok::ByteLevel, nullptr};
+    pt.prefix_space = get_bool(p, "add_prefix_space", true);
+    if (get_bool(p, "use_regex", true)) pt.re = compile_regex(kGpt2Pattern, false, t.origin);
+    t.pretoks.push_back(std::move(pt));
+  } else {
+    fail("{}: unsupported pre_tokenizer \"{}\" (supported: Sequence, Split, ByteLevel)", t.origin, type);
+  }
+}
+
+void check_decoder(const json& d, const std::string& origin) {
+  if (d.is_null()) fail("{}: tokenizer without a decoder is not supported (need ByteLevel)", origin);
+  std::string type = need(d, "type", origin, "decoder").get<std::string>();
+  if (type == "Sequence") {
+    for (const auto& sub : need(d, "decoders", origin, "decoder Sequence")) check_decoder(sub, origin);
+  } else if (type != "ByteLevel") {
+    fail("{}: unsupported decoder \"{}\" (supported: ByteLevel)", origin, type);
+  }
+}
+
+void set_token(Tokenizer::Impl& t, int32_t id, const std::string& s) {
+  if (id < 0) fail("{}: negative token id {} for \"{}\"", t.origin, id, s);
+  if (size_t(id) >= t.id_tok.size()) {
+    // Ids must be dense-ish; refuse absurd ids so a malformed file cannot exhaust memory.
+    if (size_t(id) > t.id_limit) fail("{}: token id {} for \"{}\" is out of range", t.origin, id, s);
+    t.id_tok.resize(size_t(id) + 1);
+    t.present.resize(size_t(id) + 1);
+    t.special.resize(size_t(id) + 1);
+  }
+  t.id_tok[size_t(id)] = s;
+  t.present[size_t(id)] = 1;
+  t.vocab[s] = id;
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::from_file(const std::filesystem::path& tokenizer_json) {
+  return from_json_string(read_file(tokenizer_json), tokenizer_json.string());
+}
+
+Tokenizer Tokenizer::from_model_dir(const std::filesystem::path& dir) {
+  auto p = dir / "tokenizer.json";
+  if (!std::filesystem::exists(p)) fail("{}: no tokenizer.json in the model directory", dir.string());
+  return from_file(p);
+}
+
+Tokenizer Tokenizer::from_json_string(std::string_view text, const std::string& origin) {
+  auto t = std::make_shared<Impl>();
+  t->origin = origin;
+  try {
+    json j = json::parse(text);
+    if (!j.is_object()) fail("{}: tokenizer.json is not a JSON object", origin);
+    const json& model = need(j, "model", origin, "tokenizer.json");
+    if (model.contains("type") && !model.at("type").is_null() && model.at("type").get<std::string>() != "BPE")
+      fail("{}: unsupported model type \"{}\" (only BPE)", origin, model.at("type").get<std::string>());
+    for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
+      if (model.contains(k) && !model.at(k).is_null() && !model.at(k).get<std::string>().empty())
+        fail("{}: BPE with {} is not supported", origin, k);
+    if (get_bool(model, "byte_fallback", false)) fail("{}: BPE with byte_fallback is not supported", origin);
+    t->ignore_merges = get_bool(model, "ignore_merges", false);
+
+    const json& vocab = need(model, "vocab", origin, "model");
+    if (!vocab.is_object()) fail("{}: model.vocab is not an object", origin);
+    t->vocab.reserve(vocab.size() * 2);
+    size_t n_added = j.contains("added_tokens") && j.at("added_tokens").is_array() ? j.at("added_tokens").size() : 0;
+    t->id_limit = 2 * (vocab.size() + n_added) + 65536;
+    for (const auto& [tok, id] : vocab.items()) set_token(*t, id.get<int32_t>(), tok);
+    size_t n_model = t->id_tok.size();
+
+    // Byte-level view of the model vocab.
+    t->byte_id.fill(-1);
+    for (size_t id = 0; id < n_model; ++id) {
+      if (!t->present[id]) continue;
+      std::string b = byte_level_decode(t->id_tok[id]);
+      if (b.size() == 1) {
+        const auto& bm = byte_map();
+        // only a genuine byte-level char (not a raw ASCII token outside the alphabet)
+        std::string enc;
+        append_cp(enc, bm.to_cp[static_cast<unsigned char>(b[0])]);
+        if (enc == t->id_tok[id]) t->byte_id[static_cast<unsigned char>(b[0])] = int32_t(id);
+      }
+      t->bytes_to_id.emplace(std::move(b), int32_t(id));
+    }
+    if (model.contains("unk_token") && !model.at("unk_token").is_null()) {
+      auto it = t->vocab.find(model.at("unk_token").get<std::string>());
+      if (it == t->vocab.end()) fail("{}: unk_token is not in the vocab", origin);
+      t->unk = it->second;
+    }
+
+    const json& merges = need(model, "merges", origin, "model");
+    if (!merges.is_array()) fail("{}: model.merges is not an array", origin);
+    t->merges.reserve(merges.size() * 2);
+    int32_t rank = 0;
+    for (const auto& m : merges) {
+      std::string a, b;
+      if (m.is_string()) {
+        const std::string& s = m.get_ref<const std::string&>();
+        size_t sp = s.find(' ');
+        if (sp == std::string::npos) fail("{}: merge {} \"{}\" is not \"a b\"", origin, rank, s);
+        a = s.substr(0, sp);
+        b = s.substr(sp + 1);
+      } else if (m.is_array() && m.size() == 2) {
+        a = m.at(0).get<std::string>();
+        b = m.at(1).get<std::string>();
+      } else {
+        fail("{}: merge {} is neither \"a b\" nor [a, b]", origin, rank);
+      }
+      auto ia = t->vocab.find(a), ib = t->vocab.find(b), iab = t->vocab.find(a + b);
+      if (ia == t->vocab.end() || ib == t->vocab.end() || iab == t->vocab.end())
+        fail("{}: merge {} (\"{}\", \"{}\") uses a token that is not in the vocab", origin, rank, a, b);
+      t->merges.insert_or_assign(pair_key(ia->second, ib->second), std::make_pair(rank, iab->second));
+      ++rank;
+    }
+
+    if (j.contains("added_tokens") && !j.at("added_tokens").is_null()) {
+      for (const auto& a : j.at("added_tokens")) {
+        AddedToken at;
+        at.id = need(a, "id", origin, "added token").get<int32_t>();
+        at.content = need(a, "content", origin, "added token").get<std::string>();
+        if (at.content.empty()) fail("{}: added token {} has empty content", origin, at.id);
+        at.special = get_bool(a, "special", false);
+        at.lstrip = get_bool(a, "lstrip", false);
+        at.rstrip = get_bool(a, "rstrip", false);
+        at.single_word = get_bool(a, "single_word", false);
+        set_token(*t, at.id, at.content);
+        t->added.push_back(std::move(at));
+      }
+    }
+    for (const auto& a : t->added) t->special[size_t(a.id)] = a.special ? 1 : 0;
+    for (size_t i = 0; i < t->added.size(); ++i)
+      t->added_by_byte[static_cast<unsigned char>(t->added[i].content[0])].push_back(i);
+    for (auto& v : t->added_by_byte)
+      std::stable_sort(v.begin(), v.end(),
+                       [&](size_t x, size_t y) { return t->added[x].content.size() > t->added[y].content.size(); });
+
+    t->id_bytes.resize(t->id_tok.size());
+    for (size_t id = 0; id < t->id_tok.size(); ++id)
+      if (t->present[id]) t->id_bytes[id] = byte_level_decode(t->id_tok[id]);
+
+    parse_normalizer(j.value("normalizer", json()), *t);
+    parse_pretokenizer(j.value("pre_tokenizer", json()), *t);
+    check_decoder(j.value("decoder", json()), origin);
+    bool has_byte_level = false;
+    for (const auto& p : t->pretoks) has_byte_level |= p.kind == PreTok::ByteLevel;
+    if (!has_byte_level) fail("{}: pre_tokenizer has no ByteLevel step: only byte-level BPE is supported", origin);
+  } catch (const json::exception& e) {
+    fail("{}: invalid tokenizer.json: {}", origin, e.what());
+  }
+  return Tokenizer(std::move(t));
+}
+
+void Tokenizer::Impl::bpe(std::string_view word, std::vector<int32_t>& out) const {
+  if (word.empty()) return;
+  if (ignore_merges) {
+    auto it = bytes_to_id.find(std::string(word));
+    if (it != bytes_to_id.end()) {
+      out.push_back(it->second);
+      return;
+    }
+  }
+  const bool cacheable = word.size() <= kCacheWordMax;
+  std::string key;
+  if (cacheable) {
+    key.assign(word);
+    std::shared_lock lk(cache_mu);
+    auto it = cache.find(key);
+    if (it != cache.end()) {
+      out.insert(out.end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
+  struct Sym {
+    int32_t id, prev, next;
+    bool alive;
+  };
+  std::vector<Sym> sym;
+  sym.reserve(word.size());
+  for (unsigned char c : word) {
+    int32_t id = byte_id[c];
+    if (id < 0) id = unk;
+    if (id < 0) continue;  // HF drops chars with no token when there is no unk_token
+    int32_t i = int32_t(sym.size());
+    sym.push_back({id, i - 1, i + 1, true});
+  }
+  if (!sym.empty()) sym.back().next = -1;
+  struct Cand {
+    int32_t rank, pos, new_id;
+    bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
+  };
+  std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
+  auto try_push = [&](int32_t pos) {
+    if (pos < 0) return;
+    int32_t nx = sym[size_t(pos)].next;
+    if (nx < 0) return;
+    auto it = merges.find(pair_key(sym[size_t(pos)].id, sym[size_t(nx)].id));
+    if (it != merges.end()) heap.push({it->second.first, pos, it->second.second});
+  };
+  for (int32_t i = 0; i + 1 < int32_t(sym.size()); ++i) try_push(i);
+  while (!heap.empty()) {
+    Cand c = heap.top();
+    heap.pop();
+    Sym& s = sym[size_t(c.pos)];
+    if (!s.alive || s.next < 0) continue;
+    Sym& r = sym[size_t(s.next)];
+    auto it = merges.find(pair_key(s.id, r.id));
+    if (it == merges.end() || it->second.second != c.new_id) continue;
+    s.id = c.new_id;
+    r.alive = false;
+    s.next = r.next;
+    if (s.next >= 0) sym[size_t(s.next)].prev = c.pos;
+    try_push(s.prev);
+    try_push(c.pos);
+  }
+  size_t start = out.size();
+  for (const auto& s : sym)
+    if (s.alive) out.push_back(s.id);
+  if (cacheable) {
+    std::vector<int32_t> ids(out.begin() + std::ptrdiff_t(start), out.end());
+    std::unique_lock lk(cache_mu);
+    if (cache.size() >= kCacheMax) cache.clear();
+    cache.emplace(std::move(key), std::move(ids));
+  }
+}
+
+void Tokenizer::Impl::split_regex(const pcre2_code* re, bool remove, std::string_view s,
+                                  std::vector<std::string_view>& out, pcre2_match_data* md) const {
+  size_t off = 0, prev = 0;
+  const auto* subject = reinterpret_cast<PCRE2_SPTR>(s.data());
+  while (off <= s.size()) {
+    int rc = pcre2_match(re, subject, s.size(), off, PCRE2_NO_UTF_CHECK, md, nullptr);
+    if (rc == PCRE2_ERROR_NOMATCH) break;
+    if (rc < 0) fail("{}: pre_tokenizer regex failed with PCRE2 error {}", origin, rc);
+    PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
+    size_t ms = ov[0], me = ov[1];
+    if (me <= ms) {  // empty match: skip one character
+      if (ms >= s.size()) break;
+      size_t consumed;
+      bool truncated;
+      size_t len = utf8_seq(reinterpret_cast<const unsigned char*>(s.data()) + ms, s.size() - ms, consumed, truncated);
+      off = ms + std::max<size_t>(len, 1);
+      continue;
+    }
+    if (ms > prev) out.push_back(s.substr(prev, ms - prev));
+    if (!remove) out.push_back(s.substr(ms, me - ms));
+    prev = off = me;
+  }
+  if (prev < s.size()) out.push_back(s.substr(prev));
+}
+
+void Tokenizer::Impl::encode_text(std::string_view text, std::vector<int32_t>& out, pcre2_match_data* md) const {
+  if (text.empty()) return;
+  std::string normalized;
+  if (nfc) {
+    normalized = rvec::text::nfc(text, origin);
+    text = normalized;
+  }
+  std::deque<std::string> storage;  // pieces that got a prefix space
+  std::vector<std::string_view> cur{text}, next;
+  for (const auto& pt : pretoks) {
+    next.clear();
+    for (std::string_view piece : cur) {
+      if (pt.kind == PreTok::ByteLevel && pt.prefix_space && !piece.empty() && piece[0] != ' ') {
+        std::string& sp = storage.emplace_back(size_t(1), ' ');
+        sp.append(piece.data(), piece.size());
+        piece = sp;
+      }
+      if (pt.re) {
+        split_regex(pt.re.get(), pt.remove, piece, next, md);
+      } else if (!piece.empty()) {
+        next.push_back(piece);
+      }
+    }
+    std::swap(cur, next);
+  }
+  for (std::string_view piece : cur) bpe(piece, out);
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool parse_special) const {
+  const Impl& t = *impl_;
+  std::string fixed;
+  if (!utf8_valid(text)) {
+    fixed = utf8_lossy(text);
+    text = fixed;
+  }
+  std::vector<int32_t> out;
+  out.reserve(text.size() / 3 + 4);
+  struct MdFree {
+    void operator()(pcre2_match_data* m) const { pcre2_match_data_free(m); }
+  };
+  std::unique_ptr<pcre2_match_data, MdFree> md(pcre2_match_data_create(4, nullptr));
+  if (!md) fail("{}: out of memory for regex match data", t.origin);
+
+  size_t seg = 0, i = 0, n = text.size();
+  while (i < n) {
+    const auto& cands = t.added_by_byte[static_cast<unsigned char>(text[i])];
+    const AddedToken* hit = nullptr;
+    for (size_t ci : cands) {
+      const AddedToken& a = t.added[ci];
+      if (a.special && !parse_special) continue;
+      if (text.compare(i, a.content.size(), a.content) != 0) continue;
+      if (a.single_word) {
+        size_t e = i + a.content.size();
+        if ((i > 0 && word_byte(static_cast<unsigned char>(text[i - 1]))) ||
+            (e < n && word_byte(static_cast<unsigned char>(text[e]))))
+          continue;
+      }
+      hit = &a;
+      break;
+    }
+    if (!hit) {
+      ++i;
+      continue;
+    }
+    size_t start = i, end = i + hit->content.size();
+    if (hit->lstrip)
+      while (start > seg && ascii_space(static_cast<unsigned char>(text[start - 1]))) --start;
+    if (hit->rstrip)
+      while (end < n && ascii_space(static_cast<unsigned char>(text[end]))) ++end;
+    t.encode_text(text.substr(seg, start - seg), out, md.get());
+    out.push_back(hit->id);
+    seg = i = end;
+  }
+  t.encode_text(text.substr(seg), out, md.get());
+  return out;
+}
+
+std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {
+  const Impl& t = *impl_;
+  std::string bytes;
+  for (int32_t id : ids) {
+    if (id < 0 || size_t(id) >= t.id_tok.size() || !t.present[size_t(id)]) continue;
+    if (skip_special && t.special[size_t(id)]) continue;
+    bytes += t.id_bytes[size_t(id)];
+  }
+  return utf8_lossy(bytes);
+}
+
+std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
+  auto it = impl_->vocab.find(std::string(token));
+  if (it == impl_->vocab.end()) return std::nullopt;
+  return it->second;
+}
+
+std::string Tokenizer::id_to_token(int32_t id) const {
+  if (id < 0 || size_t(id) >= impl_->id_tok.size()) return {};
+  return impl_->id_tok[size_t(id)];
+}
+
+size_t Tokenizer::vocab_size() const { return impl_->id_tok.size(); }
+
+bool Tokenizer::is_special(int32_t id) const {
+  return id >= 0 && size_t(id) < impl_->special.size() && impl_->special[size_t(id)];
+}
+
+std::string Tokenizer::token_bytes(int32_t id) const {
+  if (id < 0 || size_t(id) >= impl_->id_bytes.size()) return {};
+  return impl_->id_bytes[size_t(id)];
+}
+
+std::vector<int32_t> Tokenizer::special_ids() const {
+  std::vector<int32_t> out;
+  for (const auto& a : impl_->added)
+    if (a.special) out.push_back(a.id);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// ---------------------------------------------------------------- streaming
+StreamDecoder::StreamDecoder(const Tokenizer& tok, bool skip_special) : tok_(&tok), skip_special_(skip_special) {}
+
+std::string StreamDecoder::push(int32_t id) {
+  if (skip_special_ && tok_->is_special(id)) return {};
+  pending_ += tok_->token_bytes(id);
+  size_t tail = utf8_incomplete_tail(pending_);
+  std::string out = utf8_lossy(std::string_view(pending_).substr(0, pending_.size() - tail));
+  pending_.erase(0, pending_.size() - tail);
+  return out;
+}
+
+std::string StreamDecoder::flush() {
+  std::string out = utf8_lossy(pending_);
+  pending_.clear();
+  return out;
+}
+
+}  // namespace rvec::text

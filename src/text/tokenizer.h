@@ -1,0 +1,72 @@
+// Byte-level BPE tokenizer that reads Hugging Face `tokenizer.json` files (Qwen2/Qwen2.5,
+// Llama-3, GPT-2 style) and reproduces HF tokenizers' ids exactly:
+//   added tokens (matched first, leftmost-longest; lstrip/rstrip/single_word honoured)
+//   -> normalizer (none | NFC | Sequence of those)
+//   -> pre-tokenizer (Split(regex|string, Isolated|Removed) and ByteLevel(use_regex,
+//      add_prefix_space), or a Sequence of them)
+//   -> BPE by merge rank (ignore_merges supported) with a per-word cache.
+// Decoding follows the ByteLevel decoder (invalid UTF-8 becomes U+FFFD, like Rust's
+// String::from_utf8_lossy). Unsupported components raise rvec::Error naming the file.
+// Invalid UTF-8 given to encode() is replaced by U+FFFD first (HF only accepts valid text).
+// A Tokenizer is cheap to copy (shared immutable state); encode/decode are thread-safe.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace rvec::text {
+
+class Tokenizer {
+ public:
+  static Tokenizer from_file(const std::filesystem::path& tokenizer_json);
+  static Tokenizer from_model_dir(const std::filesystem::path& dir);  // dir/tokenizer.json
+  // `origin` names the source in error messages.
+  static Tokenizer from_json_string(std::string_view json, const std::string& origin);
+
+  // No BOS/EOS added (the post-processor is not applied); callers add bos_id() if needed.
+  // parse_special=false: special added tokens are encoded as plain text.
+  std::vector<int32_t> encode(std::string_view text, bool parse_special = true) const;
+  std::string decode(std::span<const int32_t> ids, bool skip_special = false) const;
+  std::optional<int32_t> token_to_id(std::string_view token) const;
+  std::string id_to_token(int32_t id) const;  // "" for an unknown id
+  size_t vocab_size() const;                  // max id + 1 (vocab and added tokens)
+  bool is_special(int32_t id) const;
+
+  // The raw bytes a token stands for (ByteLevel-decoded); used by StreamDecoder.
+  std::string token_bytes(int32_t id) const;
+  // The token ids of special added tokens, in id order.
+  std::vector<int32_t> special_ids() const;
+
+  struct Impl;
+
+ private:
+  explicit Tokenizer(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+  std::shared_ptr<const Impl> impl_;
+};
+
+// Incremental detokenizer: feed ids one by one, get only complete UTF-8 text (never
+// half a character). The concatenation of all push() results and flush() equals
+// Tokenizer::decode of the same ids.
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(const Tokenizer& tok, bool skip_special = false);
+  std::string push(int32_t id);
+  std::string flush();  // whatever is pending (an incomplete character becomes U+FFFD)
+
+ private:
+  const Tokenizer* tok_;
+  bool skip_special_;
+  std::string pending_;
+};
+
+// UTF-8 helpers shared with the chat templates and the CLI.
+// Replaces each maximal invalid subsequence by U+FFFD (Rust from_utf8_lossy semantics).
+std::string utf8_lossy(std::string_view bytes);
+bool utf8_valid(std::string_view bytes);
+
+}  // namespace rvec::text
