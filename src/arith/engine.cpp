@@ -1,0 +1,557 @@
+#include "arith/engine.h"
+
+#include <omp.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <future>
+#include <memory>
+#include <set>
+
+#include "arith/kernels.h"
+#include "arith/regex.h"
+#include "core/atomic_output.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "io/model_dir.h"
+#include "io/model_output.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace rvec::arith::detail {
+
+namespace {
+
+constexpr const char* kEmbed = "model.embed_tokens.weight";
+constexpr const char* kHead = "lm_head.weight";
+constexpr size_t kBlock = size_t(4) << 20;  // elements per block written at once (16 MB of f32)
+constexpr size_t kSub = size_t(64) << 10;   // elements per parallel work item
+
+bool is_vocab_tensor(const std::string& n) { return n == kEmbed || n == kHead; }
+bool computable(DType t) { return is_arith_dtype(t) || t == DType::F64; }
+
+struct Input {
+  std::string name;
+  fs::path path;
+  std::unique_ptr<io::ModelDir> dir;
+  // Resolves an output tensor name through tied embeddings; nullptr if absent.
+  const io::TensorInfo* resolve(const std::string& n) const {
+    if (auto* t = dir->find(n)) return t;
+    if (n == kHead && dir->tie_word_embeddings()) return dir->find(kEmbed);
+    return nullptr;
+  }
+  std::string resolved_name(const std::string& n) const {
+    if (dir->find(n)) return n;
+    return n == kHead ? std::string(kEmbed) : n;
+  }
+};
+
+struct Term {
+  size_t input;
+  double coef;
+  const io::TensorInfo* t;
+  const io::MappedFile* file;
+  uint64_t file_off;  // offset of the tensor's data in its file
+};
+
+struct Plan {
+  io::TensorSpec out;
+  const io::TensorInfo* target = nullptr;
+  std::vector<Term> terms;          // nonzero coefficients, over the common rows
+  uint64_t common_elems = 0;        // elements computed from all terms; the rest copied from target
+  bool copy_only = false;           // non-float tensor copied through
+  bool use_f64 = false;
+};
+
+std::string family(const std::string& arch) {
+  // Qwen2ForCausalLM -> qwen2; LlamaForCausalLM -> llama; MistralForCausalLM -> mistral.
+  std::string a = arch;
+  for (const char* suf : {"ForCausalLM", "Model", "LMHeadModel"}) {
+    size_t p = a.rfind(suf);
+    if (p != std::string::npos && p + std::strlen(suf) == a.size()) {
+      a = a.substr(0, p);
+      break;
+    }
+  }
+  for (auto& c : a) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return a;
+}
+
+double load_f64(DType t, const uint8_t* p, size_t i) {
+  switch (t) {
+    case DType::F64: {
+      double d;
+      std::memcpy(&d, p + i * 8, 8);
+      return d;
+    }
+    case DType::F32: {
+      float f;
+      std::memcpy(&f, p + i * 4, 4);
+      return f;
+    }
+    case DType::BF16: {
+      uint16_t h;
+      std::memcpy(&h, p + i * 2, 2);
+      return bf16_to_f32(h);
+    }
+    case DType::F16: {
+      uint16_t h;
+      std::memcpy(&h, p + i * 2, 2);
+      return f16_to_f32(h);
+    }
+    default: return 0;
+  }
+}
+
+void store_from_f64(DType t, double v, uint8_t* p, size_t i) {
+  if (t == DType::F64) {
+    std::memcpy(p + i * 8, &v, 8);
+    return;
+  }
+  float f = float(v);
+  from_f32(t, &f, p + i * dtype_size(t), 1);
+}
+
+struct Selection {
+  std::optional<Regex> include, exclude;
+  std::vector<std::pair<Regex, double>> scales;
+  double factor(const std::string& n) const {
+    if (include && !include->search(n)) return 0;
+    if (exclude && exclude->search(n)) return 0;
+    double s = 1;
+    for (const auto& [re, f] : scales)
+      if (re.search(n)) s *= f;
+    return s;
+  }
+};
+
+// Per-tensor decision for extract: the lossless storage dtype.
+struct Decision {
+  DType dtype = DType::F32;
+  bool lossless = true;
+};
+
+Decision decide_lossless(const Plan& p, const Term& tuned, const Term& base) {
+  const DType td = tuned.t->dtype, bd = base.t->dtype;
+  const uint64_t n = p.common_elems;
+  if (td == DType::F64 || bd == DType::F64) return {DType::F64, td == bd};
+  std::atomic<bool> bf16_ok{true}, f32_ok{true};
+  const bool same = td == bd;
+  if (!same) return {DType::F32, false};
+  const size_t es = dtype_size(td);
+  const int64_t nsub = int64_t((n + kSub - 1) / kSub);
+#pragma omp parallel
+  {
+    std::vector<float> a(kSub), b(kSub), v(kSub), r(kSub);
+    std::vector<uint8_t> enc(kSub * 4);
+#pragma omp for schedule(dynamic)
+    for (int64_t s = 0; s < nsub; ++s) {
+      if (!f32_ok.load(std::memory_order_relaxed)) continue;
+      const size_t off = size_t(s) * kSub, len = std::min<size_t>(kSub, n - off);
+      to_f32(td, tuned.t->data + off * es, a.data(), len);
+      to_f32(bd, base.t->data + off * es, b.data(), len);
+      for (size_t i = 0; i < len; ++i) v[i] = a[i] - b[i];
+      if (bf16_ok.load(std::memory_order_relaxed))
+        for (size_t i = 0; i < len; ++i)
+          if (bf16_to_f32(f32_to_bf16(v[i])) != v[i] && !std::isnan(v[i])) {
+            bf16_ok = false;
+            break;
+          }
+      for (size_t i = 0; i < len; ++i) r[i] = b[i] + v[i];
+      from_f32(td, r.data(), enc.data(), len);
+      if (std::memcmp(enc.data(), tuned.t->data + off * es, len * es) != 0) f32_ok = false;
+    }
+  }
+  if (f32_ok) return {bf16_ok ? DType::BF16 : DType::F32, true};
+  // Exact in double (almost always): v = t - b in f64, base + v rounded back.
+  bool ok = true;
+  std::vector<uint8_t> enc(es);
+  for (uint64_t i = 0; i < n && ok; ++i) {
+    double t = load_f64(td, tuned.t->data, i), b = load_f64(bd, base.t->data, i);
+    double v = t - b;
+    store_from_f64(td, float(b + v), enc.data(), 0);
+    if (std::memcmp(enc.data(), tuned.t->data + i * es, es) != 0 && !std::isnan(t)) ok = false;
+  }
+  return {DType::F64, ok};
+}
+
+}  // namespace
+
+Report run(const Job& job, const Options& opts) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (opts.out.empty()) fail("no output directory given (-o)");
+  Report rep;
+  rep.out = opts.out;
+  auto warn = [&](std::string w) {
+    if (!opts.quiet) fmt::print(stderr, "rvec: warning: {}\n", w);
+    rep.warnings.push_back(std::move(w));
+  };
+  if (!opts.force && fs::exists(opts.out))
+    fail("output {} already exists (use --force to replace it)", opts.out.string());
+
+  // ---- open and validate every input before anything is written ----
+  std::vector<Input> in(job.paths.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    in[i].name = job.names[i];
+    in[i].path = job.paths[i];
+    const fs::path abs_out = fs::absolute(opts.out).lexically_normal();
+    if (fs::absolute(job.paths[i]).lexically_normal() == abs_out)
+      fail("input '{}' ({}) is also the output directory", job.names[i], job.paths[i].string());
+    in[i].dir = io::ModelDir::open(job.paths[i], false);
+  }
+  const Input& tgt = in[job.target];
+  {
+    std::string fam0, who0;
+    for (auto& x : in) {
+      std::string a = x.dir->architecture();
+      if (a.empty()) continue;
+      if (fam0.empty()) {
+        fam0 = family(a);
+        who0 = x.name;
+      } else if (family(a) != fam0) {
+        fail("architecture mismatch: '{}' is {} but '{}' is {} ({})", who0, fam0, x.name, family(a), x.path.string());
+      }
+    }
+  }
+  Selection sel;
+  if (!opts.include.empty()) sel.include.emplace(opts.include);
+  if (!opts.exclude.empty()) sel.exclude.emplace(opts.exclude);
+  for (const auto& [re, f] : opts.scales) sel.scales.emplace_back(Regex(re), f);
+
+  std::vector<std::string> mismatches;
+  auto mismatch = [&](std::string m) {
+    if (mismatches.size() < 20) mismatches.push_back(std::move(m));
+  };
+  std::vector<Plan> plans;
+  for (const io::TensorInfo* tt : tgt.dir->tensors()) {
+    Plan p;
+    p.target = tt;
+    p.out.name = tt->name;
+    p.out.shape = tt->shape;
+    p.out.dtype = tt->dtype;
+    p.common_elems = tt->numel();
+    const bool comp = computable(tt->dtype);
+    if (!comp) p.copy_only = true;
+    if (comp && opts.out_dtype) p.out.dtype = *opts.out_dtype;
+    int64_t rows = tt->shape.empty() ? 0 : tt->shape[0];
+    int64_t common_rows = rows;
+    for (size_t i = 0; i < in.size(); ++i) {
+      const io::TensorInfo* t = in[i].resolve(tt->name);
+      if (!t) {
+        mismatch(fmt::format("'{}' ({}) has no tensor '{}'", in[i].name, in[i].path.string(), tt->name));
+        continue;
+      }
+      if (t->shape != tt->shape) {
+        bool vocab = is_vocab_tensor(tt->name) && t->shape.size() == 2 && tt->shape.size() == 2 &&
+                     t->shape[1] == tt->shape[1];
+        if (!vocab) {
+          mismatch(fmt::format("tensor '{}': shape {} in '{}' but {} in '{}'", tt->name, tt->shape_str(), tgt.name,
+                               t->shape_str(), in[i].name));
+          continue;
+        }
+        if (opts.strict_vocab) {
+          mismatch(fmt::format("tensor '{}': {} vocabulary rows in '{}' but {} in '{}' (--strict-vocab)", tt->name,
+                               tt->shape[0], tgt.name, t->shape[0], in[i].name));
+          continue;
+        }
+        common_rows = std::min(common_rows, t->shape[0]);
+      }
+      if (!comp || !computable(t->dtype)) {
+        if (t->dtype != tt->dtype)
+          mismatch(fmt::format("tensor '{}': dtype {} in '{}' but {} in '{}'", tt->name, dtype_name(tt->dtype),
+                               tgt.name, dtype_name(t->dtype), in[i].name));
+        continue;
+      }
+      if (p.copy_only) continue;
+      double c = job.coef(i, tt->name);
+      p.terms.push_back({i, c, t, &in[i].dir->file_of(in[i].resolved_name(tt->name)).mapped(),
+                         uint64_t(t->data - in[i].dir->file_of(in[i].resolved_name(tt->name)).mapped().data())});
+    }
+    if (common_rows != rows && rows > 0) {
+      const uint64_t cols = tt->numel() / uint64_t(rows);
+      p.common_elems = uint64_t(common_rows) * cols;
+      if (job.vector_output) {
+        p.out.shape[0] = common_rows;
+        warn(fmt::format("tensor '{}': vocabulary rows differ ({} in '{}', {} in common); the vector keeps the "
+                         "{} common rows",
+                         tt->name, rows, tgt.name, common_rows, common_rows));
+      } else {
+        warn(fmt::format("tensor '{}': vocabulary rows differ; arithmetic on the {} common rows, the {} extra rows "
+                         "of '{}' kept unchanged",
+                         tt->name, common_rows, rows - common_rows, tgt.name));
+      }
+    }
+    plans.push_back(std::move(p));
+  }
+  // Tensors that an input has but the target lacks.
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (i == job.target) continue;
+    for (const io::TensorInfo* t : in[i].dir->tensors()) {
+      if (tgt.resolve(t->name)) continue;
+      if (t->name == kHead && tgt.dir->find(kEmbed)) {
+        warn(fmt::format("'{}' has a separate lm_head.weight but '{}' ties it to embed_tokens; the output stays tied "
+                         "and that lm_head is not used",
+                         in[i].name, tgt.name));
+        continue;
+      }
+      mismatch(fmt::format("'{}' ({}) has tensor '{}' which '{}' lacks", in[i].name, in[i].path.string(), t->name,
+                           tgt.name));
+    }
+  }
+  if (!mismatches.empty()) {
+    std::string msg = fmt::format("inputs do not match ({} problem{}{}):", mismatches.size(),
+                                  mismatches.size() == 1 ? "" : "s", mismatches.size() >= 20 ? ", first 20 shown" : "");
+    for (auto& m : mismatches) msg += "\n  " + m;
+    fail("{}", msg);
+  }
+
+  // ---- selection, scales, output dtypes ----
+  for (auto& p : plans) {
+    if (p.copy_only) continue;
+    const double s = sel.factor(p.out.name);
+    for (auto& t : p.terms) {
+      if (job.vector_output)
+        t.coef *= s;
+      else
+        t.coef = (t.input == job.target) ? 1.0 + s * (t.coef - 1.0) : s * t.coef;
+    }
+    std::erase_if(p.terms, [](const Term& t) { return t.coef == 0.0; });
+  }
+  std::vector<Decision> decisions(plans.size());
+  if (job.extract_lossless && !opts.out_dtype) {
+    Progress pr("checking", plans.size(), "tensors", opts.quiet);
+    for (size_t k = 0; k < plans.size(); ++k) {
+      auto& p = plans[k];
+      pr.add(1);
+      if (p.copy_only) continue;
+      // terms: tuned (+1), base (-1) unless excluded (all zero).
+      const Term* tu = nullptr;
+      const Term* ba = nullptr;
+      for (auto& t : p.terms) (t.input == 0 ? tu : ba) = &t;
+      if (tu && ba && tu->coef == 1.0 && ba->coef == -1.0) {
+        decisions[k] = decide_lossless(p, *tu, *ba);
+      } else {
+        decisions[k] = {p.target->dtype == DType::F64 ? DType::F64 : DType::F32, false};
+        if (p.terms.empty()) decisions[k].dtype = DType::BF16;  // excluded: a zero tensor
+      }
+      p.out.dtype = decisions[k].dtype;
+    }
+    pr.finish();
+  }
+  for (auto& p : plans) {
+    p.use_f64 = p.out.dtype == DType::F64;
+    for (auto& t : p.terms)
+      if (t.t->dtype == DType::F64) p.use_f64 = true;
+  }
+
+  // ---- hashing inputs in the background ----
+  std::vector<std::future<json>> hashes;
+  if (opts.hash_inputs)
+    for (auto& x : in) hashes.push_back(std::async(std::launch::async, [p = x.path] { return io::describe_input(p); }));
+
+  // ---- write ----
+  AtomicDir outdir(opts.out, opts.force);
+  std::vector<io::TensorSpec> specs;
+  for (auto& p : plans) specs.push_back(p.out);
+  io::SafetensorsWriter w(outdir.tmp(), specs, opts.shard_size);
+  const bool compat = opts.mergekit_compat;
+  const DType cdt = job.compat_dtype;
+  auto round_c = [&](float x) {
+    float y = x;
+    uint8_t buf[4];
+    from_f32(cdt, &y, buf, 1);
+    to_f32(cdt, buf, &y, 1);
+    return y;
+  };
+
+  Progress prog(job.operation, w.total_size(), "B", opts.quiet);
+  Progress* bar = &prog;
+  const int nthreads = omp_get_max_threads();
+  const size_t nt = static_cast<size_t>(nthreads);
+  std::vector<std::vector<float>> acc_buf(nt, std::vector<float>(kSub)), tmp_buf(nt, std::vector<float>(kSub)),
+      rt_buf(nt, std::vector<float>(kSub));
+  std::vector<uint8_t> out_buf;
+  for (size_t k = 0; k < plans.size(); ++k) {
+    const Plan& p = plans[k];
+    TensorReport tr;
+    tr.name = p.out.name;
+    tr.dtype = p.out.dtype;
+    tr.lossless = decisions[k].lossless;
+    const uint64_t n = p.out.numel();
+    const size_t osz = dtype_size(p.out.dtype);
+    if (p.copy_only) {
+      w.append(p.target->data, p.target->nbytes());
+      bar->add(p.target->nbytes());
+      rep.tensors.push_back(tr);
+      continue;
+    }
+    for (const auto& t : p.terms) t.file->advise_sequential(t.file_off, t.t->nbytes());
+    double max_err = 0, sq_err = 0;
+    uint64_t nonfinite = 0;
+    for (uint64_t b0 = 0; b0 < n; b0 += kBlock) {
+      const uint64_t b1 = std::min<uint64_t>(n, b0 + kBlock);
+      out_buf.resize(size_t(b1 - b0) * osz);
+      const int64_t nsub = int64_t((b1 - b0 + kSub - 1) / kSub);
+      uint64_t nf = 0;
+      double merr = 0, serr = 0;
+#pragma omp parallel for schedule(dynamic) reduction(+ : nf, serr) reduction(max : merr)
+      for (int64_t s = 0; s < nsub; ++s) {
+        const int tid = omp_get_thread_num();
+        float* acc = acc_buf[size_t(tid)].data();
+        float* tmp = tmp_buf[size_t(tid)].data();
+        const uint64_t off = b0 + uint64_t(s) * kSub, len = std::min<uint64_t>(kSub, b1 - off);
+        uint8_t* dst = out_buf.data() + (off - b0) * osz;
+        // Elements [off, off+len) split into the part inside the common rows and the rest.
+        const uint64_t c_end = std::min<uint64_t>(off + len, std::max<uint64_t>(off, p.common_elems));
+        const uint64_t nc = c_end - off;
+        if (p.use_f64) {
+          for (uint64_t i = 0; i < len; ++i) {
+            const uint64_t e = off + i;
+            double a = 0;
+            if (i < nc) {
+              for (const auto& t : p.terms) a += t.coef * load_f64(t.t->dtype, t.t->data, e);
+            } else {
+              a = load_f64(p.target->dtype, p.target->data, e);
+            }
+            if (!std::isfinite(a)) ++nf;
+            store_from_f64(p.out.dtype, a, dst, i);
+          }
+          continue;
+        }
+        if (nc > 0) {
+          bool first = true;
+          for (const auto& t : p.terms) {
+            const size_t es = dtype_size(t.t->dtype);
+            const float c = float(t.coef);
+            if (compat) {
+              to_f32(t.t->dtype, t.t->data + off * es, tmp, nc);
+              for (uint64_t i = 0; i < nc; ++i) {
+                float x = round_c(round_c(tmp[i]) * round_c(c));
+                acc[i] = first ? x : round_c(acc[i] + x);
+              }
+            } else if (first && c == 1.0f) {
+              to_f32(t.t->dtype, t.t->data + off * es, acc, nc);
+            } else {
+              to_f32(t.t->dtype, t.t->data + off * es, tmp, nc);
+              if (first)
+                scale_into(acc, tmp, c, nc);
+              else
+                axpy(acc, tmp, c, nc);
+            }
+            first = false;
+          }
+          if (first) std::fill(acc, acc + nc, 0.0f);
+        }
+        if (nc < len) {
+          const size_t es = dtype_size(p.target->dtype);
+          to_f32(p.target->dtype, p.target->data + c_end * es, acc + nc, len - nc);
+        }
+        nf += count_nonfinite(acc, len);
+        from_f32(p.out.dtype, acc, dst, len);
+        if (job.vector_output && p.out.dtype != DType::F32) {
+          float* rt = rt_buf[size_t(tid)].data();
+          to_f32(p.out.dtype, dst, rt, len);
+          for (uint64_t i = 0; i < len; ++i) {
+            double d = std::fabs(double(rt[i]) - double(acc[i]));
+            if (std::isfinite(d)) {
+              merr = std::max(merr, d);
+              serr += d * d;
+            }
+          }
+        }
+      }
+      nonfinite += nf;
+      max_err = std::max(max_err, merr);
+      sq_err += serr;
+      w.append(out_buf.data(), out_buf.size());
+      for (const auto& t : p.terms) {
+        const size_t es = dtype_size(t.t->dtype);
+        const uint64_t lo = std::min<uint64_t>(b0, p.common_elems), hi = std::min<uint64_t>(b1, p.common_elems);
+        if (hi > lo) t.file->advise_dontneed(t.file_off + lo * es, (hi - lo) * es);
+      }
+      bar->add(out_buf.size());
+    }
+    tr.nonfinite = nonfinite;
+    tr.max_round_err = max_err;
+    tr.rms_round_err = n ? std::sqrt(sq_err / double(n)) : 0;
+    rep.nonfinite += nonfinite;
+    rep.tensors.push_back(tr);
+  }
+  w.finish();
+  prog.finish();
+  rep.bytes_written = w.total_size();
+  for (auto& t : rep.tensors) rep.dtype_counts[std::string(dtype_name(t.dtype))]++;
+  if (rep.nonfinite) {
+    std::string list;
+    int shown = 0;
+    for (auto& t : rep.tensors)
+      if (t.nonfinite && shown++ < 5) list += fmt::format(" {} ({})", t.name, t.nonfinite);
+    if (opts.strict) fail("{} non-finite values in the result (--strict):{}", rep.nonfinite, list);
+    warn(fmt::format("{} non-finite values in the result:{}", rep.nonfinite, list));
+  }
+  if (job.extract_lossless && !opts.out_dtype)
+    for (auto& t : rep.tensors)
+      if (!t.lossless) warn(fmt::format("tensor '{}': the round trip is not bit-exact", t.name));
+
+  // ---- config, tokenizer, rvec.json ----
+  fs::path donor = opts.donor ? *opts.donor : tgt.path;
+  std::optional<DType> cfg_dtype;
+  {
+    std::map<DType, uint64_t> bytes;
+    for (size_t k = 0; k < plans.size(); ++k)
+      if (!plans[k].copy_only) bytes[plans[k].out.dtype] += plans[k].out.nbytes();
+    uint64_t best = 0;
+    for (auto& [d, b] : bytes)
+      if (b > best) best = b, cfg_dtype = d;
+  }
+  if (fs::exists(donor / "config.json")) {
+    io::copy_donor_files(donor, outdir.tmp(), cfg_dtype);
+  } else if (opts.donor) {
+    fail("{}: donor has no config.json", donor.string());
+  }
+  json rec = job.record;
+  rec["operation"] = job.operation;
+  rec["target"] = tgt.name;
+  rec["donor"] = fs::absolute(donor).lexically_normal().string();
+  json inputs = json::object();
+  for (size_t i = 0; i < in.size(); ++i) {
+    json d = opts.hash_inputs ? hashes[i].get()
+                              : json{{"path", fs::absolute(in[i].path).lexically_normal().string()}};
+    inputs[in[i].name] = d;
+  }
+  rec["inputs"] = inputs;
+  json o = json::object();
+  if (!opts.include.empty()) o["include"] = opts.include;
+  if (!opts.exclude.empty()) o["exclude"] = opts.exclude;
+  for (auto& [re, f] : opts.scales) o["scale"][re] = f;
+  if (opts.out_dtype) o["dtype"] = std::string(dtype_name(*opts.out_dtype));
+  o["mergekit_compat"] = opts.mergekit_compat;
+  o["shard_size"] = opts.shard_size;
+  rec["options"] = o;
+  json tens = json::object();
+  for (auto& t : rep.tensors) {
+    json e = {{"dtype", std::string(dtype_name(t.dtype))}};
+    if (t.nonfinite) e["nonfinite"] = t.nonfinite;
+    if (job.vector_output) {
+      e["max_round_err"] = t.max_round_err;
+      e["rms_round_err"] = t.rms_round_err;
+    }
+    if (job.extract_lossless && !opts.out_dtype) e["lossless"] = t.lossless;
+    tens[t.name] = e;
+  }
+  rec["tensors"] = tens;
+  rec["dtype_counts"] = rep.dtype_counts;
+  rec["nonfinite"] = rep.nonfinite;
+  rec["warnings"] = rep.warnings;
+  rec["output"] = {{"files", w.files()}, {"total_size", w.total_size()}};
+  io::write_rvec_json(outdir.tmp(), rec);
+  rep.record = rec;
+  outdir.commit();
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return rep;
+}
+
+}  // namespace rvec::arith::detail
