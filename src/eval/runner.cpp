@@ -1,0 +1,577 @@
+#include "eval/runner.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <sstream>
+
+#include "core/atomic_output.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "eval/perturb.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace rvec::eval {
+
+std::string cut_at_stop(const std::string& text, const std::vector<std::string>& until) {
+  size_t cut = text.size();
+  for (auto& u : until) {
+    if (u.empty()) continue;
+    size_t p = text.find(u);
+    if (p != std::string::npos) cut = std::min(cut, p);
+  }
+  return text.substr(0, cut);
+}
+
+std::string now_stamp() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H-%M-%S", &tm);
+  return buf;
+}
+
+json Sample::to_json() const {
+  json m = json::object();
+  for (auto& [k, v] : metrics) m[k] = v;
+  return json{{"task", task},     {"doc_id", doc_id}, {"doc", doc},           {"prompt", prompt},
+              {"output", output}, {"target", target}, {"filtered", filtered}, {"metrics", m}};
+}
+
+Task load_task_for(const std::string& name, const EvalOptions& opts) {
+  auto [base, pert] = split_perturbed_name(name);
+  fs::path shipped = opts.shipped_data_dir.empty() ? default_data_root() : fs::path(opts.shipped_data_dir);
+  std::optional<fs::path> user;
+  if (opts.data_dir) user = fs::path(*opts.data_dir);
+  DataSource ds(shipped, user);
+  Task t = load_task(base, ds);
+  if (!pert.empty()) apply_perturbation(pert, t, opts.fewshot_seed);
+  return t;
+}
+
+namespace {
+size_t codepoints(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s)
+    if ((c & 0xC0) != 0x80) n++;
+  return n;
+}
+
+json task_config(const Task& t, const EvalOptions& o, int n_shot) {
+  json filters = json::array();
+  for (auto& f : t.filters) filters.push_back(f.name);
+  json metrics = json::array();
+  if (t.metric == "acc") {
+    metrics.push_back({{"metric", "acc"}, {"aggregation", "mean"}, {"higher_is_better", true}});
+    metrics.push_back({{"metric", "acc_norm"}, {"aggregation", "mean"}, {"higher_is_better", true}});
+  } else if (t.metric == "pass@1") {
+    metrics.push_back({{"metric", "pass@1"}, {"aggregation", "mean"}, {"higher_is_better", true}});
+  } else {
+    metrics.push_back({{"metric", "exact_match"},
+                       {"aggregation", "mean"},
+                       {"higher_is_better", true},
+                       {"ignore_case", t.em.ignore_case},
+                       {"ignore_punctuation", t.em.ignore_punctuation},
+                       {"regexes_to_ignore", t.em.regexes_to_ignore}});
+  }
+  json c = {{"task", t.name},
+            {"group", t.group},
+            {"data_files", t.data_files},
+            {"test_split", t.test_split},
+            {"fewshot_split", t.fewshot_split},
+            {"output_type", t.type == OutputType::Generate ? "generate_until" : "multiple_choice"},
+            {"description", t.description},
+            {"target_delimiter", t.target_delimiter},
+            {"fewshot_delimiter", t.fewshot_delimiter},
+            {"num_fewshot", n_shot},
+            {"fewshot_config",
+             {{"sampler", t.sampler == SamplerKind::FirstN ? "first_n" : "default"}, {"fewshot_seed", o.fewshot_seed}}},
+            {"filter_list", filters},
+            {"metric_list", metrics},
+            {"apply_chat_template", o.chat},
+            {"fewshot_as_multiturn", o.chat},
+            {"think_instruction", o.think ? json(kThinkInstruction) : json(nullptr)},
+            {"perturbation", split_perturbed_name(t.name).second},
+            {"metadata", {{"version", t.version}}}};
+  if (t.type == OutputType::Generate) {
+    c["generation_kwargs"] = {{"until", t.until},
+                              {"max_gen_toks", o.max_gen_tokens ? *o.max_gen_tokens : t.max_gen_toks},
+                              {"do_sample", o.temperature > 0},
+                              {"temperature", o.temperature}};
+  }
+  if (t.metric == "pass@1") c["sandbox"] = o.sandbox_mode;
+  return c;
+}
+
+// Append-only cache of finished samples: one JSON line each, fsync'd.
+class SampleCache {
+ public:
+  SampleCache(const fs::path& path, bool keep) : path_(path) {
+    fs::create_directories(path.parent_path());
+    int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (keep ? 0 : O_TRUNC);
+    fd_ = ::open(path.c_str(), flags, 0644);
+    if (fd_ < 0) fail("{}: cannot open the resume cache", path.string());
+  }
+  ~SampleCache() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  void append(const json& j) {
+    std::string line = j.dump() + "\n";
+    const char* p = line.data();
+    size_t left = line.size();
+    while (left) {
+      ssize_t w = ::write(fd_, p, left);
+      if (w < 0) fail("{}: write failed", path_.string());
+      p += w, left -= size_t(w);
+    }
+    ::fsync(fd_);
+  }
+
+ private:
+  fs::path path_;
+  int fd_ = -1;
+};
+
+std::string cache_file_name(const std::string& task) {
+  std::string s = task;
+  for (auto& c : s)
+    if (c == '/' || c == '@') c = '_';
+  return s + ".jsonl";
+}
+}  // namespace
+
+void score_sample(const Task& t, Sample& s, const EvalOptions& opts) {
+  s.filtered = json::object();
+  s.metrics.clear();
+  if (t.type == OutputType::MultipleChoice) {
+    auto choices = t.doc_to_choice(s.doc);
+    int gold = t.doc_to_gold(s.doc);
+    s.target = choices.at(size_t(gold));
+    if (!s.output.is_array() || s.output.size() != choices.size())
+      fail("{} doc {}: output must hold {} [logprob, is_greedy] pairs", t.name, s.doc_id, choices.size());
+    size_t best = 0, best_norm = 0;
+    double bl = -INFINITY, bn = -INFINITY;
+    for (size_t i = 0; i < choices.size(); i++) {
+      double ll = s.output[i].is_array() ? s.output[i][0].get<double>() : s.output[i].get<double>();
+      double norm = ll / double(codepoints(choices[i]));
+      if (ll > bl) bl = ll, best = i;  // np.argmax: first maximum
+      if (norm > bn) bn = norm, best_norm = i;
+    }
+    s.filtered["none"] = best;
+    s.metrics["acc,none"] = int(best) == gold ? 1.0 : 0.0;
+    s.metrics["acc_norm,none"] = int(best_norm) == gold ? 1.0 : 0.0;
+    return;
+  }
+  if (!s.output.is_string()) fail("{} doc {}: output must be a string", t.name, s.doc_id);
+  const std::string text = s.output.get<std::string>();
+  s.target = t.doc_to_target(s.doc);
+  for (auto& f : t.filters) {
+    std::string v = f.apply(text, s.doc);
+    s.filtered[f.name] = v;
+    if (t.metric == "pass@1") {
+      if (!opts.run_program) fail("{}: no code sandbox given to run HumanEval programs", t.name);
+      s.metrics["pass@1," + f.name] = opts.run_program(v + "\n" + s.target) ? 1.0 : 0.0;
+    } else {
+      s.metrics["exact_match," + f.name] = exact_match(v, s.target, t.em);
+    }
+  }
+}
+
+TaskResult aggregate(const Task& t, std::vector<Sample> samples, const EvalOptions& opts) {
+  TaskResult r;
+  r.name = t.name;
+  r.alias = t.alias;
+  r.group = t.group;
+  r.version = t.version;
+  PromptOptions po;
+  po.num_fewshot = opts.num_fewshot;
+  r.n_shot = opts.num_fewshot ? *opts.num_fewshot : t.num_fewshot;
+  r.n_docs_total = t.docs.size();
+  r.config = task_config(t, opts, r.n_shot);
+  std::sort(samples.begin(), samples.end(), [](auto& a, auto& b) { return a.doc_id < b.doc_id; });
+  for (auto& s : samples)
+    for (auto& [k, v] : s.metrics) r.per_doc[k].push_back(v);
+  for (auto& [k, v] : r.per_doc) r.metrics[k] = {mean(v), mean_stderr(v)};
+  if (!t.breakdown_field.empty()) {
+    std::vector<std::string> values;
+    for (auto& s : samples) {
+      std::string v = s.doc.value(t.breakdown_field, std::string("?"));
+      if (std::find(values.begin(), values.end(), v) == values.end()) values.push_back(v);
+    }
+    for (auto& v : values) {
+      TaskResult b;
+      std::string key = v;
+      for (auto& c : key)
+        if (c == ' ' || c == '-') c = '_';
+      b.name = t.name + "_" + key;
+      b.alias = " - " + v;
+      b.group = t.name;
+      b.version = t.version;
+      b.n_shot = r.n_shot;
+      for (auto& s : samples)
+        if (s.doc.value(t.breakdown_field, std::string("?")) == v)
+          for (auto& [k, x] : s.metrics) b.per_doc[k].push_back(x);
+      for (auto& [k, x] : b.per_doc) b.metrics[k] = {mean(x), mean_stderr(x)};
+      b.n_docs_total = b.per_doc.empty() ? 0 : b.per_doc.begin()->second.size();
+      r.breakdown.push_back(std::move(b));
+    }
+  }
+  r.samples = std::move(samples);
+  return r;
+}
+
+std::vector<GroupResult> aggregate_groups(const std::vector<TaskResult>& tasks) {
+  std::vector<GroupResult> out;
+  std::vector<std::string> keys;
+  for (auto& t : tasks) {
+    if (t.group.empty() || group_members(t.group).empty()) continue;
+    std::string key = t.group;
+    auto pert = split_perturbed_name(t.name).second;
+    if (!pert.empty()) key += "@" + pert;
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+  }
+  for (auto& key : keys) {
+    GroupResult g;
+    g.name = key;
+    std::vector<const TaskResult*> members;
+    for (auto& t : tasks) {
+      std::string k = t.group;
+      auto pert = split_perturbed_name(t.name).second;
+      if (!pert.empty()) k += "@" + pert;
+      if (k == key) members.push_back(&t), g.members.push_back(t.name);
+    }
+    std::set<std::string> metric_names;
+    for (auto& [m, v] : members[0]->metrics) metric_names.insert(m);
+    for (auto& m : metric_names) {
+      double num = 0;
+      size_t total = 0;
+      std::vector<double> ses;
+      std::vector<size_t> sizes;
+      bool ok = true;
+      for (auto* t : members) {
+        auto it = t->metrics.find(m);
+        if (it == t->metrics.end()) {
+          ok = false;
+          break;
+        }
+        size_t n = t->per_doc.at(m).size();
+        num += it->second.value * double(n);
+        total += n;
+        ses.push_back(it->second.stderr_.value_or(0.0));
+        sizes.push_back(n);
+      }
+      if (!ok || total == 0) continue;
+      g.metrics[m] = {num / double(total), pooled_stderr(ses, sizes)};
+      g.n = total;
+    }
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
+TaskResult evaluate_task(LanguageModel& model, const std::string& name, const EvalOptions& opts) {
+  Task t = load_task_for(name, opts);
+  PromptOptions po;
+  po.chat = opts.chat;
+  po.think = opts.think;
+  po.num_fewshot = opts.num_fewshot;
+  int n_shot = effective_fewshot(t, po);
+  size_t N = opts.limit ? std::min(*opts.limit, t.docs.size()) : t.docs.size();
+  PyRandom rng(opts.fewshot_seed);
+  std::vector<Sample> samples(N);
+  for (size_t i = 0; i < N; i++) {
+    Sample& s = samples[i];
+    s.task = t.name;
+    s.doc_id = i;
+    s.doc = t.docs[i];
+    auto shots = draw_fewshot(t, s.doc, n_shot, rng);
+    s.prompt = build_prompt(t, s.doc, shots, po, &model);
+  }
+  std::vector<bool> done(N, false);
+  std::unique_ptr<SampleCache> cache;
+  if (!opts.out_dir.empty()) {
+    fs::path cpath = fs::path(opts.out_dir) / "cache" / cache_file_name(t.name);
+    if (opts.resume && fs::exists(cpath)) {
+      std::ifstream in(cpath);
+      std::string line;
+      while (std::getline(in, line)) {
+        json j;
+        try {
+          j = json::parse(line);
+        } catch (const std::exception&) {
+          continue;  // a line cut by a kill: that sample is redone
+        }
+        if (!j.contains("doc_id") || !j.contains("prompt") || !j.contains("output")) continue;
+        size_t id = j["doc_id"].get<size_t>();
+        if (id >= N || done[id] || j["prompt"] != samples[id].prompt) continue;
+        samples[id].output = j["output"];
+        score_sample(t, samples[id], opts);
+        done[id] = true;
+      }
+    }
+    cache = std::make_unique<SampleCache>(cpath, opts.resume);
+  }
+  std::vector<size_t> pending;
+  for (size_t i = 0; i < N; i++)
+    if (!done[i]) pending.push_back(i);
+  size_t n_done = N - pending.size();
+  std::string key0;  // running accuracy shown in the progress line
+  double running_sum = 0;
+  auto first_metric = [&](const Sample& s) {
+    if (s.metrics.empty()) return 0.0;
+    if (key0.empty()) key0 = s.metrics.begin()->first;
+    auto it = s.metrics.find(key0);
+    return it == s.metrics.end() ? 0.0 : it->second;
+  };
+  for (size_t i = 0; i < N; i++)
+    if (done[i]) running_sum += first_metric(samples[i]);
+  Progress prog(t.name, N, "docs", opts.quiet);
+  auto status = [&] {
+    return n_done ? fmt::format("{} {:.3f}", key0.substr(0, key0.find(',')), running_sum / double(n_done)) : "";
+  };
+  prog.set(n_done, status());
+  std::mutex mu;
+  auto finish = [&](size_t id) {
+    Sample& s = samples[id];
+    score_sample(t, s, opts);
+    if (cache) cache->append(json{{"doc_id", s.doc_id}, {"prompt", s.prompt}, {"output", s.output}});
+    running_sum += first_metric(s);
+    n_done++;
+    prog.add(1, status());
+  };
+  if (!pending.empty()) {
+    if (t.type == OutputType::Generate) {
+      std::vector<GenRequest> reqs;
+      int max_new = opts.max_gen_tokens ? *opts.max_gen_tokens : t.max_gen_toks;
+      for (size_t id : pending)
+        reqs.push_back(GenRequest{samples[id].prompt, t.until, max_new, opts.temperature, opts.gen_seed + id});
+      model.generate(reqs, [&](size_t i, const std::string& text) {
+        std::lock_guard<std::mutex> lk(mu);
+        if (i >= pending.size()) fail("{}: model returned request index {} of {}", t.name, i, pending.size());
+        size_t id = pending[i];
+        samples[id].output = cut_at_stop(text, t.until);
+        finish(id);
+      });
+    } else {
+      std::vector<LoglikRequest> reqs;
+      std::vector<std::pair<size_t, size_t>> owner;  // request -> (doc id, choice)
+      std::vector<size_t> remaining(N, 0);
+      std::string delim = opts.chat ? "" : t.target_delimiter;  // lm-eval: no delimiter with a chat template
+      for (size_t id : pending) {
+        auto choices = t.doc_to_choice(samples[id].doc);
+        samples[id].output = json::array();
+        for (size_t c = 0; c < choices.size(); c++) {
+          reqs.push_back({samples[id].prompt, delim + choices[c]});
+          owner.emplace_back(id, c);
+          samples[id].output.push_back(nullptr);
+        }
+        remaining[id] = choices.size();
+      }
+      model.loglikelihood(reqs, [&](size_t i, const LoglikResult& r) {
+        std::lock_guard<std::mutex> lk(mu);
+        if (i >= owner.size()) fail("{}: model returned request index {} of {}", t.name, i, owner.size());
+        auto [id, c] = owner[i];
+        samples[id].output[c] = json::array({r.logprob, r.is_greedy});
+        if (--remaining[id] == 0) finish(id);
+      });
+    }
+  }
+  prog.finish(status());
+  for (size_t i = 0; i < N; i++)
+    if (samples[i].metrics.empty()) fail("{}: model returned no result for doc {}", t.name, i);
+  return aggregate(t, std::move(samples), opts);
+}
+
+EvalResults run_eval(LanguageModel& model, const std::vector<std::string>& names, const EvalOptions& opts) {
+  EvalResults r;
+  r.datetime = now_stamp();
+  std::vector<std::string> tasks;
+  for (auto& n : names) {
+    auto [base, pert] = split_perturbed_name(n);
+    for (auto& e : expand_tasks({base})) tasks.push_back(pert.empty() ? e : e + "@" + pert);
+  }
+  std::vector<std::string> all = tasks;
+  for (auto& p : opts.perturb) {
+    bool any = false;
+    for (auto& tn : tasks) {
+      if (tn.find('@') != std::string::npos) continue;
+      Task probe = load_task_for(tn, opts);
+      if (perturbation_applies(p, probe)) all.push_back(tn + "@" + p), any = true;
+    }
+    if (!any) fail("--perturb {}: applies to none of the tasks requested", p);
+  }
+  for (auto& tn : all) r.tasks.push_back(evaluate_task(model, tn, opts));
+  r.groups = aggregate_groups(r.tasks);
+  r.run_config = {{"model", opts.model_name.empty() ? model.name() : opts.model_name},
+                  {"model_args", opts.model_args},
+                  {"batch_size", opts.batch},
+                  {"limit", opts.limit ? json(*opts.limit) : json(nullptr)},
+                  {"num_fewshot", opts.num_fewshot ? json(*opts.num_fewshot) : json(nullptr)},
+                  {"gen_kwargs", {{"temperature", opts.temperature},
+                                  {"max_gen_toks", opts.max_gen_tokens ? json(*opts.max_gen_tokens) : json(nullptr)}}},
+                  {"random_seed", opts.gen_seed},
+                  {"fewshot_seed", opts.fewshot_seed},
+                  {"apply_chat_template", opts.chat},
+                  {"fewshot_as_multiturn", opts.chat},
+                  {"think_instruction", opts.think ? json(kThinkInstruction) : json(nullptr)},
+                  {"perturbations", opts.perturb},
+                  {"data_dir", opts.data_dir ? json(*opts.data_dir) : json(nullptr)},
+                  {"sandbox", opts.sandbox_mode}};
+  if (!opts.out_dir.empty()) write_outputs(r, opts.out_dir);
+  return r;
+}
+
+const TaskResult* EvalResults::find(const std::string& task) const {
+  for (auto& t : tasks)
+    if (t.name == task) return &t;
+  return nullptr;
+}
+
+namespace {
+void put_metrics(json& e, const std::map<std::string, MetricValue>& ms) {
+  for (auto& [k, v] : ms) {
+    e[k] = v.value;
+    auto comma = k.find(',');
+    std::string sk = k.substr(0, comma) + "_stderr" + (comma == std::string::npos ? "" : k.substr(comma));
+    e[sk] = v.stderr_ ? json(*v.stderr_) : json("N/A");
+  }
+}
+}  // namespace
+
+json EvalResults::to_json() const {
+  json results = json::object(), groups_j = json::object(), configs = json::object(), versions = json::object(),
+       nshot = json::object(), hib = json::object(), nsamples = json::object(), group_subtasks = json::object();
+  for (auto& g : groups) {
+    json e = {{"alias", g.name}};
+    put_metrics(e, g.metrics);
+    results[g.name] = e;
+    groups_j[g.name] = e;
+    group_subtasks[g.name] = g.members;
+  }
+  for (auto& t : tasks) {
+    json e = {{"alias", t.group.empty() || group_members(t.group).empty() ? t.alias : " - " + t.alias}};
+    put_metrics(e, t.metrics);
+    results[t.name] = e;
+    json h = json::object();
+    for (auto& [k, v] : t.metrics) h[k.substr(0, k.find(','))] = true;
+    for (auto& b : t.breakdown) {
+      json be = {{"alias", b.alias}};
+      put_metrics(be, b.metrics);
+      results[b.name] = be;
+      nsamples[b.name] = {{"original", b.n_docs_total}, {"effective", b.n_docs_total}};
+    }
+    if (!t.breakdown.empty()) {
+      group_subtasks[t.name] = json::array();
+      for (auto& b : t.breakdown) group_subtasks[t.name].push_back(b.name);
+    }
+    configs[t.name] = t.config;
+    versions[t.name] = t.version;
+    nshot[t.name] = t.n_shot;
+    hib[t.name] = h;
+    nsamples[t.name] = {{"original", t.n_docs_total}, {"effective", t.samples.size()}};
+  }
+  return {{"results", results},       {"groups", groups_j},   {"group_subtasks", group_subtasks},
+          {"configs", configs},       {"versions", versions}, {"n-shot", nshot},
+          {"higher_is_better", hib},  {"n-samples", nsamples}, {"config", run_config},
+          {"date", double(std::time(nullptr))}, {"rvec_version", RVEC_VERSION}};
+}
+
+std::string EvalResults::markdown() const {
+  std::string md = "|Tasks|Version|Filter|n-shot|Metric| |Value| |Stderr|\n|---|---:|---|---:|---|---|---:|---|---:|\n";
+  auto rows = [&](const std::string& name, const std::string& version, const std::string& nshot,
+                  const std::map<std::string, MetricValue>& ms) {
+    bool first = true;
+    for (auto& [k, v] : ms) {
+      auto comma = k.find(',');
+      std::string metric = k.substr(0, comma), filter = comma == std::string::npos ? "none" : k.substr(comma + 1);
+      md += fmt::format("|{}|{}|{}|{}|{}|↑|{:.4f}|±|{}|\n", first ? name : "", first ? version : "", filter,
+                        first ? nshot : "", metric, v.value, v.stderr_ ? fmt::format("{:.4f}", *v.stderr_) : "N/A");
+      first = false;
+    }
+  };
+  for (auto& g : groups) rows(g.name, "", "", g.metrics);
+  for (auto& t : tasks) {
+    rows(t.name, fmt::format("{}", t.version), std::to_string(t.n_shot), t.metrics);
+    for (auto& b : t.breakdown) rows(b.alias, "", "", b.metrics);
+  }
+  return md;
+}
+
+void write_outputs(const EvalResults& r, const std::string& dir) {
+  fs::create_directories(dir);
+  fs::path d(dir);
+  write_file_atomic(d / ("results_" + r.datetime + ".json"), r.to_json().dump(2) + "\n");
+  write_file_atomic(d / ("results_" + r.datetime + ".md"), r.markdown());
+  for (auto& t : r.tasks) {
+    std::string lines;
+    for (auto& s : t.samples) lines += s.to_json().dump() + "\n";
+    std::string fname = t.name;
+    for (auto& c : fname)
+      if (c == '/') c = '_';
+    write_file_atomic(d / ("samples_" + fname + "_" + r.datetime + ".jsonl"), lines);
+  }
+}
+
+EvalResults rescore_samples_file(const std::string& path, const EvalOptions& opts) {
+  std::ifstream in(path);
+  if (!in) fail("{}: cannot open samples file", path);
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<json>> by_task;
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    lineno++;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json j;
+    try {
+      j = json::parse(line);
+    } catch (const std::exception& e) {
+      fail("{}:{}: invalid JSON: {}", path, lineno, e.what());
+    }
+    for (auto* k : {"task", "doc_id", "output"})
+      if (!j.contains(k)) fail("{}:{}: missing '{}'", path, lineno, k);
+    std::string task = j["task"].get<std::string>();
+    if (!by_task.count(task)) order.push_back(task);
+    by_task[task].push_back(std::move(j));
+  }
+  EvalResults r;
+  r.datetime = now_stamp();
+  for (auto& tn : order) {
+    Task t = load_task_for(tn, opts);
+    std::vector<Sample> samples;
+    std::set<size_t> seen;
+    for (auto& j : by_task[tn]) {
+      Sample s;
+      s.task = t.name;
+      s.doc_id = j["doc_id"].get<size_t>();
+      if (s.doc_id >= t.docs.size()) fail("{}: task {} has no doc_id {}", path, tn, s.doc_id);
+      if (!seen.insert(s.doc_id).second) fail("{}: task {} doc_id {} appears twice", path, tn, s.doc_id);
+      s.doc = t.docs[s.doc_id];
+      s.prompt = j.value("prompt", std::string());
+      s.output = j["output"];
+      score_sample(t, s, opts);
+      samples.push_back(std::move(s));
+    }
+    r.tasks.push_back(aggregate(t, std::move(samples), opts));
+  }
+  r.groups = aggregate_groups(r.tasks);
+  r.run_config = {{"rescored_from", path},
+                  {"fewshot_seed", opts.fewshot_seed},
+                  {"data_dir", opts.data_dir ? json(*opts.data_dir) : json(nullptr)},
+                  {"sandbox", opts.sandbox_mode}};
+  if (!opts.out_dir.empty()) write_outputs(r, opts.out_dir);
+  return r;
+}
+
+}  // namespace rvec::eval

@@ -1,0 +1,112 @@
+// Running tasks on a LanguageModel: builds every document's request (lm-eval's few-shot draw
+// order), sends a task's requests to the model in one call (the engine batches them), scores each
+// sample as it finishes, appends it to a resume cache (fsync'd), and aggregates lm-eval style.
+// Also writes results_<datetime>.json, samples_<task>_<datetime>.jsonl and a Markdown summary,
+// and re-scores saved samples (rvec rescore).
+#pragma once
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "eval/language_model.h"
+#include "eval/tasks.h"
+
+namespace rvec::eval {
+
+struct EvalOptions {
+  std::optional<size_t> limit;          // first N documents of each task
+  std::optional<int> num_fewshot;       // overrides each task's default
+  std::optional<int> max_gen_tokens;    // overrides each task's max_gen_toks
+  bool chat = false, think = false;
+  std::vector<std::string> perturb;     // each adds "<task>@<name>" for the tasks it applies to
+  uint64_t fewshot_seed = 1234;         // lm-eval's fewshot_random_seed
+  uint64_t gen_seed = 0;                // sampling seed (temperature > 0)
+  double temperature = 0;
+  int batch = 16;                       // recorded in the results (the model does the batching)
+  std::string out_dir;                  // empty: no files, no cache
+  bool resume = false;
+  std::optional<std::string> data_dir;  // --data-dir
+  std::string shipped_data_dir;         // empty: default_data_root()
+  bool quiet = false;
+  std::string model_name, model_args;
+  // Runs a HumanEval program (prediction + test + check(entry_point)); true if it passed. Required
+  // for humaneval tasks (the CLI passes the sandbox); `sandbox_mode` is recorded in the results.
+  std::function<bool(const std::string& program)> run_program;
+  std::string sandbox_mode;
+};
+
+struct Sample {
+  std::string task;
+  size_t doc_id = 0;
+  Doc doc;
+  std::string prompt;
+  nlohmann::json output;  // generated text, or [[logprob, is_greedy], ...] per choice
+  std::string target;
+  nlohmann::json filtered = nlohmann::json::object();
+  std::map<std::string, double> metrics;  // "exact_match,strict-match" -> 0/1
+  nlohmann::json to_json() const;
+};
+
+struct MetricValue {
+  double value = 0;
+  std::optional<double> stderr_;  // nullopt: "N/A" (fewer than 2 samples)
+};
+
+struct TaskResult {
+  std::string name, alias, group;
+  double version = 1;
+  int n_shot = 0;
+  size_t n_docs_total = 0;  // before --limit
+  std::vector<Sample> samples;  // in doc order
+  std::map<std::string, MetricValue> metrics;
+  // Per-document values of each metric, in doc order (for paired tests between conditions).
+  std::map<std::string, std::vector<double>> per_doc;
+  std::vector<TaskResult> breakdown;  // gsm_plus: one entry per perturbation_type
+  nlohmann::json config;
+};
+
+struct GroupResult {
+  std::string name;
+  std::vector<std::string> members;
+  std::map<std::string, MetricValue> metrics;  // size-weighted mean, pooled stderr
+  size_t n = 0;
+};
+
+struct EvalResults {
+  std::vector<TaskResult> tasks;
+  std::vector<GroupResult> groups;
+  nlohmann::json run_config;  // the "config" block
+  std::string datetime;       // file-name stamp
+  nlohmann::json to_json() const;  // lm-eval-compatible results file
+  std::string markdown() const;    // summary table with standard errors
+  const TaskResult* find(const std::string& task) const;
+};
+
+// Evaluates one task (or "<task>@<perturbation>") on `model`.
+TaskResult evaluate_task(LanguageModel& model, const std::string& task, const EvalOptions& opts);
+// Expands groups, adds perturbed variants, runs every task, writes the output files when
+// opts.out_dir is set, and returns the results.
+EvalResults run_eval(LanguageModel& model, const std::vector<std::string>& tasks, const EvalOptions& opts);
+
+// Scores a sample whose task/doc_id/doc/output are set (fills target, filtered, metrics).
+void score_sample(const Task& task, Sample& s, const EvalOptions& opts);
+// Aggregates samples into a TaskResult (metrics, stderr, per_doc, breakdown).
+TaskResult aggregate(const Task& task, std::vector<Sample> samples, const EvalOptions& opts);
+std::vector<GroupResult> aggregate_groups(const std::vector<TaskResult>& tasks);
+
+// Writes results_<dt>.json, results_<dt>.md and samples_<task>_<dt>.jsonl into dir.
+void write_outputs(const EvalResults& r, const std::string& dir);
+
+// rvec rescore: recomputes filtered/metrics/aggregates from a samples file (task, doc_id and
+// output needed per line; targets come from the dataset).
+EvalResults rescore_samples_file(const std::string& samples_path, const EvalOptions& opts);
+
+// Loads the task, applies the perturbation named after '@', using opts.data_dir / shipped data.
+Task load_task_for(const std::string& name, const EvalOptions& opts);
+
+std::string now_stamp();  // "2026-11-26T08-30-00"
+
+}  // namespace rvec::eval

@@ -1,0 +1,100 @@
+// Evaluation tasks as lm-evaluation-harness defines them (names, prompts, few-shot rules,
+// stop sequences, filters, metrics; see ../shared/spec/eval-protocol.md), and prompt
+// construction (plain text and chat with few-shot examples as alternating turns).
+#pragma once
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "eval/dataset.h"
+#include "eval/language_model.h"
+#include "eval/pyrandom.h"
+#include "eval/scoring.h"
+
+namespace rvec::eval {
+
+enum class OutputType { Generate, MultipleChoice };
+enum class SamplerKind { Default, FirstN };
+
+// A named filter pipeline: response (+ doc) -> extracted answer (lm-eval's filter_list entry).
+struct Filter {
+  std::string name;
+  std::function<std::string(const std::string& response, const Doc& doc)> apply;
+};
+
+struct Task {
+  std::string name, alias, group;
+  double version = 1.0;
+  OutputType type = OutputType::Generate;
+  std::string description;
+  std::function<std::string(const Doc&)> doc_to_text, doc_to_target;
+  std::function<std::vector<std::string>(const Doc&)> doc_to_choice;  // multiple choice only
+  std::function<int(const Doc&)> doc_to_gold;                          // multiple choice only
+  std::function<std::string(const Doc&)> gen_prefix;                  // optional
+  std::string target_delimiter = " ", fewshot_delimiter = "\n\n";
+  std::vector<std::string> until;
+  int max_gen_toks = 256;
+  SamplerKind sampler = SamplerKind::Default;
+  int num_fewshot = 0;
+  bool fewshot_split_is_test = false;  // lm-eval draws n+1 and drops the doc only then
+  std::string fewshot_split = "train", test_split = "test";
+  std::vector<Filter> filters;
+  std::string metric = "exact_match";  // exact_match | acc (+acc_norm) | pass@1
+  ExactMatchOptions em;
+  std::string breakdown_field;  // gsm_plus: report per value of this field too
+  bool word_problem = false;    // the `distractor` perturbation applies
+  std::vector<std::string> data_files;
+  std::vector<Doc> docs, fewshot_docs;
+};
+
+// Where task data comes from: the shipped data/ root, or a --data-dir override that is used for
+// any file it contains.
+struct DataSource {
+  DataRoot shipped;
+  std::optional<DataRoot> user;
+  explicit DataSource(std::filesystem::path shipped_root, std::optional<std::filesystem::path> user_root = {});
+  const DataRoot& root_for(const std::string& rel) const;
+  std::vector<Doc> load_jsonl(const std::string& rel) const { return root_for(rel).load_jsonl(rel); }
+  Doc load_json(const std::string& rel) const { return root_for(rel).load_json(rel); }
+  std::string read(const std::string& rel) const { return root_for(rel).read_verified(rel); }
+};
+
+using TaskFactory = std::function<Task(const DataSource&)>;
+// Registers a task (or replaces one with the same name). `group` lists it under a group name.
+void register_task(const std::string& name, TaskFactory factory, const std::string& group = "");
+// A GSM8K-format task (fields question/answer, answer ends "#### N"): prompt, stops, filters and
+// metric exactly as lm-eval's gsm8k; few-shot drawn with the default sampler from fewshot_path
+// (which may equal test_path: then the evaluated doc is excluded).
+void register_gsm8k_like_task(const std::string& name, const std::string& test_path, const std::string& fewshot_path,
+                              int num_fewshot, const std::string& group = "");
+
+std::vector<std::string> task_names();                 // every registered task, sorted
+std::vector<std::string> group_names();                // bbh, bbh_zeroshot, ...
+std::vector<std::string> group_members(const std::string& group);  // empty if not a group
+bool is_task(const std::string& name);
+// Expands groups into their tasks, keeps order, removes duplicates; rvec::Error on unknown names.
+std::vector<std::string> expand_tasks(const std::vector<std::string>& names);
+Task load_task(const std::string& name, const DataSource& data);
+
+inline const std::string kThinkInstruction = "Think step by step.";
+
+struct PromptOptions {
+  bool chat = false;
+  bool think = false;                  // append "\n" + kThinkInstruction to the evaluated doc's text
+  std::optional<int> num_fewshot;      // overrides the task's default
+  std::function<Doc(const Doc&)> fewshot_transform;  // perturbation of the few-shot exemplars
+};
+
+int effective_fewshot(const Task& t, const PromptOptions& o);
+// Draws this doc's few-shot exemplars (advancing rng exactly as lm-eval's sampler does).
+std::vector<Doc> draw_fewshot(const Task& t, const Doc& doc, int n, PyRandom& rng);
+// The context given to the model for `doc` (chat template applied via `model` when o.chat).
+std::string build_prompt(const Task& t, const Doc& doc, const std::vector<Doc>& fewshot, const PromptOptions& o,
+                         const LanguageModel* model);
+// Messages of the chat rendering (for tests and the samples file).
+std::vector<std::pair<std::string, std::string>> build_chat_messages(const Task& t, const Doc& doc,
+                                                                     const std::vector<Doc>& fewshot,
+                                                                     const PromptOptions& o);
+
+}  // namespace rvec::eval
