@@ -1,0 +1,43 @@
+// The experiment's VectorOps on top of rvec::arith (extract / apply / random_like).
+#include "arith/arith.h"
+#include "exp/runner.h"
+
+namespace fs = std::filesystem;
+
+namespace rvec::experiment {
+
+namespace {
+
+class ArithOps : public VectorOps {
+ public:
+  void extract(const fs::path& base, const fs::path& tuned, const fs::path& out) override {
+    arith::Options o;
+    o.out = out;
+    o.force = true;
+    o.quiet = true;
+    o.hash_inputs = false;
+    arith::extract(base, tuned, o);
+  }
+  void apply(const fs::path& target, const fs::path& vector, double alpha, const fs::path& out) override {
+    arith::Options o;
+    o.out = out;
+    o.force = true;
+    o.quiet = true;
+    o.hash_inputs = false;
+    arith::apply(target, {{vector, alpha}}, o);
+  }
+  void random_like(const fs::path& vector, uint64_t seed, const fs::path& out) override {
+    arith::Options o;
+    o.out = out;
+    o.force = true;
+    o.quiet = true;
+    o.hash_inputs = false;
+    arith::random_like(vector, seed, o);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<VectorOps> make_arith_ops() { return std::make_unique<ArithOps>(); }
+
+}  // namespace rvec::experiment

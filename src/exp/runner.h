@@ -1,0 +1,93 @@
+// The reasoning-vector experiment: extract v = tuned - base, apply target + alpha*v for each
+// alpha (merged models are transient: built in a scratch dir and deleted after evaluation
+// unless keep_models), a norm-matched random-vector control, evaluate every
+// (model, condition, task) cell, cache each finished cell as DIR/cells/<cell>.json (written
+// atomically), and write DIR/results.json, DIR/report.md and DIR/alpha_sweep.svg.
+//
+// A cell's identity (its fingerprint) covers the model paths, vector, alpha, control seed,
+// condition and every task option, so `resume` reuses exactly the cells a changed config
+// still contains: a re-run with one more alpha computes only the new cells.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "exp/config.h"
+
+namespace rvec::experiment {
+
+// One evaluated cell.
+struct CellResult {
+  std::string metric;              // e.g. "exact_match,strict-match"
+  double value = 0, std_err = 0;   // aggregate and its standard error
+  int64_t n = 0;                   // documents
+  std::vector<double> per_doc;     // per-document score in document order (0/1 for accuracy)
+  nlohmann::json extra = nlohmann::json::object();  // other metrics, sandbox mode, ...
+};
+
+// Evaluates cells on model directories (the engine-backed implementation is
+// make_engine_evaluator(); tests script one).
+class CellEvaluator {
+ public:
+  virtual ~CellEvaluator() = default;
+  virtual CellResult evaluate(const std::filesystem::path& model, const ConditionConfig& cond,
+                              const TaskConfig& task) = 0;
+  // Drop anything held for the last model (called before its directory is deleted).
+  virtual void release() {}
+};
+
+// The arithmetic the experiment needs (the real one wraps rvec::arith; tests may fake it).
+class VectorOps {
+ public:
+  virtual ~VectorOps() = default;
+  virtual void extract(const std::filesystem::path& base, const std::filesystem::path& tuned,
+                       const std::filesystem::path& out) = 0;
+  virtual void apply(const std::filesystem::path& target, const std::filesystem::path& vector, double alpha,
+                     const std::filesystem::path& out) = 0;
+  virtual void random_like(const std::filesystem::path& vector, uint64_t seed, const std::filesystem::path& out) = 0;
+};
+std::unique_ptr<VectorOps> make_arith_ops();
+
+// A model the experiment evaluates: a target plus alpha times a vector (or its random
+// control); alpha == 0 is the target itself (the baseline).
+struct Variant {
+  std::string id;      // "instruct", "instruct+0.5*v", "instruct-1*rand(v)"
+  std::string target, vector;
+  double alpha = 0;
+  bool control = false;
+};
+std::vector<Variant> plan_variants(const ExperimentConfig& cfg);
+
+struct RunOptions {
+  std::filesystem::path out;   // overrides cfg.out when non-empty
+  bool resume = false;         // reuse finished cells (else an existing cells/ dir is an error unless fresh)
+  bool fresh = false;          // delete previous cells first
+  bool keep_models = false;    // or cfg.keep_models
+  bool quiet = false;          // no progress on stderr
+  int fail_after_cells = -1;   // testing: throw rvec::Error after computing this many new cells
+};
+
+struct RunSummary {
+  std::filesystem::path out;
+  size_t cells_total = 0, cells_computed = 0, cells_cached = 0;
+  double seconds = 0;
+  nlohmann::json results;  // what results.json holds
+  std::string report_md;   // what report.md holds
+  std::string terminal_table;
+};
+
+RunSummary run_experiment(const ExperimentConfig& cfg, const RunOptions& opts, CellEvaluator& evaluator,
+                          VectorOps& ops);
+
+// Pieces exposed for tests and the CLI.
+std::string cell_fingerprint(const ExperimentConfig& cfg, const Variant& v, const ConditionConfig& c,
+                             const TaskConfig& t);
+nlohmann::json build_results(const ExperimentConfig& cfg, const std::vector<nlohmann::json>& cells);
+std::string render_report(const nlohmann::json& results);
+std::string render_terminal_table(const nlohmann::json& results);
+std::string render_alpha_svg(const nlohmann::json& results);
+
+}  // namespace rvec::experiment
