@@ -1,0 +1,471 @@
+#include "infer/engine.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <limits>
+#include <numeric>
+#include <random>
+
+#include "core/atomic_output.h"
+#include "core/error.h"
+#include "infer/kernels.h"
+
+namespace rvec::infer {
+
+namespace fs = std::filesystem;
+
+std::unique_ptr<Model> load_model(const fs::path& dir) {
+  auto m = std::unique_ptr<Model>(new Model());
+  m->dir_ = io::ModelDir::open(dir);
+  m->cfg_ = model::ModelConfig::from_json(m->dir_->config(), (dir / "config.json").string());
+  m->w_ = model::Weights::bind(*m->dir_, m->cfg_);
+  if (fs::exists(dir / "tokenizer.json")) m->tok_ = text::Tokenizer::from_model_dir(dir);
+  m->eos_ = m->cfg_.eos_token_ids;
+  fs::path gc = dir / "generation_config.json";
+  if (fs::exists(gc)) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(read_file(gc));
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}: invalid JSON: {}", gc.string(), e.what());
+    }
+    if (j.is_object() && j.contains("eos_token_id")) {
+      auto ids = model::parse_token_id_list(j["eos_token_id"]);
+      if (!ids.empty()) m->eos_ = ids;
+    }
+  }
+  return m;
+}
+
+// Activation buffers, reused across calls.
+struct Engine::Work {
+  std::vector<float> x, xn, q, k, v, att, tmp, gate, up, rope, fin;
+};
+
+Engine::Engine(const Model& m, EngineOptions opts) : m_(m), opts_(opts), w_(std::make_unique<Work>()) {
+  if (opts_.threads > 0) omp_set_num_threads(opts_.threads);
+  if (opts_.max_batch < 1) opts_.max_batch = 1;
+  if (opts_.max_context < 2) opts_.max_context = 2;
+  inv_freq_ = m_.config().rope_inv_freq();
+}
+Engine::~Engine() = default;
+
+namespace {
+constexpr int64_t kChunkRows = 256;
+
+void ensure(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+}  // namespace
+
+void Engine::forward(const std::vector<Row>& rows, float* logits, std::vector<float>* hidden) {
+  const int64_t V = m_.config().vocab_size;
+  int64_t done = 0;
+  while (done < int64_t(rows.size())) {
+    const int64_t n = std::min<int64_t>(kChunkRows, int64_t(rows.size()) - done);
+    int64_t nl = 0;
+    for (int64_t i = 0; i < n; ++i) nl += rows[done + i].want_logits;
+    forward_chunk(rows.data() + done, n, logits, hidden);
+    if (logits) logits += nl * V;
+    done += n;
+  }
+}
+
+void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vector<float>* hidden) {
+  const auto& c = m_.config();
+  const auto& W = m_.weights();
+  const int64_t H = c.hidden_size, I = c.intermediate_size, QD = c.q_dim(), KVD = c.kv_dim(), hd = c.head_dim,
+                half = hd / 2, nh = c.num_heads, group = c.num_heads / c.num_kv_heads, L = c.num_layers;
+  Work& w = *w_;
+  ensure(w.x, n * H);
+  ensure(w.xn, n * H);
+  ensure(w.q, n * QD);
+  ensure(w.k, n * KVD);
+  ensure(w.v, n * KVD);
+  ensure(w.att, n * QD);
+  ensure(w.tmp, n * H);
+  ensure(w.gate, n * I);
+  ensure(w.up, n * I);
+  ensure(w.rope, n * hd);
+
+  // Positions, cache growth, embeddings, rotary tables.
+  std::vector<int64_t> pos(n);
+  for (int64_t r = 0; r < n; ++r) {
+    KVCache& kv = *rows[r].cache;
+    if (kv.k_.empty()) {
+      kv.k_.resize(L);
+      kv.v_.resize(L);
+    }
+    pos[r] = kv.len_++;
+    if (size_t(kv.len_) > opts_.max_context)
+      fail("sequence length {} exceeds the engine's max_context {}", kv.len_, opts_.max_context);
+    const int32_t tok = rows[r].token;
+    if (tok < 0 || tok >= c.vocab_size) fail("token id {} out of range (vocab size {})", tok, c.vocab_size);
+    const size_t es = dtype_size(W.embed.dtype);
+    to_f32(W.embed.dtype, static_cast<const uint8_t*>(W.embed.data) + size_t(tok) * H * es, w.x.data() + r * H,
+           size_t(H));
+    float* cs = w.rope.data() + r * hd;  // cos[half], sin[half]
+    for (int64_t i = 0; i < half; ++i) {
+      const double a = double(pos[r]) * inv_freq_[i];
+      cs[i] = float(std::cos(a));
+      cs[half + i] = float(std::sin(a));
+    }
+  }
+  for (int64_t r = 0; r < n; ++r) {
+    KVCache& kv = *rows[r].cache;
+    const size_t need = size_t(kv.len_) * KVD;
+    if (kv.k_[0].size() < need) {
+      const size_t cap = std::max(need, std::min(kv.k_[0].size() * 2, opts_.max_context * KVD));
+      for (int64_t l = 0; l < L; ++l) {
+        kv.k_[l].resize(std::max(cap, need));
+        kv.v_[l].resize(std::max(cap, need));
+      }
+    }
+  }
+  if (hidden) hidden->insert(hidden->end(), w.x.begin(), w.x.begin() + n * H);
+
+  const float att_scale = float(1.0 / std::sqrt(double(hd)));
+  for (int64_t l = 0; l < L; ++l) {
+    const auto& lw = W.layers[l];
+    // --- attention block
+    for (int64_t r = 0; r < n; ++r)
+      rmsnorm(w.x.data() + r * H, lw.input_norm.data(), w.xn.data() + r * H, H, c.rms_norm_eps);
+    auto bias = [](const model::Linear& lin) { return lin.bias.empty() ? nullptr : lin.bias.data(); };
+    matmul(w.xn.data(), n, H, lw.q.w, bias(lw.q), w.q.data(), QD);
+    matmul(w.xn.data(), n, H, lw.k.w, bias(lw.k), w.k.data(), KVD);
+    matmul(w.xn.data(), n, H, lw.v.w, bias(lw.v), w.v.data(), KVD);
+    // RoPE (rotate-half layout) on q and k, then k, v into the cache.
+    for (int64_t r = 0; r < n; ++r) {
+      const float* cs = w.rope.data() + r * hd;
+      auto rot = [&](float* h) {
+        for (int64_t i = 0; i < half; ++i) {
+          const float x1 = h[i], x2 = h[i + half];
+          h[i] = x1 * cs[i] - x2 * cs[half + i];
+          h[i + half] = x2 * cs[i] + x1 * cs[half + i];
+        }
+      };
+      for (int64_t h = 0; h < nh; ++h) rot(w.q.data() + r * QD + h * hd);
+      for (int64_t h = 0; h < c.num_kv_heads; ++h) rot(w.k.data() + r * KVD + h * hd);
+      KVCache& kv = *rows[r].cache;
+      std::copy_n(w.k.data() + r * KVD, KVD, kv.k_[l].data() + pos[r] * KVD);
+      std::copy_n(w.v.data() + r * KVD, KVD, kv.v_[l].data() + pos[r] * KVD);
+    }
+    // Causal attention with GQA over each row's cache (positions 0..pos).
+#pragma omp parallel
+    {
+      std::vector<float> sc;
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t rh = 0; rh < n * nh; ++rh) {
+        const int64_t r = rh / nh, h = rh % nh, g = h / group, T = pos[r] + 1;
+        const KVCache& kv = *rows[r].cache;
+        const float* q = w.q.data() + r * QD + h * hd;
+        const float* kb = kv.k_[l].data() + g * hd;
+        const float* vb = kv.v_[l].data() + g * hd;
+        sc.resize(size_t(T));
+        for (int64_t t = 0; t < T; ++t) sc[t] = dot(q, kb + t * KVD, hd) * att_scale;
+        softmax(sc.data(), T);
+        float* o = w.att.data() + r * QD + h * hd;
+        std::fill_n(o, hd, 0.f);
+        for (int64_t t = 0; t < T; ++t) axpy(sc[t], vb + t * KVD, o, hd);
+      }
+    }
+    matmul(w.att.data(), n, QD, lw.o.w, bias(lw.o), w.tmp.data(), H);
+    for (int64_t i = 0; i < n * H; ++i) w.x[i] += w.tmp[i];
+    // --- MLP block (SwiGLU)
+    for (int64_t r = 0; r < n; ++r)
+      rmsnorm(w.x.data() + r * H, lw.post_attention_norm.data(), w.xn.data() + r * H, H, c.rms_norm_eps);
+    matmul(w.xn.data(), n, H, lw.gate.w, bias(lw.gate), w.gate.data(), I);
+    matmul(w.xn.data(), n, H, lw.up.w, bias(lw.up), w.up.data(), I);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < n; ++r) silu_mul(w.gate.data() + r * I, w.up.data() + r * I, I);
+    matmul(w.gate.data(), n, I, lw.down.w, bias(lw.down), w.tmp.data(), H);
+    for (int64_t i = 0; i < n * H; ++i) w.x[i] += w.tmp[i];
+    if (hidden) hidden->insert(hidden->end(), w.x.begin(), w.x.begin() + n * H);
+  }
+  // Final norm + lm_head for the rows that want logits.
+  int64_t m = 0;
+  ensure(w.fin, n * H);
+  for (int64_t r = 0; r < n; ++r)
+    if (rows[r].want_logits) {
+      rmsnorm(w.x.data() + r * H, W.final_norm.data(), w.fin.data() + m * H, H, c.rms_norm_eps);
+      ++m;
+    }
+  if (m > 0 && logits) {
+    const auto& lm = W.lm_head;
+    matmul(w.fin.data(), m, H, lm.w, lm.bias.empty() ? nullptr : lm.bias.data(), logits, c.vocab_size);
+  }
+}
+
+std::vector<std::vector<float>> Engine::step(const std::vector<KVCache*>& caches,
+                                             const std::vector<std::vector<int32_t>>& tokens, bool all_logits) {
+  if (caches.size() != tokens.size()) fail("Engine::step: {} caches but {} token lists", caches.size(), tokens.size());
+  const int64_t V = m_.config().vocab_size;
+  std::vector<Row> rows;
+  size_t nl = 0;
+  for (size_t i = 0; i < caches.size(); ++i)
+    for (size_t t = 0; t < tokens[i].size(); ++t) {
+      bool want = all_logits || t + 1 == tokens[i].size();
+      rows.push_back({caches[i], tokens[i][t], want});
+      nl += want;
+    }
+  std::vector<float> lg(nl * V);
+  forward(rows, lg.data());
+  std::vector<std::vector<float>> out(caches.size());
+  size_t off = 0;
+  for (size_t i = 0; i < caches.size(); ++i) {
+    size_t cnt = tokens[i].empty() ? 0 : all_logits ? tokens[i].size() : 1;
+    out[i].assign(lg.begin() + off * V, lg.begin() + (off + cnt) * V);
+    off += cnt;
+  }
+  return out;
+}
+
+std::vector<float> Engine::logits(const std::vector<int32_t>& tokens) {
+  KVCache kv;
+  return std::move(step({&kv}, {tokens}, true)[0]);
+}
+
+std::vector<float> Engine::hidden_states(const std::vector<int32_t>& tokens) {
+  // Collect per chunk ([L+1, chunk, H] each), then reorder to [L+1, T, H].
+  const int64_t H = m_.config().hidden_size, L1 = m_.config().num_layers + 1, T = int64_t(tokens.size());
+  KVCache kv;
+  std::vector<float> out(size_t(L1 * T * H));
+  for (int64_t s = 0; s < T; s += kChunkRows) {
+    const int64_t n = std::min(kChunkRows, T - s);
+    std::vector<Row> rows;
+    for (int64_t i = 0; i < n; ++i) rows.push_back({&kv, tokens[s + i], false});
+    std::vector<float> h;
+    forward_chunk(rows.data(), n, nullptr, &h);
+    for (int64_t l = 0; l < L1; ++l)
+      std::copy_n(h.data() + l * n * H, n * H, out.data() + (l * T + s) * H);
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ sampling
+int32_t sample_token(const float* logits, int64_t V, const SamplingParams& p, double u) {
+  if (p.temperature <= 0) return int32_t(std::max_element(logits, logits + V) - logits);
+  std::vector<int32_t> idx(V);
+  std::iota(idx.begin(), idx.end(), 0);
+  auto desc = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  int64_t n = V;
+  if (p.top_k > 0 && p.top_k < V) {
+    n = p.top_k;
+    std::partial_sort(idx.begin(), idx.begin() + n, idx.end(), desc);
+  } else if (p.top_p < 1) {
+    std::sort(idx.begin(), idx.end(), desc);
+  }
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, logits[idx[i]]);
+  std::vector<double> pr(n);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += pr[i] = std::exp(double(logits[idx[i]] - mx) / p.temperature);
+  if (p.top_p < 1) {  // candidates are sorted by probability: keep the smallest prefix reaching top_p
+    double cum = 0;
+    int64_t keep = 0;
+    while (keep < n) {
+      cum += pr[keep++] / sum;
+      if (cum >= p.top_p) break;
+    }
+    n = keep;
+    sum = 0;
+    for (int64_t i = 0; i < n; ++i) sum += pr[i];
+  }
+  double target = u * sum, acc = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    acc += pr[i];
+    if (target < acc) return idx[i];
+  }
+  return idx[n - 1];
+}
+
+// ------------------------------------------------------------------ generation
+namespace {
+struct Active {
+  size_t idx;
+  const GenerationRequest* req;
+  KVCache kv;
+  GenerationResult res;
+  std::optional<text::StreamDecoder> dec;
+  std::mt19937_64 rng;
+  int32_t last = 0;
+  bool done = false;
+};
+
+double uniform01(std::mt19937_64& g) { return double(g() >> 11) * 0x1.0p-53; }
+}  // namespace
+
+void Engine::generate(const std::vector<GenerationRequest>& reqs,
+                      const std::function<void(size_t, GenerationResult)>& on_done) {
+  const int64_t V = m_.config().vocab_size;
+  const text::Tokenizer* tok = m_.tokenizer();
+  for (const auto& r : reqs)
+    if (!r.stop_strings.empty() && !tok) fail("{}: stop strings need a tokenizer.json", m_.dir().path().string());
+  std::deque<size_t> queue;
+  for (size_t i = 0; i < reqs.size(); ++i) queue.push_back(i);
+  std::vector<std::unique_ptr<Active>> active;
+
+  // Appends a sampled token; returns true when the sequence is finished.
+  auto accept = [&](Active& a, int32_t t) {
+    const auto& rq = *a.req;
+    a.res.tokens.push_back(t);
+    a.last = t;
+    bool is_stop = std::find(m_.eos_ids().begin(), m_.eos_ids().end(), t) != m_.eos_ids().end() ||
+                   std::find(rq.stop_tokens.begin(), rq.stop_tokens.end(), t) != rq.stop_tokens.end();
+    if (is_stop) {
+      if (a.dec) a.res.text += a.dec->flush();
+      a.res.finish_reason = "stop_token";
+      return true;
+    }
+    if (a.dec) {
+      size_t before = a.res.text.size();
+      a.res.text += a.dec->push(t);
+      if (!rq.stop_strings.empty() && a.res.text.size() > before) {
+        size_t best = std::string::npos;
+        for (const auto& s : rq.stop_strings) {
+          if (s.empty()) continue;
+          size_t from = before >= s.size() ? before - s.size() + 1 : 0;
+          size_t p = a.res.text.find(s, from);
+          if (p != std::string::npos) best = std::min(best, p);
+        }
+        if (best != std::string::npos) {
+          a.res.text.resize(best);
+          a.res.finish_reason = "stop_string";
+          return true;
+        }
+      }
+    }
+    if (int64_t(a.res.tokens.size()) >= rq.max_new_tokens || size_t(a.kv.size()) + 1 > opts_.max_context) {
+      if (a.dec) {
+        a.res.text += a.dec->flush();
+        // A stop string completed by the flushed tail still cuts the text.
+        size_t best = std::string::npos;
+        for (const auto& s : rq.stop_strings)
+          if (!s.empty()) best = std::min(best, a.res.text.find(s));
+        if (best != std::string::npos) {
+          a.res.text.resize(best);
+          a.res.finish_reason = "stop_string";
+          return true;
+        }
+      }
+      a.res.finish_reason = "length";
+      return true;
+    }
+    return false;
+  };
+  auto finish = [&](std::unique_ptr<Active>& a) {
+    a->done = true;
+    on_done(a->idx, std::move(a->res));
+  };
+
+  while (!queue.empty() || !active.empty()) {
+    // Admit queued requests and prefill their prompts together.
+    std::vector<std::unique_ptr<Active>> fresh;
+    while (!queue.empty() && active.size() + fresh.size() < size_t(opts_.max_batch)) {
+      size_t i = queue.front();
+      queue.pop_front();
+      const auto& rq = reqs[i];
+      if (rq.max_new_tokens <= 0) {
+        on_done(i, GenerationResult{{}, "", "length"});
+        continue;
+      }
+      if (rq.prompt.empty()) fail("generate: request {} has an empty prompt", i);
+      auto a = std::make_unique<Active>();
+      a->idx = i;
+      a->req = &rq;
+      a->rng.seed(rq.sampling.seed);
+      if (tok) a->dec.emplace(*tok);
+      fresh.push_back(std::move(a));
+    }
+    if (!fresh.empty()) {
+      std::vector<Row> rows;
+      for (auto& a : fresh) {
+        const auto& p = a->req->prompt;
+        size_t room = opts_.max_context > size_t(a->req->max_new_tokens) ? opts_.max_context - a->req->max_new_tokens : 1;
+        size_t start = p.size() > room ? p.size() - room : 0;
+        for (size_t t = start; t < p.size(); ++t) rows.push_back({&a->kv, p[t], t + 1 == p.size()});
+      }
+      std::vector<float> lg(fresh.size() * V);
+      forward(rows, lg.data());
+      for (size_t j = 0; j < fresh.size(); ++j) {
+        auto& a = fresh[j];
+        int32_t t = sample_token(lg.data() + j * V, V, a->req->sampling, uniform01(a->rng));
+        if (accept(*a, t)) finish(a);
+        else active.push_back(std::move(a));
+      }
+      continue;  // admit more before decoding if there is room
+    }
+    // One decode step for every active sequence.
+    std::vector<Row> rows;
+    for (auto& a : active) rows.push_back({&a->kv, a->last, true});
+    std::vector<float> lg(active.size() * V);
+    forward(rows, lg.data());
+    for (size_t j = 0; j < active.size(); ++j) {
+      auto& a = active[j];
+      int32_t t = sample_token(lg.data() + j * V, V, a->req->sampling, uniform01(a->rng));
+      if (accept(*a, t)) finish(a);
+    }
+    std::erase_if(active, [](const std::unique_ptr<Active>& a) { return a->done; });
+  }
+}
+
+// ------------------------------------------------------------------ scoring
+void Engine::loglikelihood(const std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>>& ctx_cont,
+                           const std::function<void(size_t, Loglik)>& on_done) {
+  const int64_t V = m_.config().vocab_size;
+  size_t i = 0;
+  while (i < ctx_cont.size()) {
+    // Pack requests into one forward pass of up to ~kChunkRows rows (at least one request).
+    std::vector<KVCache> caches;
+    caches.reserve(size_t(opts_.max_batch));
+    std::vector<Row> rows;
+    struct Item {
+      size_t idx;
+      std::vector<int32_t> cont;
+      size_t logit_off;
+    };
+    std::vector<Item> items;
+    size_t nlog = 0;
+    while (i < ctx_cont.size() && caches.size() < size_t(opts_.max_batch)) {
+      const auto& [ctx, cont] = ctx_cont[i];
+      if (ctx.empty()) fail("loglikelihood: request {} has an empty context", i);
+      if (cont.empty()) fail("loglikelihood: request {} has an empty continuation", i);
+      if (cont.size() >= opts_.max_context)
+        fail("loglikelihood: request {} continuation ({} tokens) does not fit max_context {}", i, cont.size(),
+             opts_.max_context);
+      std::vector<int32_t> all(ctx);
+      all.insert(all.end(), cont.begin(), cont.end());
+      // Input = all[:-1] (last max_context tokens); logits at the positions predicting cont.
+      std::vector<int32_t> inp(all.begin(), all.end() - 1);
+      if (inp.size() > opts_.max_context) inp.erase(inp.begin(), inp.end() - opts_.max_context);
+      if (!rows.empty() && rows.size() + inp.size() > size_t(kChunkRows)) break;
+      caches.emplace_back();
+      const size_t first_logit = inp.size() - cont.size();
+      for (size_t t = 0; t < inp.size(); ++t) rows.push_back({&caches.back(), inp[t], t >= first_logit});
+      items.push_back({i, cont, nlog});
+      nlog += cont.size();
+      ++i;
+    }
+    std::vector<float> lg(nlog * V);
+    forward(rows, lg.data());
+    for (const auto& it : items) {
+      Loglik r{0.0, true};
+      for (size_t j = 0; j < it.cont.size(); ++j) {
+        const float* l = lg.data() + (it.logit_off + j) * V;
+        const float mx = *std::max_element(l, l + V);
+        double s = 0;
+        for (int64_t v = 0; v < V; ++v) s += std::exp(double(l[v]) - double(mx));
+        const int32_t t = it.cont[j];
+        if (t < 0 || t >= V) fail("loglikelihood: token id {} out of range", t);
+        r.logprob += double(l[t]) - double(mx) - std::log(s);
+        if (int32_t(std::max_element(l, l + V) - l) != t) r.is_greedy = false;
+      }
+      on_done(it.idx, r);
+    }
+  }
+}
+
+}  // namespace rvec::infer

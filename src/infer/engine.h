@@ -1,0 +1,150 @@
+// rvec's CPU inference engine for Qwen2 / Llama / Mistral checkpoints.
+//
+//   auto model = rvec::infer::load_model("models/Qwen2.5-0.5B-Instruct");
+//   rvec::infer::Engine eng(*model, {.threads = 0, .max_batch = 32});
+//   eng.generate(requests, [](size_t i, rvec::infer::GenerationResult r) { ... });
+//   eng.loglikelihood({{ctx_ids, cont_ids}, ...}, [](size_t i, Engine::Loglik l) { ... });
+//   std::vector<float> lg = eng.logits(ids);  // [T * vocab]
+//
+// Numerics: f32 activations, f32 KV cache, weights read in place in their stored dtype
+// and widened to f32 (exact) unless set_matmul_precision(BF16Dot) (kernels.h) is chosen.
+// The forward pass runs any mix of sequences and tokens as one batch of rows: the prefill
+// of a prompt (chunks of up to 256 rows, matrix-matrix) and the decode of many sequences
+// (one row each) use the same code. An Engine is not thread-safe (one caller at a time);
+// it parallelises internally with OpenMP.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "io/model_dir.h"
+#include "model/config.h"
+#include "model/weights.h"
+#include "text/tokenizer.h"
+
+namespace rvec::infer {
+
+struct SamplingParams {
+  float temperature = 0;  // <= 0: greedy (argmax, lowest id on ties)
+  float top_p = 1;        // nucleus: smallest set of tokens whose probability sum >= top_p
+  int top_k = 0;          // 0: no limit
+  uint64_t seed = 0;      // per request: a request's output does not depend on its batch
+};
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;
+  int max_new_tokens = 256;
+  SamplingParams sampling;
+  std::vector<std::string> stop_strings;  // lm-eval `until`: stop when the text contains one
+  std::vector<int32_t> stop_tokens;       // in addition to the model's EOS ids (always stop tokens)
+};
+
+struct GenerationResult {
+  std::vector<int32_t> tokens;  // generated ids, including a final stop token if one ended it
+  std::string text;             // decoded (without the stop token), cut before the first stop string
+  std::string finish_reason;    // "stop_token" | "stop_string" | "length"
+};
+
+struct EngineOptions {
+  int threads = 0;           // > 0: omp_set_num_threads(threads) for the process; 0: keep default
+  int max_batch = 32;        // sequences decoded together
+  size_t max_context = 4096;  // tokens per sequence (prompt + generated)
+};
+
+// Loaded weights + config (+ tokenizer when the directory has tokenizer.json).
+class Model {
+ public:
+  const model::ModelConfig& config() const { return cfg_; }
+  const model::Weights& weights() const { return w_; }
+  const io::ModelDir& dir() const { return *dir_; }
+  const text::Tokenizer* tokenizer() const { return tok_ ? &*tok_ : nullptr; }
+  // EOS ids: generation_config.json's eos_token_id (int or list), else config.json's.
+  const std::vector<int32_t>& eos_ids() const { return eos_; }
+  std::optional<int32_t> bos_id() const { return cfg_.bos_token_id; }
+
+ private:
+  friend std::unique_ptr<Model> load_model(const std::filesystem::path& dir);
+  std::unique_ptr<io::ModelDir> dir_;
+  model::ModelConfig cfg_;
+  model::Weights w_;
+  std::optional<text::Tokenizer> tok_;
+  std::vector<int32_t> eos_;
+};
+
+std::unique_ptr<Model> load_model(const std::filesystem::path& dir);
+
+// The KV cache of one sequence (f32, [layer][position][kv_heads * head_dim]).
+class KVCache {
+ public:
+  int64_t size() const { return len_; }  // tokens cached
+
+ private:
+  friend class Engine;
+  std::vector<std::vector<float>> k_, v_;
+  int64_t len_ = 0;
+};
+
+class Engine {
+ public:
+  explicit Engine(const Model& m, EngineOptions opts = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Continuous batching: up to max_batch sequences decode together; finished ones leave and
+  // queued ones join (their prompts prefilled together). on_done(i, result) is called once
+  // per request, in completion order, from the calling thread. A prompt longer than
+  // max_context - max_new_tokens keeps its last tokens (lm-eval's left truncation).
+  void generate(const std::vector<GenerationRequest>& reqs,
+                const std::function<void(size_t, GenerationResult)>& on_done);
+
+  struct Loglik {
+    double logprob;  // sum of log p(continuation token | everything before it)
+    bool is_greedy;  // every continuation token is the argmax
+  };
+  // Pairs (context ids, continuation ids); context must be non-empty (lm-eval puts EOT there
+  // for an empty context). Too long inputs keep their last max_context tokens.
+  void loglikelihood(const std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>>& ctx_cont,
+                     const std::function<void(size_t, Loglik)>& on_done);
+
+  std::vector<float> logits(const std::vector<int32_t>& tokens);  // [T * vocab]
+  // The residual stream [n_layers + 1, T, hidden] (embeddings, then after each layer).
+  std::vector<float> hidden_states(const std::vector<int32_t>& tokens);
+
+  // Low-level incremental API (tests, custom loops): append tokens[i] to caches[i] in one
+  // batched forward pass; returns for each sequence the logits of all appended tokens
+  // ([n_i * vocab]) if all_logits, else of its last token ([vocab]).
+  std::vector<std::vector<float>> step(const std::vector<KVCache*>& caches,
+                                       const std::vector<std::vector<int32_t>>& tokens, bool all_logits = false);
+
+  const Model& model() const { return m_; }
+  const EngineOptions& options() const { return opts_; }
+
+  struct Row {
+    KVCache* cache;
+    int32_t token;
+    bool want_logits;
+  };
+  // Runs rows through the model (rows of one cache in order); writes the logits of the
+  // rows with want_logits, in row order, to `logits` ([count * vocab]).
+  void forward(const std::vector<Row>& rows, float* logits, std::vector<float>* hidden = nullptr);
+
+ private:
+  void forward_chunk(const Row* rows, int64_t n, float* logits, std::vector<float>* hidden);
+  const Model& m_;
+  EngineOptions opts_;
+  std::vector<double> inv_freq_;
+  struct Work;
+  std::unique_ptr<Work> w_;
+};
+
+// Samples a token from logits [vocab] (temperature/top-k/top-p; greedy when temperature <= 0).
+// `u` is a uniform draw in [0, 1).
+int32_t sample_token(const float* logits, int64_t vocab, const SamplingParams& p, double u);
+
+}  // namespace rvec::infer

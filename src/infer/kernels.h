@@ -1,0 +1,36 @@
+// Compute kernels of the inference engine, with runtime CPU dispatch (core/cpu.h):
+// AVX-512 (F/BW/VL/DQ), AVX2+FMA+F16C, and a scalar fallback. Activations are f32;
+// weight matrices are read in their stored dtype (BF16/F16/F32) and widened to f32
+// in registers, so the default matmul is exact f32 arithmetic on the stored weights.
+// An optional fast path (MatmulPrecision::BF16Dot, AVX512-BF16 CPUs, BF16 weights)
+// rounds the activations to bf16 and uses vdpbf16ps dot products (~1e-2 relative).
+#pragma once
+#include <cstdint>
+
+#include "model/weights.h"
+
+namespace rvec::infer {
+
+enum class MatmulPrecision { F32, BF16Dot };
+// Process-wide; default F32 (exact). BF16Dot falls back to F32 where unsupported
+// (no avx512_bf16, non-BF16 weights, odd K).
+void set_matmul_precision(MatmulPrecision p);
+MatmulPrecision matmul_precision();
+
+// y[r*ldy + o] = bias[o] + sum_k x[r*ldx + k] * W[o, k] for r < n, o < W.rows
+// (W is [out, in] row-major, as HF stores Linear weights; bias may be null).
+// Parallel over output rows with OpenMP; blocked over K and rows of x for large n.
+void matmul(const float* x, int64_t n, int64_t ldx, const model::Matrix& W, const float* bias, float* y,
+            int64_t ldy);
+
+// y = x / sqrt(mean(x^2) + eps) * w over n elements (sum of squares in double).
+void rmsnorm(const float* x, const float* w, float* y, int64_t n, double eps);
+float dot(const float* a, const float* b, int64_t n);
+void axpy(float a, const float* x, float* y, int64_t n);  // y += a * x
+void scale(float* x, float a, int64_t n);                  // x *= a
+// g[i] = silu(g[i]) * u[i]
+void silu_mul(float* g, const float* u, int64_t n);
+// In place, max-subtracted; returns nothing.
+void softmax(float* x, int64_t n);
+
+}  // namespace rvec::infer

@@ -1,0 +1,43 @@
+// Weights of a Qwen2/Llama/Mistral model bound by their Hugging Face names. Matrices
+// are used in place from the memory-mapped safetensors files in their stored dtype
+// (BF16, F16 or F32) - no conversion copy of the model; only the small vectors
+// (norm weights, biases) are converted to f32 copies.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/dtype.h"
+#include "io/model_dir.h"
+#include "model/config.h"
+
+namespace rvec::model {
+
+// A [rows, cols] row-major matrix (HF Linear weight: [out_features, in_features]).
+struct Matrix {
+  DType dtype = DType::F32;
+  const void* data = nullptr;
+  int64_t rows = 0, cols = 0;
+  size_t bytes() const { return size_t(rows) * size_t(cols) * dtype_size(dtype); }
+};
+
+struct Linear {
+  Matrix w;
+  std::vector<float> bias;  // empty when the layer has none
+};
+
+struct LayerWeights {
+  std::vector<float> input_norm, post_attention_norm;
+  Linear q, k, v, o, gate, up, down;
+};
+
+struct Weights {
+  Matrix embed;  // [vocab, hidden]
+  std::vector<LayerWeights> layers;
+  std::vector<float> final_norm;
+  Linear lm_head;  // tied: same matrix as embed
+  // Binds and shape-checks every tensor; throws rvec::Error naming the directory and tensor.
+  static Weights bind(const io::ModelDir& dir, const ModelConfig& cfg);
+  uint64_t matmul_bytes_per_token() const;  // bytes of all matrices read per decoded token
+};
+
+}  // namespace rvec::model

@@ -1,0 +1,132 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "core/cpu.h"
+#include "core/dtype.h"
+#include "infer/kernels.h"
+
+using namespace rvec;
+using namespace rvec::infer;
+
+namespace {
+
+struct IsaGuard {
+  CpuIsa saved = cpu_isa();
+  ~IsaGuard() { set_cpu_isa_for_testing(saved); }
+};
+
+// Reference: double accumulation over the dequantised weights.
+std::vector<double> ref_matmul(const std::vector<float>& x, int64_t n, int64_t K, const std::vector<float>& w,
+                               int64_t out, const std::vector<float>& bias) {
+  std::vector<double> y(n * out);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t o = 0; o < out; ++o) {
+      double s = bias.empty() ? 0 : bias[o];
+      for (int64_t k = 0; k < K; ++k) s += double(x[r * K + k]) * double(w[o * K + k]);
+      y[r * out + o] = s;
+    }
+  return y;
+}
+
+void check_matmul(DType dt, int64_t n, int64_t K, int64_t out, bool with_bias) {
+  std::mt19937 g(unsigned(n * 1000 + K * 10 + out));
+  std::normal_distribution<float> nd;
+  std::vector<float> x(n * K), wf(out * K), bias;
+  for (auto& v : x) v = nd(g);
+  for (auto& v : wf) v = nd(g);
+  if (with_bias)
+    for (int64_t o = 0; o < out; ++o) bias.push_back(nd(g));
+  std::vector<uint8_t> wraw(out * K * dtype_size(dt));
+  from_f32(dt, wf.data(), wraw.data(), wf.size());
+  to_f32(dt, wraw.data(), wf.data(), wf.size());  // the values the kernel really sees
+  auto ref = ref_matmul(x, n, K, wf, out, bias);
+  model::Matrix W{dt, wraw.data(), out, K};
+  std::vector<float> y(n * out, -1);
+  matmul(x.data(), n, K, W, with_bias ? bias.data() : nullptr, y.data(), out);
+  for (int64_t i = 0; i < n * out; ++i)
+    ASSERT_NEAR(y[i], ref[i], 1e-4 * std::sqrt(double(K)) + 1e-5)
+        << dtype_name(dt) << " n=" << n << " K=" << K << " out=" << out << " i=" << i
+        << " isa=" << cpu_isa_name(cpu_isa());
+}
+
+}  // namespace
+
+TEST(Kernels, MatmulAllIsasDtypesAndShapes) {
+  IsaGuard guard;
+  for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
+    set_cpu_isa_for_testing(isa);
+    for (DType dt : {DType::F32, DType::BF16, DType::F16})
+      // n: decode (1, 3), prefill (7 rows: tile tail, 100: > one 96-row block);
+      // K: tails (37), multiple blocks of 512 with a tail (1100); out: tails of 4 and 16.
+      for (auto [n, K, out] : {std::tuple{1, 64, 33}, {3, 37, 5}, {7, 128, 70}, {100, 1100, 19}, {9, 1100, 3}})
+        check_matmul(dt, n, K, out, (n + K) % 2 == 1);
+  }
+}
+
+TEST(Kernels, MatmulBf16DotWithinBf16Error) {
+  if (!cpu_has_avx512_bf16()) GTEST_SKIP() << "no avx512_bf16";
+  const int64_t n = 13, K = 300, out = 40;
+  std::mt19937 g(5);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(n * K), wf(out * K);
+  for (auto& v : x) v = nd(g);
+  for (auto& v : wf) v = nd(g);
+  std::vector<uint16_t> wb(wf.size());
+  from_f32(DType::BF16, wf.data(), wb.data(), wf.size());
+  to_f32(DType::BF16, wb.data(), wf.data(), wf.size());
+  // Expected: activations rounded to bf16, exact products, f32-ish sums.
+  std::vector<float> xr(x.size());
+  for (size_t i = 0; i < x.size(); ++i) xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
+  auto ref = ref_matmul(xr, n, K, wf, out, {});
+  auto exact = ref_matmul(x, n, K, wf, out, {});
+  set_matmul_precision(MatmulPrecision::BF16Dot);
+  std::vector<float> y(n * out);
+  matmul(x.data(), n, K, model::Matrix{DType::BF16, wb.data(), out, K}, nullptr, y.data(), out);
+  set_matmul_precision(MatmulPrecision::F32);
+  double maxdiff = 0;
+  for (int64_t i = 0; i < n * out; ++i) {
+    ASSERT_NEAR(y[i], ref[i], 1e-3) << i;
+    maxdiff = std::max(maxdiff, std::abs(y[i] - exact[i]));
+  }
+  EXPECT_GT(maxdiff, 0.0);  // it really rounded the activations
+}
+
+TEST(Kernels, RmsNormSoftmaxSilu) {
+  std::vector<float> x{1, -2, 3, -4}, w{1, 0.5f, 2, 1}, y(4);
+  rmsnorm(x.data(), w.data(), y.data(), 4, 0.0);
+  const double inv = 1 / std::sqrt((1 + 4 + 9 + 16) / 4.0);
+  EXPECT_NEAR(y[0], 1 * inv, 1e-6);
+  EXPECT_NEAR(y[1], -2 * inv * 0.5, 1e-6);
+  EXPECT_NEAR(y[2], 3 * inv * 2, 1e-6);
+  // Softmax is max-subtracted: huge logits do not overflow.
+  std::vector<float> s{1000, 1001, 999};
+  softmax(s.data(), 3);
+  const double e = std::exp(1.0), d = 1 + e + 1 / e;
+  EXPECT_NEAR(s[0], 1 / d, 1e-6);
+  EXPECT_NEAR(s[1], e / d, 1e-6);
+  EXPECT_NEAR(s[2], 1 / e / d, 1e-6);
+  std::vector<float> gte{2, -1}, up{3, 0.5f};
+  silu_mul(gte.data(), up.data(), 2);
+  EXPECT_NEAR(gte[0], 2 / (1 + std::exp(-2.0)) * 3, 1e-5);
+  EXPECT_NEAR(gte[1], -1 / (1 + std::exp(1.0)) * 0.5, 1e-6);
+}
+
+TEST(Kernels, DotAxpyAllIsas) {
+  IsaGuard guard;
+  std::vector<float> a(37), b(37), y(37, 1.f);
+  for (int i = 0; i < 37; ++i) {
+    a[i] = float(i) * 0.5f - 3;
+    b[i] = float(i % 5) - 2;
+  }
+  double ref = 0;
+  for (int i = 0; i < 37; ++i) ref += double(a[i]) * b[i];
+  for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
+    set_cpu_isa_for_testing(isa);
+    EXPECT_NEAR(dot(a.data(), b.data(), 37), ref, 1e-4);
+    std::vector<float> yy = y;
+    axpy(2.f, a.data(), yy.data(), 37);
+    for (int i = 0; i < 37; ++i) EXPECT_FLOAT_EQ(yy[i], 1 + 2 * a[i]);
+  }
+}
