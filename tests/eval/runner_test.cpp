@@ -1,0 +1,358 @@
+// End-to-end runs of run_eval / evaluate_task with a ScriptedModel: hand-derived scores, the
+// results-file structure, rescoring from the samples file, resume after an interruption,
+// perturbations and HumanEval program assembly.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_output.h"
+#include "eval/perturb.h"
+#include "eval/runner.h"
+#include "scripted_model.h"
+
+using namespace rvec::eval;
+using rvec::eval::testing::ScriptedModel;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+struct TempDir {
+  fs::path p;
+  explicit TempDir(const std::string& tag) {
+    p = fs::temp_directory_path() / ("rvec_eval_" + tag + "_" + std::to_string(::getpid()));
+    fs::remove_all(p);
+    fs::create_directories(p);
+  }
+  ~TempDir() { fs::remove_all(p); }
+};
+
+EvalOptions base_opts() {
+  EvalOptions o;
+  o.shipped_data_dir = RVEC_DATA_DIR;
+  o.quiet = true;
+  return o;
+}
+
+std::string gold_number(const std::string& answer) { return answer.substr(answer.rfind("#### ") + 5); }
+
+// Answers GSM8K questions: even doc ids in "#### N" form (strict and flexible right), odd ones as
+// "I think it is N." (strict invalid, flexible right).
+ScriptedModel gsm_model() {
+  Task t = load_task("gsm8k", DataSource(RVEC_DATA_DIR));
+  auto by_q = std::make_shared<std::map<std::string, std::pair<size_t, std::string>>>();
+  for (size_t i = 0; i < 20; i++)
+    (*by_q)[t.docs[i]["question"].get<std::string>()] = {i, gold_number(t.docs[i]["answer"].get<std::string>())};
+  ScriptedModel m;
+  m.gen = [by_q](const std::string& prompt) -> std::string {
+    auto p = prompt.rfind("Question: ");
+    std::string q = prompt.substr(p + 10, prompt.rfind("\nAnswer:") - p - 10);
+    auto it = by_q->find(q);
+    if (it == by_q->end()) return "?";
+    auto [i, n] = it->second;
+    // Text after a stop string must be cut by the runner.
+    if (i % 2 == 0) return "Some steps.\n#### " + n + "\n\nQuestion: next one";
+    return "I think it is " + n + ".";
+  };
+  return m;
+}
+
+std::vector<json> read_jsonl(const fs::path& p) {
+  std::vector<json> v;
+  std::ifstream in(p);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) v.push_back(json::parse(line));
+  return v;
+}
+
+fs::path find_file(const fs::path& dir, const std::string& prefix, const std::string& suffix) {
+  for (auto& e : fs::directory_iterator(dir)) {
+    auto n = e.path().filename().string();
+    if (n.rfind(prefix, 0) == 0 && n.size() >= suffix.size() && n.ends_with(suffix)) return e.path();
+  }
+  return {};
+}
+}  // namespace
+
+TEST(Runner, Gsm8kScoresHandDerived) {
+  auto m = gsm_model();
+  auto o = base_opts();
+  o.limit = 6;
+  TaskResult r = evaluate_task(m, "gsm8k", o);
+  ASSERT_EQ(r.samples.size(), 6u);
+  EXPECT_DOUBLE_EQ(r.metrics.at("exact_match,strict-match").value, 0.5);
+  EXPECT_DOUBLE_EQ(r.metrics.at("exact_match,flexible-extract").value, 1.0);
+  // sample variance of {1,0,1,0,1,0} = 1.5/5 = 0.3
+  EXPECT_NEAR(*r.metrics.at("exact_match,strict-match").stderr_, std::sqrt(0.3 / 6), 1e-12);
+  EXPECT_EQ(r.per_doc.at("exact_match,strict-match"), (std::vector<double>{1, 0, 1, 0, 1, 0}));
+  EXPECT_EQ(r.samples[0].output.get<std::string>(), "Some steps.\n#### " +
+                                                        gold_number(r.samples[0].doc["answer"].get<std::string>()) +
+                                                        "\n\n");  // cut at "Question:"
+  EXPECT_EQ(r.samples[1].filtered["strict-match"], kInvalid);
+  // All requests went to the model in one call, with the task's stops and budget.
+  EXPECT_EQ(m.last_gen.size(), 6u);
+  EXPECT_EQ(m.last_gen[0].until, (std::vector<std::string>{"Question:", "</s>", "<|im_end|>"}));
+  EXPECT_EQ(m.last_gen[0].max_new_tokens, 256);
+}
+
+TEST(Runner, ResultsFileStructureAndRescoreAgree) {
+  TempDir dir("e2e");
+  auto m = gsm_model();
+  // sciq: the correct answer wins for docs 0 and 1; distractor1 wins for docs 2 and 3.
+  Task sciq = load_task("sciq", DataSource(RVEC_DATA_DIR));
+  m.ll = [&](const std::string& ctx, const std::string& cont) {
+    for (size_t i = 0; i < 4; i++) {
+      if (ctx != build_prompt(sciq, sciq.docs[i], {}, {}, nullptr)) continue;
+      bool correct = cont == " " + sciq.docs[i]["correct_answer"].get<std::string>();
+      bool d1 = cont == " " + sciq.docs[i]["distractor1"].get<std::string>();
+      if (i < 2) return correct ? -1.0 : -5.0;
+      return d1 ? -1.0 : (correct ? -1.5 : -5.0);
+    }
+    return -100.0;
+  };
+  // bbh boolean expressions: always the right answer, CoT style.
+  Task bool_t = load_task("bbh_cot_fewshot_boolean_expressions", DataSource(RVEC_DATA_DIR));
+  auto gsm_gen = m.gen;
+  m.gen = [&, gsm_gen](const std::string& prompt) -> std::string {
+    if (prompt.rfind("Evaluate the result", 0) == 0) {
+      for (size_t i = 0; i < 4; i++)
+        if (prompt.ends_with("Q: " + bool_t.docs[i]["input"].get<std::string>() + "\nA: Let's think step by step.\n"))
+          return "Z is easy. So the answer is " + bool_t.docs[i]["target"].get<std::string>() + ".";
+    }
+    return gsm_gen(prompt);
+  };
+  auto o = base_opts();
+  o.limit = 4;
+  o.out_dir = dir.p.string();
+  o.model_name = "scripted-model";
+  EvalResults r = run_eval(m, {"gsm8k", "sciq", "bbh_cot_fewshot_boolean_expressions"}, o);
+  ASSERT_EQ(r.tasks.size(), 3u);
+
+  fs::path res = find_file(dir.p, "results_", ".json");
+  ASSERT_FALSE(res.empty());
+  json j = json::parse(rvec::read_file(res));
+  for (auto k : {"results", "configs", "versions", "n-shot", "higher_is_better", "n-samples", "config", "date"})
+    EXPECT_TRUE(j.contains(k)) << k;
+  auto& g = j["results"]["gsm8k"];
+  EXPECT_EQ(g["alias"], "gsm8k");
+  EXPECT_DOUBLE_EQ(g["exact_match,strict-match"].get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(g["exact_match,flexible-extract"].get<double>(), 1.0);
+  EXPECT_TRUE(g.contains("exact_match_stderr,strict-match"));
+  EXPECT_DOUBLE_EQ(j["results"]["sciq"]["acc,none"].get<double>(), 0.5);
+  // acc_norm by hand: log-likelihood / characters of the choice.
+  double expect_norm = 0;
+  for (size_t i = 0; i < 4; i++) {
+    auto& d = sciq.docs[i];
+    std::vector<std::string> ch = {d["distractor1"], d["distractor2"], d["distractor3"], d["correct_answer"]};
+    std::vector<double> ll = i < 2 ? std::vector<double>{-5, -5, -5, -1} : std::vector<double>{-1, -5, -5, -1.5};
+    size_t best = 0;
+    for (size_t c = 1; c < 4; c++)
+      if (ll[c] / double(ch[c].size()) > ll[best] / double(ch[best].size())) best = c;
+    expect_norm += best == 3 ? 0.25 : 0.0;
+  }
+  EXPECT_DOUBLE_EQ(j["results"]["sciq"]["acc_norm,none"].get<double>(), expect_norm);
+  EXPECT_DOUBLE_EQ(j["results"]["bbh_cot_fewshot_boolean_expressions"]["exact_match,get-answer"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(j["results"]["bbh"]["exact_match,get-answer"].get<double>(), 1.0);  // group of the run's members
+  EXPECT_EQ(j["n-shot"]["gsm8k"], 5);
+  EXPECT_EQ(j["n-shot"]["bbh_cot_fewshot_boolean_expressions"], 3);
+  EXPECT_EQ(j["n-samples"]["gsm8k"]["effective"], 4);
+  EXPECT_EQ(j["n-samples"]["gsm8k"]["original"], 1319);
+  EXPECT_EQ(j["config"]["model"], "scripted-model");
+  EXPECT_EQ(j["config"]["fewshot_seed"], 1234);
+  EXPECT_EQ(j["configs"]["gsm8k"]["fewshot_config"]["sampler"], "default");
+  EXPECT_EQ(j["configs"]["bbh_cot_fewshot_boolean_expressions"]["target_delimiter"], "");
+  EXPECT_FALSE(find_file(dir.p, "results_", ".md").empty());
+
+  // Samples file: one line per doc with the required fields; scores recomputed from it agree.
+  fs::path sp = find_file(dir.p, "samples_gsm8k_", ".jsonl");
+  ASSERT_FALSE(sp.empty());
+  auto lines = read_jsonl(sp);
+  ASSERT_EQ(lines.size(), 4u);
+  double sum = 0;
+  for (size_t i = 0; i < lines.size(); i++) {
+    for (auto k : {"task", "doc_id", "prompt", "output", "target", "filtered", "metrics"})
+      EXPECT_TRUE(lines[i].contains(k)) << k;
+    EXPECT_EQ(lines[i]["doc_id"], i);
+    sum += lines[i]["metrics"]["exact_match,strict-match"].get<double>();
+  }
+  EXPECT_DOUBLE_EQ(sum / 4, g["exact_match,strict-match"].get<double>());
+
+  // rescore from minimal lines (task, doc_id, output only) of all three samples files.
+  fs::path minimal = dir.p / "minimal.jsonl";
+  std::string content;
+  for (auto prefix : {"samples_gsm8k_", "samples_sciq_", "samples_bbh_cot_fewshot_boolean_expressions_"})
+    for (auto& l : read_jsonl(find_file(dir.p, prefix, ".jsonl")))
+      content += json{{"task", l["task"]}, {"doc_id", l["doc_id"]}, {"output", l["output"]}}.dump() + "\n";
+  rvec::write_file_atomic(minimal, content);
+  auto ro = base_opts();
+  EvalResults rr = rescore_samples_file(minimal.string(), ro);
+  for (auto& t : r.tasks) {
+    const TaskResult* x = rr.find(t.name);
+    ASSERT_NE(x, nullptr) << t.name;
+    for (auto& [k, v] : t.metrics) EXPECT_DOUBLE_EQ(x->metrics.at(k).value, v.value) << t.name << " " << k;
+  }
+}
+
+TEST(Runner, ResumeAfterInterruptionGivesIdenticalResults) {
+  auto o = base_opts();
+  o.limit = 8;
+  auto full_model = gsm_model();
+  TaskResult full = evaluate_task(full_model, "gsm8k", o);
+
+  TempDir dir("resume");
+  o.out_dir = dir.p.string();
+  auto m1 = gsm_model();
+  m1.fail_after = 3;  // "killed" after 3 samples completed
+  EXPECT_THROW(evaluate_task(m1, "gsm8k", o), std::exception);
+  fs::path cache = dir.p / "cache" / "gsm8k.jsonl";
+  ASSERT_TRUE(fs::exists(cache));
+  EXPECT_EQ(read_jsonl(cache).size(), 3u);
+  {  // a line torn by kill -9 in the middle of a write
+    std::ofstream out(cache, std::ios::app);
+    out << "{\"doc_id\": 0, \"prompt\": \"Quest";
+  }
+  o.resume = true;
+  auto m2 = gsm_model();
+  TaskResult resumed = evaluate_task(m2, "gsm8k", o);
+  EXPECT_EQ(m2.gen_requests, 5u);  // only the docs not in the cache
+  EXPECT_EQ(resumed.per_doc, full.per_doc);
+  for (auto& [k, v] : full.metrics) EXPECT_DOUBLE_EQ(resumed.metrics.at(k).value, v.value);
+  for (size_t i = 0; i < 8; i++) EXPECT_EQ(resumed.samples[i].prompt, full.samples[i].prompt);
+
+  // A changed configuration invalidates cached samples (prompts differ): all docs are redone.
+  auto m3 = gsm_model();
+  o.num_fewshot = 0;
+  evaluate_task(m3, "gsm8k", o);
+  EXPECT_EQ(m3.gen_requests, 8u);
+}
+
+TEST(Runner, GsmPlusBreakdownByPerturbationType) {
+  Task t = load_task("gsm_plus", DataSource(RVEC_DATA_DIR));
+  ScriptedModel m;
+  m.gen = [&](const std::string& prompt) -> std::string {
+    for (auto& d : t.docs)
+      if (prompt.ends_with("Question: " + d["question"].get<std::string>() + "\nAnswer:"))
+        return d["perturbation_type"] == "numerical substitution" ? "#### " + d["answer"].get<std::string>()
+                                                                  : "#### -1";
+    return "";
+  };
+  auto o = base_opts();
+  TaskResult r = evaluate_task(m, "gsm_plus", o);
+  ASSERT_EQ(r.samples.size(), 40u);
+  EXPECT_DOUBLE_EQ(r.metrics.at("exact_match,strict-match").value, 5.0 / 40);
+  ASSERT_EQ(r.breakdown.size(), 8u);
+  for (auto& b : r.breakdown) {
+    double expect = b.alias == " - numerical substitution" ? 1.0 : 0.0;
+    EXPECT_DOUBLE_EQ(b.metrics.at("exact_match,strict-match").value, expect) << b.name;
+    EXPECT_EQ(b.per_doc.at("exact_match,strict-match").size(), 5u);
+  }
+}
+
+TEST(Runner, HumanEvalProgramAssembly) {
+  Task t = load_task("humaneval", DataSource(RVEC_DATA_DIR));
+  ScriptedModel m;
+  m.gen = [&](const std::string& prompt) -> std::string {
+    return prompt == t.docs[0]["prompt"].get<std::string>() ? "    return True\n\ndef extra():\n    pass" : "    pass\n";
+  };
+  std::vector<std::string> programs;
+  auto o = base_opts();
+  o.limit = 2;
+  o.run_program = [&](const std::string& p) {
+    programs.push_back(p);
+    return p.find("return True") != std::string::npos;
+  };
+  TaskResult r = evaluate_task(m, "humaneval", o);
+  EXPECT_DOUBLE_EQ(r.metrics.at("pass@1,create_test").value, 0.5);
+  ASSERT_EQ(programs.size(), 2u);
+  auto& d0 = t.docs[0];
+  std::string expect0 = d0["prompt"].get<std::string>() + "    return True\n" + "\n" + d0["test"].get<std::string>() +
+                        "\ncheck(" + d0["entry_point"].get<std::string>() + ")";
+  EXPECT_TRUE(std::find(programs.begin(), programs.end(), expect0) != programs.end());
+  o.run_program = nullptr;
+  EXPECT_THROW(evaluate_task(m, "humaneval", o), std::exception);
+}
+
+TEST(Runner, HumanEvalInstructCutsAtFence) {
+  Task t = load_task("humaneval_instruct", DataSource(RVEC_DATA_DIR));
+  Sample s;
+  s.doc = t.docs[0];
+  s.output = "    return 1\n```\nExplanation: ...";
+  std::string program;
+  auto o = base_opts();
+  o.run_program = [&](const std::string& p) {
+    program = p;
+    return true;
+  };
+  score_sample(t, s, o);
+  EXPECT_EQ(s.filtered["create_test"], t.docs[0]["prompt"].get<std::string>() + "    return 1\n");
+}
+
+TEST(Perturb, DeterministicAndGoldFollows) {
+  DataSource ds(RVEC_DATA_DIR);
+  Task a = load_task("gsm8k", ds), b = load_task("gsm8k", ds), c = load_task("gsm8k", ds);
+  apply_perturbation("distractor", a, 1234);
+  apply_perturbation("distractor", b, 1234);
+  apply_perturbation("distractor", c, 99);
+  EXPECT_EQ(a.name, "gsm8k@distractor");
+  EXPECT_EQ(a.docs[0], b.docs[0]);
+  Task orig = load_task("gsm8k", ds);
+  std::string q0 = orig.docs[0]["question"], p0 = a.docs[0]["question"];
+  EXPECT_GT(p0.size(), q0.size());
+  // The question sentence stays last; the answer is unchanged.
+  EXPECT_EQ(p0.substr(p0.size() - 20), q0.substr(q0.size() - 20));
+  EXPECT_EQ(a.docs[0]["answer"], orig.docs[0]["answer"]);
+  bool any_diff = false;
+  for (size_t i = 0; i < 20; i++) any_diff |= a.docs[i] != c.docs[i];
+  EXPECT_TRUE(any_diff);
+
+  Task s = load_task("sciq", ds);
+  apply_perturbation("shuffle_choices", s, 1234);
+  Task so = load_task("sciq", ds);
+  size_t moved = 0;
+  for (size_t i = 0; i < 50; i++) {
+    auto ch = s.doc_to_choice(s.docs[i]);
+    EXPECT_EQ(ch[size_t(s.doc_to_gold(s.docs[i]))], so.docs[i]["correct_answer"].get<std::string>());
+    moved += s.doc_to_gold(s.docs[i]) != 3;
+  }
+  EXPECT_GT(moved, 20u);
+
+  Task d = load_task("bbh_cot_fewshot_date_understanding", ds), dorig = d;
+  apply_perturbation("shuffle_choices", d, 1234);
+  for (size_t i = 0; i < 30; i++) {
+    // The text of the gold option is the same before and after.
+    auto option_text = [](const Doc& doc) {
+      std::string in = doc["input"], tg = doc["target"];
+      auto p = in.find(tg + " ");
+      return in.substr(p + 4, in.find('\n', p) - p - 4);
+    };
+    EXPECT_EQ(option_text(d.docs[i]), option_text(dorig.docs[i])) << i;
+  }
+  EXPECT_FALSE(perturbation_applies("shuffle_choices", load_task("bbh_cot_fewshot_word_sorting", ds)));
+  EXPECT_FALSE(perturbation_applies("distractor", load_task("sciq", ds)));
+  EXPECT_THROW(perturbation_applies("nope", s), std::exception);
+
+  Task f = load_task("gsm8k_cot", ds);
+  apply_perturbation("fewshot_numbers", f, 1234);
+  EXPECT_NE(f.fewshot_docs[0]["target"], load_task("gsm8k_cot", ds).fewshot_docs[0]["target"]);
+  EXPECT_EQ(f.docs[0], orig.docs[0]);
+}
+
+TEST(Runner, PerturbAddsVariantTasks) {
+  auto m = gsm_model();
+  auto o = base_opts();
+  o.limit = 4;
+  o.perturb = {"distractor"};
+  EvalResults r = run_eval(m, {"gsm8k"}, o);
+  ASSERT_EQ(r.tasks.size(), 2u);
+  EXPECT_EQ(r.tasks[0].name, "gsm8k");
+  EXPECT_EQ(r.tasks[1].name, "gsm8k@distractor");
+  // The scripted model does not recognise the changed questions: it answers "?".
+  EXPECT_DOUBLE_EQ(r.tasks[1].metrics.at("exact_match,flexible-extract").value, 0.0);
+  EXPECT_EQ(r.to_json()["configs"]["gsm8k@distractor"]["perturbation"], "distractor");
+  o.perturb = {"shuffle_choices"};
+  EXPECT_THROW(run_eval(m, {"gsm8k"}, o), std::exception);
+}
