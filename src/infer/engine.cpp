@@ -154,7 +154,9 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
       std::copy_n(w.v.data() + r * KVD, KVD, kv.v_[l].data() + pos[r] * KVD);
     }
     // Causal attention with GQA over each row's cache (positions 0..pos).
-#pragma omp parallel
+    int64_t att_work = 0;
+    for (int64_t r = 0; r < n; ++r) att_work += (pos[r] + 1) * QD;
+#pragma omp parallel if (att_work > (int64_t(1) << 18))
     {
       std::vector<float> sc;
 #pragma omp for schedule(dynamic, 1)
@@ -179,7 +181,7 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
       rmsnorm(w.x.data() + r * H, lw.post_attention_norm.data(), w.xn.data() + r * H, H, c.rms_norm_eps);
     matmul(w.xn.data(), n, H, lw.gate.w, bias(lw.gate), w.gate.data(), I);
     matmul(w.xn.data(), n, H, lw.up.w, bias(lw.up), w.up.data(), I);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n * I > (int64_t(1) << 16))
     for (int64_t r = 0; r < n; ++r) silu_mul(w.gate.data() + r * I, w.up.data() + r * I, I);
     matmul(w.gate.data(), n, I, lw.down.w, bias(lw.down), w.tmp.data(), H);
     for (int64_t i = 0; i < n * H; ++i) w.x[i] += w.tmp[i];

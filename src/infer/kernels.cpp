@@ -253,7 +253,7 @@ void run_matmul(const Tiles& T, const void* x, int64_t xs, int64_t n, int64_t ld
                 const float* bias, float* y, int64_t ldy) {
   const int64_t K = W.cols, out = W.rows, ws = int64_t(dtype_size(W.dtype));
   int nth = omp_get_max_threads();
-  if (n * out * K < (int64_t(1) << 16)) nth = 1;  // not worth waking threads
+  if (n * out * K < (int64_t(1) << 21)) nth = 1;  // not worth waking threads (tiny models, tests)
 #pragma omp parallel num_threads(nth)
   {
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
