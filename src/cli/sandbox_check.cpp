@@ -1,0 +1,103 @@
+// `rvec sandbox-check`: which HumanEval sandbox modes work on this machine, which one rvec uses, and a
+// self-test of the chosen (or --mode) one: a passing and a failing program, a timeout, a write outside the
+// work directory, a connection to a socket rvec listens on, a fork bomb and a memory hog.
+#include <arpa/inet.h>
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <optional>
+
+#include "cli/command.h"
+#include "core/error.h"
+#include "eval/sandbox.h"
+
+namespace {
+
+using rvec::eval::ExecResult;
+using rvec::eval::Sandbox;
+using rvec::eval::SandboxMode;
+
+struct Check {
+  std::string name, program;
+  std::function<bool(const ExecResult&)> ok;
+  bool isolation = false;  // only meaningful with namespaces (or, for files, a uid of its own)
+};
+
+int run(const std::string& mode_opt, double timeout) {
+  fmt::print("python: {}\n", Sandbox::find_python());
+  fmt::print("running as: {}\n", geteuid() == 0 ? "root (programs run as a per-run unprivileged uid)" : "non-root");
+  for (auto& [m, why] : Sandbox::probe_all())
+    fmt::print("  {:<13} {}\n", rvec::eval::sandbox_mode_name(m), why.empty() ? "works" : "unavailable: " + why);
+
+  std::optional<SandboxMode> force;
+  if (!mode_opt.empty()) {
+    force = rvec::eval::parse_sandbox_mode(mode_opt);
+    if (!force) rvec::fail("--mode {}: expected bwrap, unshare or rlimits", mode_opt);
+  }
+  rvec::eval::SandboxLimits lim;
+  lim.timeout_s = timeout;
+  lim.memory_bytes = 512ull << 20;
+  Sandbox sb(lim, force);
+  fmt::print("mode: {}\n", sb.mode_name());
+
+  // A socket rvec listens on: the sandbox must not reach it.
+  int ls = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t alen = sizeof addr;
+  int port = 0;
+  if (ls >= 0 && ::bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 && ::listen(ls, 4) == 0 &&
+      ::getsockname(ls, reinterpret_cast<sockaddr*>(&addr), &alen) == 0)
+    port = ntohs(addr.sin_port);
+
+  auto canary = std::filesystem::current_path() / fmt::format("rvec-sandbox-canary-{}", ::getpid());
+  std::string canary_s = canary.string();
+  std::vector<Check> checks = {
+      {"passing program", "assert sum(range(10)) == 45\n", [](const ExecResult& r) { return r.passed; }},
+      {"failing program", "assert 1 + 1 == 3, 'wrong'\n",
+       [](const ExecResult& r) { return !r.passed && r.status() == "failed: AssertionError: wrong"; }},
+      {"infinite loop", "while True:\n    pass\n", [](const ExecResult& r) { return r.timed_out; }},
+      {"write outside the work dir", fmt::format("open({:?}, 'w').write('x')\n", canary_s),
+       [canary](const ExecResult&) { return !std::filesystem::exists(canary); }, true},
+      {"connect to 127.0.0.1",
+       fmt::format("import socket\nsocket.create_connection(('127.0.0.1', {}), timeout=0.5)\n", port),
+       [](const ExecResult& r) { return !r.passed; }, true},
+      {"fork bomb", "import os\nwhile True:\n    os.fork()\n", [](const ExecResult& r) { return !r.passed; }},
+      {"memory hog", "x = bytearray(4 << 30)\n",
+       [](const ExecResult& r) { return !r.passed && r.status().find("MemoryError") != std::string::npos; }},
+  };
+  std::vector<std::string> progs;
+  for (auto& c : checks) progs.push_back(c.program);
+  auto results = sb.run_many(progs, 0);
+  if (ls >= 0) ::close(ls);
+  bool weak = sb.mode() == SandboxMode::RlimitsOnly;
+  int failures = 0;
+  for (size_t i = 0; i < checks.size(); ++i) {
+    bool ok = checks[i].ok(results[i]);
+    std::string verdict = ok ? "ok" : (checks[i].isolation && weak ? "NOT ISOLATED (rlimits-only)" : "FAIL");
+    if (!ok && !(checks[i].isolation && weak)) ++failures;
+    fmt::print("  {:<28} {:<28} {} ({:.2f} s)\n", checks[i].name, verdict, results[i].status(), results[i].seconds);
+  }
+  std::error_code ec;
+  std::filesystem::remove(canary, ec);
+  if (failures)
+    fmt::print("self-test: {} FAILED\n", failures);
+  else
+    fmt::print("self-test: passed\n");
+  return failures ? 1 : 0;
+}
+
+rvec::cli::Command cmd("sandbox-check", "Show which HumanEval sandbox mode works here and run a self-test",
+                       [](CLI::App& app) {
+                         auto mode = std::make_shared<std::string>();
+                         auto timeout = std::make_shared<double>(1.0);
+                         app.add_option("--mode", *mode, "Force a mode: bwrap, unshare or rlimits");
+                         app.add_option("--timeout", *timeout, "Wall-clock timeout per program (s)")->capture_default_str();
+                         return [mode, timeout] { return run(*mode, *timeout); };
+                       });
+
+}  // namespace
