@@ -39,6 +39,19 @@ class CellEvaluator {
   virtual void release() {}
 };
 
+struct EvaluatorOptions {
+  int threads = 0, batch = 16;
+  uint64_t seed = 1234;  // lm-eval's fewshot_random_seed
+  bool quiet = false;    // no per-task progress bars
+  std::string data_dir;  // shipped data root override ("" : eval::default_data_root())
+};
+// Cells evaluated with rvec's engine (eval::open_model) and the evaluation harness
+// (eval::evaluate_task). A condition's `think` and perturbation (at most one per condition)
+// are passed on; group tasks (bbh) are evaluated member by member and pooled per document.
+// The primary metric is the task's first filter's metric (exact_match,strict-match,
+// acc,none, pass@1,create_test, exact_match,get-answer ...). HumanEval programs run in the sandbox.
+std::unique_ptr<CellEvaluator> make_engine_evaluator(const EvaluatorOptions& opts);
+
 // The arithmetic the experiment needs (the real one wraps rvec::arith; tests may fake it).
 class VectorOps {
  public:

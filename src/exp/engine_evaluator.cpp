@@ -1,0 +1,101 @@
+// CellEvaluator on top of rvec's engine and the evaluation harness.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "eval/runner.h"
+#include "eval/sandbox.h"
+#include "eval/tasks.h"
+#include "exp/runner.h"
+#include "exp/stats.h"
+#include "exp/tasks.h"
+
+namespace fs = std::filesystem;
+
+namespace rvec::experiment {
+
+namespace {
+
+std::string primary_metric(const eval::TaskResult& r) {
+  for (const char* k : {"exact_match,strict-match", "acc,none", "pass@1,create_test", "exact_match,get-answer",
+                        "exact_match,flexible-extract"})
+    if (r.per_doc.count(k)) return k;
+  if (r.per_doc.empty()) fail("task {}: the evaluation produced no per-document metric", r.name);
+  return r.per_doc.begin()->first;
+}
+
+class EngineEvaluator : public CellEvaluator {
+ public:
+  explicit EngineEvaluator(const EvaluatorOptions& o) : o_(o) { register_toy_arith(); }
+
+  CellResult evaluate(const fs::path& model, const ConditionConfig& cond, const TaskConfig& task) override {
+    if (!lm_ || path_ != model) {
+      lm_.reset();
+      eval::ModelOptions mo;
+      mo.threads = o_.threads;
+      mo.batch = o_.batch;
+      lm_ = eval::open_model(model.string(), mo);
+      path_ = model;
+    }
+    if (cond.perturb.size() > 1)
+      fail("condition '{}': one perturbation per condition (got {})", cond.name, cond.perturb.size());
+    eval::EvalOptions eo;
+    if (task.limit > 0) eo.limit = size_t(task.limit);
+    if (task.num_fewshot >= 0) eo.num_fewshot = task.num_fewshot;
+    if (task.max_gen_tokens > 0) eo.max_gen_tokens = task.max_gen_tokens;
+    eo.chat = task.chat;
+    eo.think = cond.think;
+    eo.fewshot_seed = o_.seed;
+    eo.batch = o_.batch;
+    eo.quiet = o_.quiet;
+    eo.model_name = model.string();
+    if (!task.data_dir.empty()) eo.data_dir = task.data_dir;
+    if (!o_.data_dir.empty()) eo.shipped_data_dir = o_.data_dir;
+    std::vector<std::string> names = eval::expand_tasks({task.name});
+    bool code = std::any_of(names.begin(), names.end(), [](auto& n) { return n.rfind("humaneval", 0) == 0; });
+    if (code) {
+      if (!sandbox_) sandbox_ = std::make_unique<eval::Sandbox>();
+      eo.sandbox_mode = sandbox_->mode_name();
+      eval::Sandbox* sb = sandbox_.get();
+      eo.run_program = [sb](const std::string& program) { return sb->run_python(program).passed; };
+    }
+    CellResult out;
+    for (auto& n : names) {
+      std::string full = cond.perturb.empty() ? n : n + "@" + cond.perturb[0];
+      eval::TaskResult r = eval::evaluate_task(*lm_, full, eo);
+      std::string m = primary_metric(r);
+      if (out.metric.empty()) out.metric = m;
+      else if (out.metric != m) fail("group {}: members report different metrics ({} vs {})", task.name, out.metric, m);
+      const auto& pd = r.per_doc.at(m);
+      out.per_doc.insert(out.per_doc.end(), pd.begin(), pd.end());
+      if (names.size() > 1) out.extra["members"][n] = {{"value", mean(pd)}, {"n", pd.size()}};
+      for (auto& [k, v] : r.metrics)
+        if (names.size() == 1) out.extra["metrics"][k] = v.value;
+    }
+    out.n = int64_t(out.per_doc.size());
+    out.value = mean(out.per_doc);
+    out.std_err = stderr_of_mean(out.per_doc);
+    if (code) out.extra["sandbox"] = sandbox_->mode_name();
+    return out;
+  }
+
+  void release() override {
+    lm_.reset();
+    path_.clear();
+  }
+
+ private:
+  EvaluatorOptions o_;
+  std::unique_ptr<eval::LanguageModel> lm_;
+  fs::path path_;
+  std::unique_ptr<eval::Sandbox> sandbox_;
+};
+
+}  // namespace
+
+std::unique_ptr<CellEvaluator> make_engine_evaluator(const EvaluatorOptions& opts) {
+  return std::make_unique<EngineEvaluator>(opts);
+}
+
+}  // namespace rvec::experiment

@@ -1,0 +1,108 @@
+// eval::open_model: rvec's inference engine behind the evaluation harness's LanguageModel,
+// tokenizing exactly as lm-evaluation-harness's HF backend does for causal LMs:
+//  - no special tokens are added (no BOS; Llama-3 style templates carry their own);
+//  - loglikelihood(context, continuation): trailing whitespace of the context moves to the
+//    continuation, then whole = encode(context + continuation), ctx = encode(context) and the
+//    continuation tokens are whole[len(ctx):]; an empty context becomes the prefix token
+//    (BOS if the model has one, else EOS).
+#include <fmt/format.h>
+
+#include <mutex>
+
+#include "core/error.h"
+#include "eval/language_model.h"
+#include "exp/tasks.h"
+#include "infer/engine.h"
+#include "text/chat_template.h"
+#include "text/tokenizer.h"
+
+namespace fs = std::filesystem;
+
+namespace rvec::eval {
+
+namespace {
+
+class EngineModel : public LanguageModel {
+ public:
+  EngineModel(const std::string& path, const ModelOptions& opts) : path_(path) {
+    model_ = infer::load_model(path);
+    if (!model_->tokenizer()) fail("{}: no tokenizer.json: rvec cannot evaluate a model without its tokenizer", path);
+    infer::EngineOptions eo;
+    eo.threads = opts.threads;
+    eo.max_batch = std::max(1, opts.batch);
+    engine_ = std::make_unique<infer::Engine>(*model_, eo);
+    if (!opts.chat_template_file.empty()) {
+      auto dir_tpl = text::ChatTemplate::from_model_dir(path);
+      tpl_ = text::ChatTemplate::from_file(opts.chat_template_file, dir_tpl ? dir_tpl->bos_token() : "",
+                                           dir_tpl ? dir_tpl->eos_token() : "");
+    } else {
+      tpl_ = text::ChatTemplate::from_model_dir(path);
+    }
+  }
+
+  std::string name() const override { return path_; }
+
+  std::vector<int32_t> encode(const std::string& s) const { return model_->tokenizer()->encode(s, true); }
+
+  void generate(const std::vector<GenRequest>& reqs,
+                const std::function<void(size_t, const std::string&)>& on_done) override {
+    std::vector<infer::GenerationRequest> g(reqs.size());
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      g[i].prompt = encode(reqs[i].prompt);
+      if (g[i].prompt.empty()) g[i].prompt.push_back(prefix_token());
+      g[i].max_new_tokens = reqs[i].max_new_tokens;
+      g[i].sampling.temperature = float(reqs[i].temperature);
+      g[i].sampling.seed = reqs[i].seed;
+      g[i].stop_strings = reqs[i].until;
+    }
+    std::mutex mu;
+    engine_->generate(g, [&](size_t i, infer::GenerationResult r) {
+      std::lock_guard<std::mutex> lk(mu);
+      on_done(i, cut_at_stop(r.text, reqs[i].until));
+    });
+  }
+
+  void loglikelihood(const std::vector<LoglikRequest>& reqs,
+                     const std::function<void(size_t, const LoglikResult&)>& on_done) override {
+    std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> pairs;
+    pairs.reserve(reqs.size());
+    for (auto& r : reqs)
+      pairs.push_back(experiment::lm_eval_encode_pair(*model_->tokenizer(), r.context, r.continuation, prefix_token()));
+    std::mutex mu;
+    engine_->loglikelihood(pairs, [&](size_t i, infer::Engine::Loglik l) {
+      std::lock_guard<std::mutex> lk(mu);
+      on_done(i, LoglikResult{l.logprob, l.is_greedy});
+    });
+  }
+
+  std::optional<std::string> apply_chat_template(const std::vector<std::pair<std::string, std::string>>& rc,
+                                                 bool add_generation_prompt) const override {
+    if (!tpl_) return std::nullopt;
+    std::vector<text::ChatMessage> msgs;
+    for (auto& [r, c] : rc) msgs.push_back({r, c});
+    return tpl_->render(msgs, add_generation_prompt);
+  }
+
+ private:
+  int32_t prefix_token() const {
+    if (auto b = model_->bos_id()) return *b;
+    if (!model_->eos_ids().empty()) return model_->eos_ids().front();
+    fail("{}: the model has neither a BOS nor an EOS token id (needed for an empty context)", path_);
+  }
+
+  std::string path_;
+  std::unique_ptr<infer::Model> model_;
+  std::unique_ptr<infer::Engine> engine_;
+  std::optional<text::ChatTemplate> tpl_;
+};
+
+}  // namespace
+
+// Binaries that can open a model for evaluation know the toy family's task.
+const bool kToyRegistered = (experiment::register_toy_arith(), true);
+
+std::unique_ptr<LanguageModel> open_model(const std::string& path, const ModelOptions& opts) {
+  return std::make_unique<EngineModel>(path, opts);
+}
+
+}  // namespace rvec::eval
