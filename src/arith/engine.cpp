@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -143,7 +144,7 @@ Decision decide_lossless(const Plan& p, const Term& tuned, const Term& base) {
   if (!same) return {DType::F32, false};
   const size_t es = dtype_size(td);
   const int64_t nsub = int64_t((n + kSub - 1) / kSub);
-#pragma omp parallel
+#pragma omp parallel if (nsub > 1)
   {
     std::vector<float> a(kSub), b(kSub), v(kSub), r(kSub);
     std::vector<uint8_t> enc(kSub * 4);
@@ -290,8 +291,12 @@ Report run(const Job& job, const Options& opts) {
   for (size_t i = 0; i < in.size(); ++i) {
     if (i == job.target) continue;
     for (const io::TensorInfo* t : in[i].dir->tensors()) {
-      if (tgt.resolve(t->name)) continue;
+      if (tgt.dir->find(t->name)) continue;
       if (t->name == kHead && tgt.dir->find(kEmbed)) {
+        if (!tgt.dir->tie_word_embeddings() && in[i].dir->find(kHead)) {
+          mismatch(fmt::format("'{}' has no lm_head.weight (untied) but '{}' has one", tgt.name, in[i].name));
+          continue;
+        }
         warn(fmt::format("'{}' has a separate lm_head.weight but '{}' ties it to embed_tokens; the output stays tied "
                          "and that lm_head is not used",
                          in[i].name, tgt.name));
@@ -342,6 +347,9 @@ Report run(const Job& job, const Options& opts) {
     pr.finish();
   }
   for (auto& p : plans) {
+    // Non-target terms first (in input order), the target last: then target + (g - s) computed by
+    // merge/--expr, and target + v with v = g - s from extract, round identically.
+    std::stable_partition(p.terms.begin(), p.terms.end(), [&](const Term& t) { return t.input != job.target; });
     p.use_f64 = p.out.dtype == DType::F64;
     for (auto& t : p.terms)
       if (t.t->dtype == DType::F64) p.use_f64 = true;
@@ -397,7 +405,7 @@ Report run(const Job& job, const Options& opts) {
       const int64_t nsub = int64_t((b1 - b0 + kSub - 1) / kSub);
       uint64_t nf = 0;
       double merr = 0, serr = 0;
-#pragma omp parallel for schedule(dynamic) reduction(+ : nf, serr) reduction(max : merr)
+#pragma omp parallel for schedule(dynamic) if (nsub > 1) reduction(+ : nf, serr) reduction(max : merr)
       for (int64_t s = 0; s < nsub; ++s) {
         const int tid = omp_get_thread_num();
         float* acc = acc_buf[size_t(tid)].data();

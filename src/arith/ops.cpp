@@ -302,7 +302,7 @@ Report random_like(const fs::path& vector_dir, uint64_t seed, const Options& opt
     // Per-chunk partial sums added in order: the result does not depend on the thread count.
     const size_t nch = static_cast<size_t>(nchunks);
     std::vector<double> vparts(nch), gparts(nch);
-#pragma omp parallel
+#pragma omp parallel if (nchunks > 1)
     {
       std::vector<float> a(kRandChunk), b(kRandChunk);
 #pragma omp for schedule(static)
@@ -334,7 +334,7 @@ Report random_like(const fs::path& vector_dir, uint64_t seed, const Options& opt
       const uint64_t b1 = std::min<uint64_t>(n, b0 + 64 * kRandChunk);
       enc.resize(size_t(b1 - b0) * es);
       const int64_t c0 = int64_t(b0 / kRandChunk), c1 = int64_t((b1 + kRandChunk - 1) / kRandChunk);
-#pragma omp parallel
+#pragma omp parallel if (c1 - c0 > 1)
       {
         std::vector<float> a(kRandChunk);
 #pragma omp for schedule(static)

@@ -121,7 +121,7 @@ void stream_tensors(io::SafetensorsWriter& w, const std::vector<io::TensorSpec>&
       const uint64_t b1 = std::min<uint64_t>(n, b0 + kChunk * kBlockChunks);
       enc.resize(size_t(b1 - b0) * es);
       const int64_t nc = int64_t((b1 - b0 + kChunk - 1) / kChunk);
-#pragma omp parallel
+#pragma omp parallel if (nc > 1)
       {
         std::vector<float> f(kChunk);
 #pragma omp for schedule(static)
