@@ -600,7 +600,16 @@ struct ExprParser {
       }
     }
   }
+  int nest = 0;
+  struct NestGuard {
+    ExprParser& p;
+    explicit NestGuard(ExprParser& q) : p(q) {
+      if (++p.nest > 100) p.err("expression nested too deeply");
+    }
+    ~NestGuard() { --p.nest; }
+  };
   ExprP primary() {
+    NestGuard guard(*this);
     const Tok& k = cur();
     if (k.k == Tok::Str) {
       auto e = mk(Expr::Lit, line);
@@ -905,7 +914,13 @@ struct TemplateParser {
     return body;
   }
 
+  int nest = 0;
   NodeP statement(const std::string& w, const Item& it) {
+    if (++nest > 100) fail("chat template: line {}: blocks nested too deeply", it.line);
+    struct Dec {
+      int& n;
+      ~Dec() { --n; }
+    } dec{nest};
     auto nd = std::make_unique<Node>();
     nd->line = it.line;
     std::string r = rest(it.s);
