@@ -1,17 +1,21 @@
 // `rvec sandbox-check`: which HumanEval sandbox modes work on this machine, which one rvec uses, and a
 // self-test of the chosen (or --mode) one: a passing and a failing program, a timeout, a write outside the
 // work directory, a connection to a socket rvec listens on, a fork bomb and a memory hog.
+// `--humaneval` also runs the 164 HumanEval canonical solutions in every mode that works and times them.
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 
 #include "cli/command.h"
 #include "core/error.h"
+#include "eval/dataset.h"
+#include "eval/humaneval_exec.h"
 #include "eval/sandbox.h"
 
 namespace {
@@ -25,6 +29,37 @@ struct Check {
   std::function<bool(const ExecResult&)> ok;
   bool isolation = false;  // only meaningful with namespaces (or, for files, a uid of its own)
 };
+
+// All canonical solutions in each working mode: a check of the sandbox and a measure of its overhead.
+int humaneval_bench(int workers) {
+  rvec::eval::DataRoot root(rvec::eval::default_data_root());
+  std::vector<rvec::eval::HumanEvalCandidate> cands;
+  for (const auto& doc : root.load_jsonl("humaneval/HumanEval.jsonl")) {
+    auto p = rvec::eval::humaneval_problem(doc);
+    cands.push_back({p.prompt + p.canonical_solution, p.test, p.entry_point});
+  }
+  int bad = 0;
+  fmt::print("HumanEval canonical solutions ({} programs, {} workers, default limits):\n", cands.size(), workers);
+  for (auto& [m, why] : Sandbox::probe_all()) {
+    if (!why.empty()) continue;
+    Sandbox sb({}, m);
+    auto t0 = std::chrono::steady_clock::now();
+    auto res = rvec::eval::execute_humaneval(sb, cands, workers);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    int passed = 0;
+    for (size_t i = 0; i < res.size(); ++i) {
+      if (res[i].passed) {
+        ++passed;
+      } else {
+        fmt::print("    problem {}: {}\n", i, res[i].status());
+      }
+    }
+    bad += passed != static_cast<int>(res.size());
+    fmt::print("  {:<13} {}/{} passed in {:.2f} s ({:.1f} ms per program)\n", sb.mode_name(), passed, res.size(), s,
+               1000 * s / static_cast<double>(res.size()));
+  }
+  return bad ? 1 : 0;
+}
 
 int run(const std::string& mode_opt, double timeout) {
   fmt::print("python: {}\n", Sandbox::find_python());
@@ -97,7 +132,16 @@ rvec::cli::Command cmd("sandbox-check", "Show which HumanEval sandbox mode works
                          auto timeout = std::make_shared<double>(1.0);
                          app.add_option("--mode", *mode, "Force a mode: bwrap, unshare or rlimits");
                          app.add_option("--timeout", *timeout, "Wall-clock timeout per program (s)")->capture_default_str();
-                         return [mode, timeout] { return run(*mode, *timeout); };
+                         auto he = std::make_shared<bool>(false);
+                         auto workers = std::make_shared<int>(4);
+                         app.add_flag("--humaneval", *he,
+                                      "Also run the 164 HumanEval canonical solutions in every working mode (timed)");
+                         app.add_option("--workers", *workers, "Parallel programs for --humaneval")->capture_default_str();
+                         return [mode, timeout, he, workers] {
+                           int rc = run(*mode, *timeout);
+                           if (*he) rc |= humaneval_bench(*workers);
+                           return rc;
+                         };
                        });
 
 }  // namespace

@@ -122,6 +122,30 @@ void remove_tree(const std::string& path) {
   std::filesystem::remove_all(path, ec);
 }
 
+// Root in a user namespace that maps only part of the uid range (rootless containers) cannot switch to
+// kSandboxUidBase + pid; it then uses nobody (65534), shared by concurrent runs.
+constexpr uid_t kSandboxFallbackUid = 65534;
+
+bool id_range_mapped(const char* map_file, unsigned long first, unsigned long count) {
+  FILE* f = std::fopen(map_file, "r");
+  if (!f) return true;  // no user namespaces: everything is "mapped"
+  unsigned long inside, outside, len;
+  bool ok = false;
+  while (std::fscanf(f, "%lu %lu %lu", &inside, &outside, &len) == 3)
+    if (inside <= first && first + count <= inside + len) ok = true;
+  std::fclose(f);
+  return ok;
+}
+
+bool per_run_uids_available() {
+  static const bool ok = [] {
+    constexpr unsigned long kPidSpan = 1ul << 22;  // PID_MAX_LIMIT on 64-bit
+    return id_range_mapped("/proc/self/uid_map", kSandboxUidBase, kPidSpan) &&
+           id_range_mapped("/proc/self/gid_map", kSandboxUidBase, kPidSpan);
+  }();
+  return ok;
+}
+
 // ---------------------------------------------------------------- async-signal-safe child helpers
 
 size_t cstrlen(const char* s) {
@@ -205,6 +229,7 @@ struct Plan {
   std::vector<std::string> args, env;
   std::vector<char*> argv, envp;
   std::string uid_map, gid_map, tmpfs_opts, shm_opts, workdir_fd_path;
+  bool per_run_uid;  // root: uid kSandboxUidBase + pid (else kSandboxFallbackUid)
   rlim_t cpu, mem, fsize, nproc;
 };
 
@@ -230,7 +255,9 @@ void drop_to(uid_t uid) {
 [[noreturn]] void child_main(const Plan& p) {
   reset_signals();
   if (::setsid() < 0) child_fail("setsid");
-  uid_t sandbox_uid = p.root ? static_cast<uid_t>(kSandboxUidBase + static_cast<unsigned>(::getpid())) : p.uid;
+  uid_t sandbox_uid = !p.root            ? p.uid
+                      : p.per_run_uid ? static_cast<uid_t>(kSandboxUidBase + static_cast<unsigned>(::getpid()))
+                                      : kSandboxFallbackUid;
   if (p.root && ::fchown(4, sandbox_uid, sandbox_uid) != 0) child_fail("fchown(workdir)");
 
   if (p.mode == SandboxMode::Bwrap) {
@@ -419,6 +446,7 @@ ExecResult run_once(const std::string& program, SandboxMode mode, const SandboxL
   p.uid = ::getuid();
   p.gid = ::getgid();
   p.workdir = workdir;
+  p.per_run_uid = p.root && per_run_uids_available();
   p.cpu = static_cast<rlim_t>(std::max(1.0, std::ceil(lim.cpu_s)));
   p.mem = lim.memory_bytes;
   p.fsize = lim.file_bytes;
@@ -547,7 +575,7 @@ ExecResult run_once(const std::string& program, SandboxMode mode, const SandboxL
   int wst = 0;
   while (::waitpid(pid, &wst, 0) < 0 && errno == EINTR) {
   }
-  if (mode == SandboxMode::RlimitsOnly && ::geteuid() == 0)
+  if (mode == SandboxMode::RlimitsOnly && p.per_run_uid)
     kill_all_of_uid(static_cast<uid_t>(kSandboxUidBase + static_cast<unsigned>(pid)));
   // Drain what is still in the pipes (a process that escaped the group in rlimits-only mode may hold them
   // open: give up after a short grace period).

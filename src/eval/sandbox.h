@@ -19,6 +19,7 @@
 // When rvec runs as root, the program never runs as root: it runs as a per-run unprivileged uid
 // (kSandboxUidBase + pid of the sandbox's first process), so RLIMIT_NPROC (which root ignores) applies,
 // counted for that run alone, and the program cannot signal or write anything of the evaluator's.
+// (Where the uid range above is not mapped, e.g. root of a rootless container, uid 65534 is used instead.)
 //
 // Environment: RVEC_PYTHON picks the interpreter (default: /usr/bin/python3, /usr/local/bin/python3, then
 // python3 from PATH); RVEC_SANDBOX=bwrap|unshare|rlimits forces a mode.
