@@ -28,7 +28,7 @@ rvec::cli::Command cmd("demo", "Run the reasoning-vector experiment on the shipp
   app.add_flag("--quiet,-q", a->quiet, "no progress on stderr");
   return [a] {
     using namespace rvec::experiment;
-    std::filesystem::path root = a->data_dir.empty() ? rvec::eval::default_data_root() : a->data_dir;
+    std::filesystem::path root = a->data_dir.empty() ? rvec::eval::default_data_root() : std::filesystem::path(a->data_dir);
     ExperimentConfig cfg = demo_config(root, a->limit);
     cfg.threads = a->threads;
     cfg.batch = a->batch;

@@ -92,3 +92,15 @@ TEST(ExpConfig, FormatAlpha) {
   EXPECT_EQ(format_alpha(-0.0), "0");
   EXPECT_EQ(format_alpha(0.1), "0.1");
 }
+
+TEST(ExpConfig, ShippedExamplesParse) {
+  auto paper = load_config(std::string(RVEC_SOURCE_DIR) + "/examples/paper.yaml");
+  EXPECT_EQ(paper.tasks.size(), 4u);
+  EXPECT_EQ(paper.conditions.size(), 2u);
+  EXPECT_TRUE(paper.conditions[1].think);
+  EXPECT_EQ(paper.model_path("instruct"), "/path/to/Qwen2.5-1.5B-Instruct");
+  auto toy = load_config(std::string(RVEC_SOURCE_DIR) + "/examples/toy.yaml");
+  EXPECT_EQ(toy.model_path("grpo"), std::filesystem::path(RVEC_SOURCE_DIR) / "data/toy/grpo");
+  EXPECT_EQ(toy.tasks[0].name, "toy_arith");
+  EXPECT_TRUE(toy.tasks[0].chat);
+}
