@@ -1,0 +1,124 @@
+// `rvec eval MODEL --tasks ...`: lm-evaluation-harness-compatible evaluation with rvec's engine.
+// `rvec eval --list-tasks` prints the task names (no model needed).
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <memory>
+
+#include "cli/command.h"
+#include "core/error.h"
+#include "eval/perturb.h"
+#include "eval/runner.h"
+#include "eval/sandbox.h"
+#include "eval/tasks.h"
+
+namespace {
+
+struct Args {
+  std::string model, tasks = "gsm8k", out, data_dir, chat_template;
+  std::vector<std::string> perturb;
+  int limit = -1, num_fewshot = -1, max_gen_tokens = -1, batch = 16, threads = 0;
+  long long seed = -1;
+  double temperature = 0, exec_timeout = 3.0;
+  bool chat = false, think = false, resume = false, list = false, quiet = false;
+};
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  size_t p = 0;
+  while (p <= s.size()) {
+    size_t c = s.find(',', p);
+    std::string item = s.substr(p, c == std::string::npos ? std::string::npos : c - p);
+    if (!item.empty()) out.push_back(item);
+    if (c == std::string::npos) break;
+    p = c + 1;
+  }
+  return out;
+}
+
+int list_tasks() {
+  using namespace rvec::eval;
+  fmt::print("groups:\n");
+  for (auto& g : group_names()) fmt::print("  {:<20} {} tasks\n", g, group_members(g).size());
+  fmt::print("tasks:\n");
+  for (auto& t : task_names()) fmt::print("  {}\n", t);
+  fmt::print("perturbations (--perturb):\n");
+  for (auto& p : perturbation_names()) fmt::print("  {}\n", p);
+  return 0;
+}
+
+rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH, GSM-Plus (lm-eval compatible)",
+                       [](CLI::App& app) {
+  auto a = std::make_shared<Args>();
+  app.add_option("model", a->model, "Model directory (HF checkpoint)");
+  app.add_option("--tasks", a->tasks, "Comma-separated task or group names (see --list-tasks)");
+  app.add_flag("--list-tasks", a->list, "List the tasks and exit");
+  app.add_option("--limit", a->limit, "Evaluate only the first N documents of each task");
+  app.add_option("--num-fewshot", a->num_fewshot, "Few-shot examples (default: each task's)");
+  app.add_option("--max-gen-tokens", a->max_gen_tokens, "Generation budget (default: each task's)");
+  app.add_flag("--chat", a->chat, "Apply the model's chat template (few-shot as alternating turns)");
+  app.add_option("--chat-template", a->chat_template, "Jinja chat template file overriding the model's");
+  app.add_flag("--think", a->think, "Append \"Think step by step.\" to the user turn");
+  app.add_option("--perturb", a->perturb, "Adversarial conditions: distractor, shuffle_choices, fewshot_numbers")
+      ->delimiter(',');
+  app.add_option("--batch", a->batch, "Concurrent sequences in the engine")->check(CLI::PositiveNumber);
+  app.add_option("--threads", a->threads, "CPU threads (0: all)");
+  app.add_option("--seed", a->seed, "Seed for few-shot sampling and sampling (lm-eval --seed; default 1234 / 0)");
+  app.add_option("--temperature", a->temperature, "Sampling temperature (default 0: greedy)");
+  app.add_option("--out", a->out, "Output directory (default: eval-out)");
+  app.add_flag("--resume", a->resume, "Reuse the samples cached in --out by an interrupted run");
+  app.add_option("--data-dir", a->data_dir, "Read task files from DIR (same layout as data/) when present there");
+  app.add_option("--exec-timeout", a->exec_timeout, "HumanEval: seconds per program (default 3)");
+  app.add_flag("--quiet", a->quiet, "No progress output");
+  return [a]() -> int {
+    using namespace rvec::eval;
+    if (a->list) return list_tasks();
+    if (a->model.empty()) rvec::fail("eval: a MODEL directory is required (or --list-tasks)");
+    EvalOptions o;
+    if (a->limit >= 0) o.limit = size_t(a->limit);
+    if (a->num_fewshot >= 0) o.num_fewshot = a->num_fewshot;
+    if (a->max_gen_tokens > 0) o.max_gen_tokens = a->max_gen_tokens;
+    o.chat = a->chat;
+    o.think = a->think;
+    o.perturb = a->perturb;
+    if (a->seed >= 0) o.fewshot_seed = o.gen_seed = uint64_t(a->seed);
+    o.temperature = a->temperature;
+    o.batch = a->batch;
+    o.out_dir = a->out.empty() ? "eval-out" : a->out;
+    o.resume = a->resume;
+    if (!a->data_dir.empty()) o.data_dir = a->data_dir;
+    o.quiet = a->quiet;
+    o.model_name = a->model;
+    o.model_args = fmt::format("batch={},threads={},chat={}", a->batch, a->threads, a->chat);
+    auto names = split_commas(a->tasks);
+    if (names.empty()) rvec::fail("eval: --tasks is empty");
+    for (auto& p : o.perturb) (void)perturbation_applies(p, Task{});  // unknown names fail early
+    std::vector<std::string> expanded;
+    for (auto& n : names) {
+      auto base = split_perturbed_name(n).first;
+      for (auto& e : expand_tasks({base})) expanded.push_back(e);
+    }
+    std::unique_ptr<Sandbox> sandbox;
+    for (auto& n : expanded)
+      if (n.rfind("humaneval", 0) == 0 && !sandbox) {
+        SandboxLimits lim;
+        lim.timeout_s = a->exec_timeout;
+        sandbox = std::make_unique<Sandbox>(lim);
+        fmt::print(stderr, "rvec eval: HumanEval programs run in sandbox mode '{}'\n", sandbox->mode_name());
+        o.sandbox_mode = sandbox->mode_name();
+        Sandbox* sb = sandbox.get();
+        o.run_program = [sb](const std::string& program) { return sb->run_python(program).passed; };
+      }
+    ModelOptions mo;
+    mo.threads = a->threads;
+    mo.batch = a->batch;
+    mo.chat_template_file = a->chat_template;
+    auto model = open_model(a->model, mo);
+    EvalResults r = run_eval(*model, names, o);
+    fmt::print("{}", r.markdown());
+    fmt::print("results: {}/results_{}.json\n", o.out_dir, r.datetime);
+    return 0;
+  };
+});
+
+}  // namespace

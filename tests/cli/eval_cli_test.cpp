@@ -1,0 +1,193 @@
+// End-to-end tests of `rvec eval` and `rvec rescore` on the tiny Qwen2 fixture model: the
+// results file's structure, scores recomputed from the samples file, and resume after kill -9.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+const fs::path kModel = fs::path(RVEC_TESTDATA_DIR) / "fixtures/qwen2_tiny_bf16_gqa8x2/model";
+
+struct Result {
+  int rc;
+  std::string out;
+};
+
+Result run(const std::string& args) {
+  std::string cmd = std::string(RVEC_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return {-1, ""};
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+struct TempDir {
+  fs::path p;
+  explicit TempDir(const std::string& tag) {
+    p = fs::temp_directory_path() / ("rvec_evalcli_" + tag + "_" + std::to_string(::getpid()));
+    fs::remove_all(p);
+    fs::create_directories(p);
+  }
+  ~TempDir() { fs::remove_all(p); }
+};
+
+fs::path find_file(const fs::path& dir, const std::string& prefix, const std::string& suffix) {
+  for (auto& e : fs::directory_iterator(dir)) {
+    auto n = e.path().filename().string();
+    if (n.rfind(prefix, 0) == 0 && n.ends_with(suffix)) return e.path();
+  }
+  return {};
+}
+
+std::vector<json> read_jsonl(const fs::path& p) {
+  std::vector<json> v;
+  std::ifstream in(p);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) v.push_back(json::parse(line));
+  return v;
+}
+
+json read_json(const fs::path& p) {
+  std::ifstream in(p);
+  return json::parse(in);
+}
+
+size_t count_lines(const fs::path& p) {
+  std::ifstream in(p);
+  std::string l;
+  size_t n = 0;
+  while (std::getline(in, l)) n++;
+  return n;
+}
+}  // namespace
+
+TEST(EvalCli, ListTasksNeedsNoModel) {
+  auto r = run("eval --list-tasks");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  for (auto n : {"gsm8k\n", "gsm8k_cot\n", "gsm8k_cot_zeroshot\n", "gsm_plus\n", "sciq\n", "humaneval\n",
+                 "humaneval_instruct\n", "bbh_cot_fewshot_word_sorting\n", "bbh_zeroshot_navigate\n", "distractor\n"})
+    EXPECT_NE(r.out.find(n), std::string::npos) << n;
+  EXPECT_NE(r.out.find("bbh "), std::string::npos);
+}
+
+TEST(EvalCli, ClearErrors) {
+  auto r = run("eval --tasks gsm8k");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("MODEL"), std::string::npos) << r.out;
+  r = run("eval " + kModel.string() + " --tasks no_such_task --limit 1");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("unknown task 'no_such_task'"), std::string::npos) << r.out;
+  r = run("eval " + kModel.string() + " --tasks gsm8k --perturb nope --limit 1");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("unknown perturbation"), std::string::npos) << r.out;
+  r = run("rescore /nonexistent/samples.jsonl");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("/nonexistent/samples.jsonl"), std::string::npos) << r.out;
+}
+
+TEST(EvalCli, TinyModelResultsMatchRescoredSamples) {
+  if (!fs::exists(kModel)) GTEST_SKIP() << "no fixture model at " << kModel;
+  TempDir d("e2e");
+  auto r = run("eval " + kModel.string() + " --tasks gsm8k,sciq --limit 2 --num-fewshot 0 --max-gen-tokens 6 --quiet --out " +
+               (d.p / "out").string());
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("|gsm8k|"), std::string::npos) << r.out;
+  fs::path res = find_file(d.p / "out", "results_", ".json");
+  ASSERT_FALSE(res.empty());
+  json j = read_json(res);
+  for (auto k : {"results", "configs", "versions", "n-shot", "higher_is_better", "n-samples", "config", "date"})
+    EXPECT_TRUE(j.contains(k)) << k;
+  EXPECT_EQ(j["n-shot"]["gsm8k"], 0);
+  EXPECT_EQ(j["config"]["limit"], 2);
+  EXPECT_EQ(j["configs"]["gsm8k"]["generation_kwargs"]["max_gen_toks"], 6);
+  for (auto task : {"gsm8k", "sciq"}) {
+    fs::path sp = find_file(d.p / "out", std::string("samples_") + task + "_", ".jsonl");
+    ASSERT_FALSE(sp.empty()) << task;
+    auto lines = read_jsonl(sp);
+    ASSERT_EQ(lines.size(), 2u);
+    std::map<std::string, double> sums;
+    for (auto& l : lines) {
+      for (auto k : {"task", "doc_id", "prompt", "output", "target", "filtered", "metrics"})
+        EXPECT_TRUE(l.contains(k)) << k;
+      for (auto& [k, v] : l["metrics"].items()) sums[k] += v.get<double>();
+    }
+    for (auto& [k, s] : sums) EXPECT_DOUBLE_EQ(j["results"][task][k].get<double>(), s / 2) << task << " " << k;
+    // rescore recomputes the same numbers from the samples file alone
+    auto rr = run("rescore " + sp.string() + " --out " + (d.p / task).string());
+    ASSERT_EQ(rr.rc, 0) << rr.out;
+    json j2 = read_json(find_file(d.p / task, "results_", ".json"));
+    for (auto& [k, s] : sums) EXPECT_DOUBLE_EQ(j2["results"][task][k].get<double>(), s / 2) << task << " " << k;
+  }
+  // sciq output holds one [logprob, is_greedy] per choice
+  auto sl = read_jsonl(find_file(d.p / "out", "samples_sciq_", ".jsonl"));
+  ASSERT_EQ(sl[0]["output"].size(), 4u);
+  EXPECT_TRUE(sl[0]["output"][0][0].is_number());
+}
+
+TEST(EvalCli, ResumeAfterKillGivesIdenticalResults) {
+  if (!fs::exists(kModel)) GTEST_SKIP() << "no fixture model at " << kModel;
+  TempDir d("kill");
+  const std::string common = " --tasks gsm8k --limit 3 --num-fewshot 1 --batch 1 --max-gen-tokens 12 --quiet";
+  auto full = run("eval " + kModel.string() + common + " --out " + (d.p / "full").string());
+  ASSERT_EQ(full.rc, 0) << full.out;
+
+  fs::path out = d.p / "killed";
+  fs::path cache = out / "cache" / "gsm8k.jsonl";
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::string o = out.string(), m = kModel.string();
+    execl(RVEC_BIN, RVEC_BIN, "eval", m.c_str(), "--tasks", "gsm8k", "--limit", "3", "--num-fewshot", "1", "--batch",
+          "1", "--max-gen-tokens", "12", "--quiet", "--out", o.c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  // Kill -9 as soon as the first sample is in the cache (or when the run ends by itself).
+  int status = 0;
+  bool exited = false;
+  for (int i = 0; i < 6000; i++) {
+    if (fs::exists(cache) && count_lines(cache) >= 1) break;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      exited = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (!exited) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
+  ASSERT_TRUE(fs::exists(cache));
+  size_t cached = count_lines(cache);
+  EXPECT_GE(cached, 1u);
+  std::printf("[ info ] killed=%d, samples cached before the kill: %zu of 3\n", int(!exited), cached);
+  auto resumed = run("eval " + kModel.string() + common + " --resume --out " + out.string());
+  ASSERT_EQ(resumed.rc, 0) << resumed.out;
+  json a = read_json(find_file(d.p / "full", "results_", ".json"));
+  json b = read_json(find_file(out, "results_", ".json"));
+  EXPECT_EQ(a["results"], b["results"]);
+  auto sa = read_jsonl(find_file(d.p / "full", "samples_gsm8k_", ".jsonl"));
+  auto sb = read_jsonl(find_file(out, "samples_gsm8k_", ".jsonl"));
+  ASSERT_EQ(sa.size(), sb.size());
+  for (size_t i = 0; i < sa.size(); i++) {
+    EXPECT_EQ(sa[i]["output"], sb[i]["output"]) << i;
+    EXPECT_EQ(sa[i]["prompt"], sb[i]["prompt"]) << i;
+  }
+}
