@@ -294,6 +294,7 @@ struct Active {
   std::optional<text::StreamDecoder> dec;
   std::mt19937_64 rng;
   int32_t last = 0;
+  size_t streamed = 0;
   bool done = false;
 };
 
@@ -301,7 +302,8 @@ double uniform01(std::mt19937_64& g) { return double(g() >> 11) * 0x1.0p-53; }
 }  // namespace
 
 void Engine::generate(const std::vector<GenerationRequest>& reqs,
-                      const std::function<void(size_t, GenerationResult)>& on_done) {
+                      const std::function<void(size_t, GenerationResult)>& on_done,
+                      const std::function<void(size_t, const std::string&)>& on_text) {
   const int64_t V = m_.config().vocab_size;
   const text::Tokenizer* tok = m_.tokenizer();
   for (const auto& r : reqs)
@@ -358,7 +360,22 @@ void Engine::generate(const std::vector<GenerationRequest>& reqs,
     }
     return false;
   };
+  // Streams the part of the text no stop string can still cut (all of it once finished).
+  auto stream = [&](Active& a, bool finished) {
+    if (!on_text) return;
+    size_t hold = 0;
+    if (!finished)
+      for (const auto& s : a.req->stop_strings) hold = std::max(hold, s.empty() ? 0 : s.size() - 1);
+    size_t safe = a.res.text.size() > hold ? a.res.text.size() - hold : 0;
+    // Never split a UTF-8 character.
+    while (safe > a.streamed && safe < a.res.text.size() && (uint8_t(a.res.text[safe]) & 0xC0) == 0x80) --safe;
+    if (safe > a.streamed) {
+      on_text(a.idx, a.res.text.substr(a.streamed, safe - a.streamed));
+      a.streamed = safe;
+    }
+  };
   auto finish = [&](std::unique_ptr<Active>& a) {
+    stream(*a, true);
     a->done = true;
     on_done(a->idx, std::move(a->res));
   };
@@ -395,8 +412,12 @@ void Engine::generate(const std::vector<GenerationRequest>& reqs,
       for (size_t j = 0; j < fresh.size(); ++j) {
         auto& a = fresh[j];
         int32_t t = sample_token(lg.data() + j * V, V, a->req->sampling, uniform01(a->rng));
-        if (accept(*a, t)) finish(a);
-        else active.push_back(std::move(a));
+        if (accept(*a, t)) {
+          finish(a);
+        } else {
+          stream(*a, false);
+          active.push_back(std::move(a));
+        }
       }
       continue;  // admit more before decoding if there is room
     }
@@ -409,6 +430,7 @@ void Engine::generate(const std::vector<GenerationRequest>& reqs,
       auto& a = active[j];
       int32_t t = sample_token(lg.data() + j * V, V, a->req->sampling, uniform01(a->rng));
       if (accept(*a, t)) finish(a);
+      else stream(*a, false);
     }
     std::erase_if(active, [](const std::unique_ptr<Active>& a) { return a->done; });
   }

@@ -100,8 +100,11 @@ class Engine {
   // queued ones join (their prompts prefilled together). on_done(i, result) is called once
   // per request, in completion order, from the calling thread. A prompt longer than
   // max_context - max_new_tokens keeps its last tokens (lm-eval's left truncation).
+  // on_text (optional) streams each request's text as it becomes final: pieces never split a
+  // UTF-8 character and never include text that a stop string could still cut off.
   void generate(const std::vector<GenerationRequest>& reqs,
-                const std::function<void(size_t, GenerationResult)>& on_done);
+                const std::function<void(size_t, GenerationResult)>& on_done,
+                const std::function<void(size_t, const std::string&)>& on_text = {});
 
   struct Loglik {
     double logprob;  // sum of log p(continuation token | everything before it)

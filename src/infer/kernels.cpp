@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 #include <vector>
 
 #include "core/cpu.h"
@@ -21,7 +23,11 @@
 namespace rvec::infer {
 namespace {
 
-std::atomic<int> g_precision{int(MatmulPrecision::F32)};
+int initial_precision() {
+  const char* e = std::getenv("RVEC_MATMUL");
+  return int(e && std::string_view(e) == "bf16dot" ? MatmulPrecision::BF16Dot : MatmulPrecision::F32);
+}
+std::atomic<int> g_precision{initial_precision()};
 
 // Weight element kinds: 0 = f32, 1 = bf16, 2 = f16.
 template <int D>

@@ -12,7 +12,7 @@
 namespace rvec::infer {
 
 enum class MatmulPrecision { F32, BF16Dot };
-// Process-wide; default F32 (exact). BF16Dot falls back to F32 where unsupported
+// Process-wide; default F32 (exact), or BF16Dot when the environment has RVEC_MATMUL=bf16dot. BF16Dot falls back to F32 where unsupported
 // (no avx512_bf16, non-BF16 weights, odd K).
 void set_matmul_precision(MatmulPrecision p);
 MatmulPrecision matmul_precision();

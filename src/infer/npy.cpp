@@ -67,11 +67,11 @@ NpyArray read_npy(const std::filesystem::path& path) { return parse_npy(read_fil
 std::string npy_bytes(const float* data, const std::vector<int64_t>& shape) {
   std::string dims;
   int64_t n = 1;
-  for (auto d : shape) {
-    dims += std::to_string(d) + ", ";
-    n *= d;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    dims += (i ? ", " : "") + std::to_string(shape[i]);
+    n *= shape[i];
   }
-  if (shape.size() > 1) dims.resize(dims.size() - 1);  // "(3, 4)" but "(3,)"
+  if (shape.size() == 1) dims += ",";  // numpy writes (3,) and (10, 1024)
   std::string h = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
   // Pad so that magic(6)+version(2)+len(2)+header is a multiple of 64, ending in '\n'.
   size_t total = 10 + h.size() + 1;

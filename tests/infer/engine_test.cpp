@@ -76,7 +76,12 @@ fs::path tmpdir(const std::string& name) {
 
 TEST(Npy, RoundTripAndFixtureShape) {
   std::vector<float> d{1, 2, 3, 4, 5, 6};
-  auto a = parse_npy(npy_bytes(d.data(), {2, 3}), "mem");
+  const std::string bytes = npy_bytes(d.data(), {2, 3});
+  // numpy's own header for this array (np.save, format 1.0, 64-byte aligned).
+  EXPECT_EQ(bytes.substr(0, 10 + 118), std::string("\x93NUMPY\x01\x00\x76\x00", 10) +
+                                            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }" +
+                                            std::string(58, ' ') + "\n");
+  auto a = parse_npy(bytes, "mem");
   EXPECT_EQ(a.shape, (std::vector<int64_t>{2, 3}));
   EXPECT_EQ(a.data, d);
   auto b = read_npy(kFix / "qwen2_tiny_tied_gqa14x2" / "logits_ref_s0.npy");

@@ -1,0 +1,130 @@
+// End-to-end tests of `rvec generate|score|logits|bench` on the tiny fixture models.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/atomic_output.h"
+#include "infer/npy.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kBin = RVEC_BIN;
+const fs::path kFix = fs::path(RVEC_TESTDATA_DIR) / "fixtures";
+
+struct Run {
+  int rc;
+  std::string out;
+};
+
+// Runs a shell command, capturing stdout (stderr to a file when asked).
+Run run(const std::string& cmd) {
+  Run r{0, ""};
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return {-1, ""};
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int st = ::pclose(p);
+  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+std::string q(const fs::path& p) {
+  std::string s(1, '\'');
+  s.append(p.string());
+  s.push_back('\'');
+  return s;
+}
+
+}  // namespace
+
+TEST(InferCli, LogitsWritesNpyMatchingReference) {
+  const fs::path model = kFix / "qwen2_tiny_tied_gqa14x2" / "model";
+  const fs::path out = fs::temp_directory_path() / ("rvec_cli_logits_" + std::to_string(::getpid()) + ".npy");
+  auto r = run(kBin + " logits " + q(model) + " --tokens 925,627,839,16,520,192,785,878,184,78 --out " + q(out) +
+               " 2>/dev/null");
+  ASSERT_EQ(r.rc, 0);
+  auto got = rvec::infer::read_npy(out);
+  auto ref = rvec::infer::read_npy(kFix / "qwen2_tiny_tied_gqa14x2" / "logits_ref_s0.npy");
+  ASSERT_EQ(got.shape, ref.shape);
+  double md = 0, mx = 0;
+  for (size_t i = 0; i < ref.data.size(); ++i) {
+    md = std::max(md, double(std::abs(got.data[i] - ref.data[i])));
+    mx = std::max(mx, double(std::abs(ref.data[i])));
+  }
+  EXPECT_LE(md / mx, 1e-4);
+  fs::remove(out);
+  // Bad ids are reported.
+  EXPECT_NE(run(kBin + " logits " + q(model) + " --tokens 1,x --out " + q(out) + " 2>/dev/null").rc, 0);
+  EXPECT_NE(run(kBin + " logits " + q(model) + " --tokens 1,5000 --out " + q(out) + " 2>/dev/null").rc, 0);
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(InferCli, GenerateGreedyIsDeterministicAndStopsOnString) {
+  const fs::path model = kFix / "qwen2_tiny_untied_mha4x4" / "model";
+  auto a = run(kBin + " generate " + q(model) + " --prompt 'Hello, world' --max-tokens 8 2>/dev/null");
+  auto b = run(kBin + " generate " + q(model) + " --prompt 'Hello, world' --max-tokens 8 2>/dev/null");
+  ASSERT_EQ(a.rc, 0);
+  EXPECT_EQ(a.out, b.out);
+  ASSERT_FALSE(a.out.empty());
+  // Timing goes to stderr.
+  auto t = run(kBin + " generate " + q(model) + " --prompt 'Hello' --max-tokens 4 2>&1 >/dev/null");
+  EXPECT_NE(t.out.find("tok/s"), std::string::npos) << t.out;
+  // Cutting at a stop string taken from the greedy output gives the text before it.
+  std::string text = a.out.substr(0, a.out.size() - 1);  // trailing newline
+  if (text.size() >= 4) {
+    std::string stop = text.substr(text.size() / 2, 2);
+    size_t cut = text.find(stop);
+    std::string quoted = stop;
+    if (stop.find('\'') == std::string::npos) {
+      auto s = run(kBin + " generate " + q(model) + " --prompt 'Hello, world' --max-tokens 8 --stop '" + quoted +
+                   "' 2>/dev/null");
+      EXPECT_EQ(s.out, text.substr(0, cut) + "\n");
+    }
+  }
+  // Sampling with a seed is reproducible.
+  auto s1 = run(kBin + " generate " + q(model) + " --prompt Hi --max-tokens 6 --temperature 1 --seed 5 2>/dev/null");
+  auto s2 = run(kBin + " generate " + q(model) + " --prompt Hi --max-tokens 6 --temperature 1 --seed 5 2>/dev/null");
+  EXPECT_EQ(s1.out, s2.out);
+}
+
+TEST(InferCli, GenerateChatUsesTemplate) {
+  const fs::path model = kFix / "qwen2_tiny_tied_gqa14x2" / "model";
+  // The fixture has no chat template: a clear error, unless one is given.
+  auto e = run(kBin + " generate " + q(model) + " --prompt Hi --chat 2>&1");
+  EXPECT_NE(e.rc, 0);
+  EXPECT_NE(e.out.find("chat template"), std::string::npos) << e.out;
+  const fs::path tpl = fs::path(RVEC_TESTDATA_DIR) / "tokenizers" / "qwen2.5" / "chat_template.jinja";
+  if (fs::exists(tpl)) {
+    auto r = run(kBin + " generate " + q(model) + " --prompt Hi --chat --chat-template " + q(tpl) +
+                 " --max-tokens 3 2>&1");
+    EXPECT_EQ(r.rc, 0) << r.out;
+  }
+}
+
+TEST(InferCli, ScoreMatchesLogitsAndBenchPrintsJson) {
+  const fs::path model = kFix / "qwen2_tiny_untied_mha4x4" / "model";
+  auto r = run(kBin + " score " + q(model) + " --context 'Hello,' --continuation ' world' 2>/dev/null");
+  ASSERT_EQ(r.rc, 0);
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_LT(j["logprob"].get<double>(), 0.0);
+  EXPECT_GE(j["continuation_tokens"].size(), 1u);
+  // Trailing spaces of the context move to the continuation (lm-eval _encode_pair).
+  auto r2 = run(kBin + " score " + q(model) + " --context 'Hello, ' --continuation 'world' 2>/dev/null");
+  ASSERT_EQ(r2.rc, 0);
+  EXPECT_NEAR(nlohmann::json::parse(r2.out)["logprob"].get<double>(), j["logprob"].get<double>(), 1e-9);
+
+  auto b = run(kBin + " bench " + q(model) + " --prompt-tokens 8 --gen-tokens 3 --batch 2 --json 2>/dev/null");
+  ASSERT_EQ(b.rc, 0);
+  auto bj = nlohmann::json::parse(b.out);
+  EXPECT_GT(bj["prefill_tokens_per_s"].get<double>(), 0);
+  EXPECT_GT(bj["decode_tokens_per_s"].get<double>(), 0);
+  EXPECT_EQ(bj["batch"], 2);
+}
