@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -280,6 +282,37 @@ std::vector<GroupResult> aggregate_groups(const std::vector<TaskResult>& tasks) 
   return out;
 }
 
+namespace {
+// Scores samples[ids] on several threads (HumanEval: each sample runs a program in the sandbox).
+void score_parallel(const Task& t, std::vector<Sample>& samples, const std::vector<size_t>& ids,
+                    const EvalOptions& opts, const std::function<void(size_t)>& on_scored = {}) {
+  size_t n_threads = std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), ids.size()));
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  std::exception_ptr error;
+  auto work = [&] {
+    for (size_t k; (k = next++) < ids.size();) {
+      try {
+        score_sample(t, samples[ids[k]], opts);
+        if (on_scored) {
+          std::lock_guard<std::mutex> lk(mu);
+          on_scored(ids[k]);
+        }
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(mu);
+        if (!error) error = std::current_exception();
+        next = ids.size();
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (size_t i = 1; i < n_threads; i++) pool.emplace_back(work);
+  work();
+  for (auto& th : pool) th.join();
+  if (error) std::rethrow_exception(error);
+}
+}  // namespace
+
 TaskResult evaluate_task(LanguageModel& model, const std::string& name, const EvalOptions& opts) {
   Task t = load_task_for(name, opts);
   PromptOptions po;
@@ -316,15 +349,16 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
         size_t id = j["doc_id"].get<size_t>();
         if (id >= N || done[id] || j["prompt"] != samples[id].prompt) continue;
         samples[id].output = j["output"];
-        score_sample(t, samples[id], opts);
         done[id] = true;
       }
     }
     cache = std::make_unique<SampleCache>(cpath, opts.resume);
   }
-  std::vector<size_t> pending;
-  for (size_t i = 0; i < N; i++)
-    if (!done[i]) pending.push_back(i);
+  // HumanEval programs are run after generation, in parallel, so the engine is never stalled.
+  const bool deferred = t.metric == "pass@1";
+  std::vector<size_t> cached_ids, pending;
+  for (size_t i = 0; i < N; i++) (done[i] ? cached_ids : pending).push_back(i);
+  score_parallel(t, samples, cached_ids, opts);
   size_t n_done = N - pending.size();
   std::string key0;  // running accuracy shown in the progress line
   double running_sum = 0;
@@ -344,11 +378,11 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
   std::mutex mu;
   auto finish = [&](size_t id) {
     Sample& s = samples[id];
-    score_sample(t, s, opts);
+    if (!deferred) score_sample(t, s, opts);
     if (cache) cache->append(json{{"doc_id", s.doc_id}, {"prompt", s.prompt}, {"output", s.output}});
-    running_sum += first_metric(s);
+    if (!deferred) running_sum += first_metric(s);
     n_done++;
-    prog.add(1, status());
+    prog.add(1, deferred ? "generated" : status());
   };
   if (!pending.empty()) {
     if (t.type == OutputType::Generate) {
@@ -386,6 +420,16 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
         if (--remaining[id] == 0) finish(id);
       });
     }
+  }
+  if (deferred && !pending.empty()) {
+    Progress exec(t.name + " (exec)", pending.size(), "programs", opts.quiet);
+    size_t scored = 0;
+    score_parallel(t, samples, pending, opts, [&](size_t id) {
+      running_sum += first_metric(samples[id]);
+      scored++;
+      exec.add(1, fmt::format("pass@1 {:.3f}", running_sum / double(cached_ids.size() + scored)));
+    });
+    exec.finish();
   }
   prog.finish(status());
   for (size_t i = 0; i < N; i++)
@@ -560,9 +604,11 @@ EvalResults rescore_samples_file(const std::string& path, const EvalOptions& opt
       s.doc = t.docs[s.doc_id];
       s.prompt = j.value("prompt", std::string());
       s.output = j["output"];
-      score_sample(t, s, opts);
       samples.push_back(std::move(s));
     }
+    std::vector<size_t> ids(samples.size());
+    for (size_t i = 0; i < ids.size(); i++) ids[i] = i;
+    score_parallel(t, samples, ids, opts);
     r.tasks.push_back(aggregate(t, std::move(samples), opts));
   }
   r.groups = aggregate_groups(r.tasks);

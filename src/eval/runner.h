@@ -33,7 +33,8 @@ struct EvalOptions {
   bool quiet = false;
   std::string model_name, model_args;
   // Runs a HumanEval program (prediction + test + check(entry_point)); true if it passed. Required
-  // for humaneval tasks (the CLI passes the sandbox); `sandbox_mode` is recorded in the results.
+  // for humaneval tasks (the CLI passes the sandbox); called from several threads at once (after
+  // generation has finished); `sandbox_mode` is recorded in the results.
   std::function<bool(const std::string& program)> run_program;
   std::string sandbox_mode;
 };

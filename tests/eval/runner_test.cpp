@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_output.h"
@@ -259,9 +260,11 @@ TEST(Runner, HumanEvalProgramAssembly) {
     return prompt == t.docs[0]["prompt"].get<std::string>() ? "    return True\n\ndef extra():\n    pass" : "    pass\n";
   };
   std::vector<std::string> programs;
+  std::mutex mu;
   auto o = base_opts();
   o.limit = 2;
   o.run_program = [&](const std::string& p) {
+    std::lock_guard<std::mutex> lk(mu);
     programs.push_back(p);
     return p.find("return True") != std::string::npos;
   };
