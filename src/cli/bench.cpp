@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <nlohmann/json.hpp>
+#include <cstring>
 #include <random>
 
 #include "cli/command.h"
@@ -13,10 +14,30 @@
 
 namespace {
 
+// Copy bandwidth (bytes read + bytes written per second) of 256 MB buffers with all
+// threads, the best of 3: the memory-bandwidth bound of a decode step is this divided
+// by the weight bytes it reads.
+double copy_bandwidth() {
+  const size_t n = size_t(256) << 20;
+  std::vector<char> a(n, 1), b(n, 2);
+  double best = 0;
+  for (int r = 0; r < 3; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+#pragma omp parallel
+    {
+      const size_t nt = size_t(omp_get_num_threads()), t = size_t(omp_get_thread_num());
+      const size_t per = n / nt, beg = t * per, len = t + 1 == nt ? n - beg : per;
+      std::memcpy(b.data() + beg, a.data() + beg, len);
+    }
+    best = std::max(best, 2.0 * double(n) / rvec::cli::seconds_since(t0));
+  }
+  return best;
+}
+
 struct Args {
   rvec::cli::InferArgs common;
   int prompt_tokens = 128, gen_tokens = 64, batch = 1, reps = 1;
-  bool json = false;
+  bool json = false, no_bandwidth = false;
 };
 
 rvec::cli::Command cmd(
@@ -28,6 +49,7 @@ rvec::cli::Command cmd(
       app.add_option("--batch", a->batch, "Sequences processed together")->capture_default_str();
       app.add_option("--reps", a->reps, "Repetitions (the best is reported)")->capture_default_str();
       app.add_flag("--json", a->json, "Print one JSON object");
+      app.add_flag("--no-bandwidth", a->no_bandwidth, "Skip the memory copy-bandwidth measurement");
       return [a]() -> int {
         using namespace rvec;
         cli::apply_infer_options(a->common);
@@ -68,6 +90,9 @@ rvec::cli::Command cmd(
         const uint64_t wbytes = model->weights().matmul_bytes_per_token();
         const bool bfdot = infer::matmul_precision() == infer::MatmulPrecision::BF16Dot;
         int threads = a->common.threads > 0 ? a->common.threads : omp_get_max_threads();
+        const double bw = a->no_bandwidth ? 0.0 : copy_bandwidth();
+        // Decode must read every weight once per step (for the whole batch).
+        const double bound = bw > 0 ? bw / double(wbytes) * a->batch : 0.0;
         nlohmann::json j{{"model", a->common.model},
                          {"architecture", c.architecture},
                          {"threads", threads},
@@ -77,6 +102,8 @@ rvec::cli::Command cmd(
                          {"prefill_tokens_per_s", best_pp},
                          {"decode_tokens_per_s", best_tg},
                          {"weight_bytes_per_decode_step", wbytes},
+                         {"copy_bandwidth_bytes_per_s", bw},
+                         {"decode_bandwidth_bound_tokens_per_s", bound},
                          {"isa", std::string(cpu_isa_name(cpu_isa())) + (cpu_has_avx512_bf16() ? "+bf16" : "")},
                          {"matmul", bfdot ? "bf16dot" : "f32"}};
         if (a->json) {
@@ -88,6 +115,9 @@ rvec::cli::Command cmd(
           if (a->gen_tokens > 0)
             fmt::print("decode  tg{}: {:.1f} tok/s (aggregate), weights {:.0f} MB read per step\n", a->gen_tokens,
                        best_tg, double(wbytes) / 1e6);
+          if (bw > 0)
+            fmt::print("memory copy bandwidth {:.1f} GB/s -> decode bound {:.1f} tok/s (batch {})\n", bw / 1e9, bound,
+                       a->batch);
         }
         return 0;
       };

@@ -59,8 +59,8 @@ TEST(Kernels, MatmulAllIsasDtypesAndShapes) {
     set_cpu_isa_for_testing(isa);
     for (DType dt : {DType::F32, DType::BF16, DType::F16})
       // n: decode (1, 3), prefill (7 rows: tile tail, 100: > one 96-row block);
-      // K: tails (37), multiple blocks of 512 with a tail (1100); out: tails of 4 and 16.
-      for (auto [n, K, out] : {std::tuple{1, 64, 33}, {3, 37, 5}, {7, 128, 70}, {100, 1100, 19}, {9, 1100, 3}})
+      // K: tails (37), two blocks of 2048 with a tail (2100); out: tails of 4 and 16.
+      for (auto [n, K, out] : {std::tuple{1, 64, 33}, {3, 37, 5}, {7, 128, 70}, {100, 2100, 19}, {9, 1100, 3}})
         check_matmul(dt, n, K, out, (n + K) % 2 == 1);
   }
 }
