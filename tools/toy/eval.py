@@ -82,6 +82,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", default="data/toy")
     ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--grpo", default=None, help="GRPO model dir (default DIR/grpo)")
+    ap.add_argument("--instruct", default=None, help="instruct model dir (default DIR/instruct)")
     ap.add_argument("--alphas", default="-1,1")
     ap.add_argument("--rand-seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=1)
@@ -93,10 +95,11 @@ def main():
     rows = [json.loads(line) for line in open(f"{d}/toy_arith_test.jsonl")]
     if a.limit:
         rows = rows[:a.limit]
-    tok = Tokenizer.load(f"{d}/instruct")
-    cfg, inst = load_dir(f"{d}/instruct")
+    inst_dir = a.instruct or f"{d}/instruct"
+    tok = Tokenizer.load(inst_dir)
+    cfg, inst = load_dir(inst_dir)
     _, sft = load_dir(f"{d}/sft")
-    _, grpo = load_dir(f"{d}/grpo")
+    _, grpo = load_dir(a.grpo or f"{d}/grpo")
     v = {k: grpo[k] - sft[k] for k in sft}
     vnorm = math.sqrt(sum(float((x.astype(np.float64) ** 2).sum()) for x in v.values()))
     g = torch.Generator().manual_seed(a.rand_seed)

@@ -171,35 +171,51 @@ def lm_loss(model, ids, lm):
 
 
 # ---- stage: base -----------------------------------------------------------------------------
-def stage_base(out, tok, a):
-    d = f"{out}/base"
+def base_doc_phase2(g):
+    """Phase 2 of pre-training: mostly word problems (k 2..6), to learn to copy operands."""
+    r = g.rng.random()
+    if r < 0.7:
+        p, c = teacher_plain(g, 2, 6)
+        return p + c
+    if r < 0.85:
+        return "\n".join(task.arith_fact(g.rng) for _ in range(6)) + "<|endoftext|>"
+    return task.bare_chain(g.rng) + "<|endoftext|>"
+
+
+def pretrain(out, tok, a, name, init, steps, lr, warmup, seed, doc_fn):
+    d = f"{out}/{name}"
     if os.path.exists(f"{d}/model.safetensors"):
         return
-    torch.manual_seed(0)
-    g = Gen(11, test_questions(out))
-    model = Qwen2(tok.n_tokens)
-    opt = make_opt(model, a.base_lr, 0.1)
+    torch.manual_seed(seed)
+    g = Gen(seed, test_questions(out))
+    model = Qwen2(tok.n_tokens) if init is None else load_model_dir(f"{out}/{init}")
+    opt = make_opt(model, lr, 0.1)
     T, B = a.base_seq, a.base_batch
     stream = []
     t0 = time.time()
-    for step in range(a.base_steps):
+    for step in range(steps):
         rows = []
         for _ in range(B):
             while len(stream) < T + 1:
-                stream.extend(tok.encode(base_doc(g)))
+                stream.extend(tok.encode(doc_fn(g)))
             rows.append(stream[:T + 1])
             stream = stream[T + 1:]
         ids = torch.tensor(rows)
         for pg in opt.param_groups:
-            pg["lr"] = lr_at(step, a.base_steps, a.base_lr, 100)
+            pg["lr"] = lr_at(step, steps, lr, warmup)
         loss = lm_loss(model, ids, torch.ones_like(ids, dtype=torch.float32))
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        if step % 100 == 0 or step == a.base_steps - 1:
-            log("base", f"step {step} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+        if step % 100 == 0 or step == steps - 1:
+            log(name, f"step {step} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
     save_model_dir(model, tok, d)
+
+
+def stage_base(out, tok, a):
+    pretrain(out, tok, a, "base_phase1", None, a.base_steps, a.base_lr, 100, 0, base_doc)
+    pretrain(out, tok, a, "base", "base_phase1", a.base2_steps, a.base2_lr, 20, 1, base_doc_phase2)
 
 
 # ---- supervised fine-tune (SFT plain format / instruct chat format) ----------------------------
@@ -300,6 +316,8 @@ def stage_grpo(out, tok, a):
             recent = sum(hist[-10:]) / len(hist[-10:])
             klm = ((kl * w).sum() / w.sum()).item()
             log("grpo", f"step {step} reward(last10) {recent:.3f} kl {klm:.4f} ({time.time() - t0:.0f}s)")
+        if a.grpo_save_every and (step + 1) % a.grpo_save_every == 0 and step + 1 < a.grpo_steps:
+            save_model_dir(policy, tok, f"{out}/grpo_step{step + 1}")
     save_model_dir(policy, tok, d)
     with open(f"{out}/grpo_reward_curve.json", "w") as f:
         json.dump([round(x, 4) for x in hist], f)
@@ -311,21 +329,24 @@ def main():
     ap.add_argument("--out", default="data/toy")
     ap.add_argument("--stage", default="all", choices=["all", "data", "tokenizer", "base", "sft", "instruct", "grpo"])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--base-steps", type=int, default=1200)
+    ap.add_argument("--base-steps", type=int, default=800)
     ap.add_argument("--base-batch", type=int, default=32)
     ap.add_argument("--base-seq", type=int, default=128)
     ap.add_argument("--base-lr", type=float, default=2e-3)
+    ap.add_argument("--base2-steps", type=int, default=600)
+    ap.add_argument("--base2-lr", type=float, default=1e-3)
     ap.add_argument("--ft-batch", type=int, default=32)
-    ap.add_argument("--sft-steps", type=int, default=120)
+    ap.add_argument("--sft-steps", type=int, default=80)
     ap.add_argument("--sft-lr", type=float, default=3e-4)
-    ap.add_argument("--instruct-steps", type=int, default=150)
+    ap.add_argument("--instruct-steps", type=int, default=120)
     ap.add_argument("--instruct-lr", type=float, default=3e-4)
-    ap.add_argument("--grpo-steps", type=int, default=200)
+    ap.add_argument("--grpo-steps", type=int, default=120)
     ap.add_argument("--grpo-prompts", type=int, default=8)
     ap.add_argument("--grpo-group", type=int, default=8)
     ap.add_argument("--grpo-lr", type=float, default=1e-4)
     ap.add_argument("--grpo-beta", type=float, default=0.04)
     ap.add_argument("--grpo-max-new", type=int, default=96)
+    ap.add_argument("--grpo-save-every", type=int, default=40, help="also save grpo_stepN/ snapshots")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
