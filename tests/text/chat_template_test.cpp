@@ -186,3 +186,22 @@ TEST(ChatTemplate, ErrorsAreClear) {
   auto none = ChatTemplate::from_model_dir(kData / "text");
   EXPECT_FALSE(none.has_value());
 }
+
+// Qwen3's template (from ../shared/data/tokenizers/qwen3/tokenizer_config.json): reversed
+// slices, namespace bookkeeping, string methods, `is false`; expected output by hand.
+TEST(ChatTemplate, Qwen3ThinkingTemplate) {
+  auto t = ChatTemplate::from_file(kData / "text/qwen3_chat_template.jinja");
+  json m1 = json::parse(R"([{"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "<think>\nr\n</think>\n\nHello"}, {"role": "user", "content": "Bye"}])");
+  EXPECT_EQ(t.render_json(m1, true, {{"enable_thinking", false}}),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello<|im_end|>\n"
+            "<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n");
+  EXPECT_EQ(t.render_json(m1, true),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello<|im_end|>\n"
+            "<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n");
+  json m2 = json::parse(R"([{"role": "system", "content": "S"}, {"role": "user", "content": "Q"},
+    {"role": "assistant", "content": "<think>\nmull\n</think>\n\nA"}])");
+  EXPECT_EQ(t.render_json(m2, false),
+            "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nQ<|im_end|>\n"
+            "<|im_start|>assistant\n<think>\nmull\n</think>\n\nA<|im_end|>\n");
+}
