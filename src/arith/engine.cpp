@@ -164,6 +164,9 @@ Decision decide_lossless(const Plan& p, const Term& tuned, const Term& base) {
       for (size_t i = 0; i < len; ++i) r[i] = b[i] + v[i];
       from_f32(td, r.data(), enc.data(), len);
       if (std::memcmp(enc.data(), tuned.t->data + off * es, len * es) != 0) f32_ok = false;
+      // Keep RSS bounded: drop the consumed input pages from this process (they stay cached).
+      tuned.file->advise_dontneed(tuned.file_off + off * es, len * es);
+      base.file->advise_dontneed(base.file_off + off * es, len * es);
     }
   }
   if (f32_ok) return {bf16_ok ? DType::BF16 : DType::F32, true};

@@ -39,7 +39,7 @@ std::string safetensors_header(const std::vector<TensorSpec>& tensors) {
 }
 
 SafetensorsWriter::SafetensorsWriter(const fs::path& dir, std::vector<TensorSpec> tensors, uint64_t shard_size)
-    : dir_(dir), tensors_(std::move(tensors)), buf_(16u << 20) {
+    : dir_(dir), tensors_(std::move(tensors)), buf_(size_t(16) << 20) {
   if (shard_size == 0) fail("shard size must be positive");
   {
     std::map<std::string, int> seen;
@@ -72,42 +72,132 @@ SafetensorsWriter::SafetensorsWriter(const fs::path& dir, std::vector<TensorSpec
   }
 }
 
-SafetensorsWriter::~SafetensorsWriter() {
-  if (fd_ >= 0) ::close(fd_);
+SafetensorsWriter::~SafetensorsWriter() { stop_thread(); }
+
+namespace {
+constexpr size_t kBufBytes = size_t(16) << 20;
+constexpr size_t kMaxQueued = 3;
+}  // namespace
+
+void SafetensorsWriter::stop_thread() {
+  if (!th_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    q_.push_back({IoJob::Close, 0, {}});
+    stop_ = true;
+  }
+  cv_.notify_all();
+  th_.join();
 }
 
-void SafetensorsWriter::write_all(const void* p, size_t n) {
+void SafetensorsWriter::check_error() {
+  std::lock_guard<std::mutex> l(mu_);
+  if (err_) {
+    auto e = err_;
+    err_ = nullptr;
+    std::rethrow_exception(e);
+  }
+}
+
+void SafetensorsWriter::push(IoJob j) {
+  if (!th_.joinable()) th_ = std::thread([this] { io_loop(); });
+  std::unique_lock<std::mutex> l(mu_);
+  cv_.wait(l, [&] { return q_.size() < kMaxQueued || err_; });
+  if (err_) {
+    auto e = err_;
+    err_ = nullptr;
+    std::rethrow_exception(e);
+  }
+  q_.push_back(std::move(j));
+  l.unlock();
+  cv_.notify_all();
+}
+
+void SafetensorsWriter::write_all(int fd, size_t shard, const void* p, size_t n) {
   const char* c = static_cast<const char*>(p);
   while (n > 0) {
-    ssize_t w = ::write(fd_, c, n);
+    ssize_t w = ::write(fd, c, n);
     if (w < 0) {
       if (errno == EINTR) continue;
-      fail("cannot write {}: {}", (dir_ / files_[open_shard_]).string(), std::strerror(errno));
+      fail("cannot write {}: {}", (dir_ / files_[shard]).string(), std::strerror(errno));
     }
     c += w;
     n -= size_t(w);
   }
 }
 
+void SafetensorsWriter::io_loop() {
+  int fd = -1;
+  size_t shard = 0;
+  bool failed = false;
+  for (;;) {
+    IoJob j;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait(l, [&] { return !q_.empty(); });
+      j = std::move(q_.front());
+      q_.pop_front();
+    }
+    cv_.notify_all();
+    if (!failed) {
+      try {
+        if (j.kind == IoJob::Open || j.kind == IoJob::Close) {
+          if (fd >= 0) ::close(fd);
+          fd = -1;
+        }
+        if (j.kind == IoJob::Open) {
+          shard = j.shard;
+          fs::path p = dir_ / files_[shard];
+          fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+          if (fd < 0) fail("cannot create {}: {}", p.string(), std::strerror(errno));
+          std::vector<TensorSpec> ts;
+          for (size_t i : shards_[shard]) ts.push_back(tensors_[i]);
+          std::string h = safetensors_header(ts);
+          write_all(fd, shard, h.data(), h.size());
+        } else if (j.kind == IoJob::Data) {
+          write_all(fd, shard, j.data.data(), j.data.size());
+        }
+      } catch (...) {
+        failed = true;
+        std::lock_guard<std::mutex> l(mu_);
+        err_ = std::current_exception();
+      }
+    }
+    if (j.kind == IoJob::Data) {
+      std::lock_guard<std::mutex> l(mu_);
+      if (spare_.size() < kMaxQueued) spare_.push_back(std::move(j.data));
+    }
+    cv_.notify_all();
+    if (j.kind == IoJob::Close) {
+      if (fd >= 0) ::close(fd);
+      fd = -1;
+      std::lock_guard<std::mutex> l(mu_);
+      if (stop_) return;
+    }
+  }
+}
+
 void SafetensorsWriter::flush() {
-  if (buf_used_) write_all(buf_.data(), buf_used_);
+  if (!buf_used_) return;
+  buf_.resize(buf_used_);
+  std::vector<char> next;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!spare_.empty()) {
+      next = std::move(spare_.back());
+      spare_.pop_back();
+    }
+  }
+  push({IoJob::Data, 0, std::move(buf_)});
+  buf_ = std::move(next);
+  buf_.resize(kBufBytes);
   buf_used_ = 0;
 }
 
 void SafetensorsWriter::open_shard(size_t s) {
-  if (fd_ >= 0) {
-    flush();
-    ::close(fd_);
-    fd_ = -1;
-  }
+  flush();
   open_shard_ = s;
-  fs::path p = dir_ / files_[s];
-  fd_ = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) fail("cannot create {}: {}", p.string(), std::strerror(errno));
-  std::vector<TensorSpec> ts;
-  for (size_t i : shards_[s]) ts.push_back(tensors_[i]);
-  std::string h = safetensors_header(ts);
-  write_all(h.data(), h.size());
+  push({IoJob::Open, s, {}});
 }
 
 uint64_t SafetensorsWriter::remaining_in_current() const {
@@ -116,17 +206,20 @@ uint64_t SafetensorsWriter::remaining_in_current() const {
 
 void SafetensorsWriter::append(const void* data, size_t n) {
   if (n == 0) return;
+  check_error();
   if (cur_ >= tensors_.size()) fail("{}: writer: data beyond the last tensor", dir_.string());
   if (n > remaining_in_current())
     fail("{}: writer: {} bytes for tensor '{}' which has only {} left", dir_.string(), n, tensors_[cur_].name,
          remaining_in_current());
-  if (n >= buf_.size() / 2) {
-    flush();
-    write_all(data, n);
-  } else {
-    if (buf_used_ + n > buf_.size()) flush();
-    std::memcpy(buf_.data() + buf_used_, data, n);
-    buf_used_ += n;
+  const char* c = static_cast<const char*>(data);
+  size_t left = n;
+  while (left > 0) {
+    size_t k = std::min(left, buf_.size() - buf_used_);
+    std::memcpy(buf_.data() + buf_used_, c, k);
+    buf_used_ += k;
+    c += k;
+    left -= k;
+    if (buf_used_ == buf_.size()) flush();
   }
   written_in_cur_ += n;
   while (cur_ < tensors_.size() && written_in_cur_ == tensors_[cur_].nbytes()) {
@@ -144,10 +237,8 @@ void SafetensorsWriter::finish() {
   // Shards after the last non-empty tensor (only zero-byte tensors) still need headers.
   for (size_t s = open_shard_ + 1; s < shards_.size(); ++s) open_shard(s);
   flush();
-  if (fd_ >= 0) {
-    ::close(fd_);
-    fd_ = -1;
-  }
+  stop_thread();
+  check_error();
   if (files_.size() > 1) {
     json idx;
     idx["metadata"] = {{"total_size", total_}};

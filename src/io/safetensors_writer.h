@@ -6,10 +6,18 @@
 // model.safetensors, several as model-0000i-of-0000K.safetensors plus
 // model.safetensors.index.json ({"metadata": {"total_size"}, "weight_map"}).
 // Header metadata is {"format": "pt"}; headers are space-padded to 8 bytes as HF does.
+// The write() calls run on a background thread (a queue of a few 16 MB buffers), so
+// computing the next chunk overlaps writing the previous one; I/O errors surface on
+// the next append() or in finish().
 #pragma once
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <exception>
 #include <filesystem>
 #include <map>
+#include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -52,9 +60,18 @@ class SafetensorsWriter {
   uint64_t total_size() const { return total_; }
 
  private:
-  void open_shard(size_t s);
-  void flush();
-  void write_all(const void* p, size_t n);
+  struct IoJob {
+    enum Kind { Open, Data, Close } kind;
+    size_t shard = 0;
+    std::vector<char> data;
+  };
+  void open_shard(size_t s);  // queues: close the previous shard, open s, write its header
+  void flush();               // queues the fill buffer
+  void push(IoJob j);
+  void io_loop();
+  void check_error();
+  void write_all(int fd, size_t shard, const void* p, size_t n);
+  void stop_thread();
   std::filesystem::path dir_;
   std::vector<TensorSpec> tensors_;
   std::vector<size_t> shard_of_;              // tensor -> shard
@@ -64,10 +81,17 @@ class SafetensorsWriter {
   uint64_t total_ = 0;
   size_t cur_ = 0, open_shard_ = size_t(-1);
   uint64_t written_in_cur_ = 0;
-  int fd_ = -1;
   std::vector<char> buf_;
   size_t buf_used_ = 0;
   bool finished_ = false;
+  // background I/O
+  std::thread th_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<IoJob> q_;
+  std::vector<std::vector<char>> spare_;
+  std::exception_ptr err_;
+  bool stop_ = false;
 };
 
 // Builds the header bytes (u64 length + padded JSON) for tensors laid out in order.
