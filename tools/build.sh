@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake ninja-build pkg-config git
       nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libyaml-cpp-dev libssl-dev
       libicu-dev libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev
-      bubblewrap python3 python3-numpy)
+      bubblewrap python3 python3-numpy time)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -83,6 +83,8 @@ InspectResult inspect(const fs::path& path, const std::optional<fs::path>& again
       const uint64_t nref = u ? std::min(n, u->numel()) : 0;  // common rows on vocab mismatch
       const int64_t nch = int64_t((n + kChunk - 1) / kChunk);
       std::vector<InspectRow> parts(size_t(std::max<int64_t>(nch, 0)));
+      const io::MappedFile& tf = m->file_of(t->name).mapped();
+      const size_t toff = size_t(t->data - tf.data());
 #pragma omp parallel if (nch > 1)
       {
         std::vector<float> a(kChunk), b(kChunk);
@@ -91,6 +93,8 @@ InspectResult inspect(const fs::path& path, const std::optional<fs::path>& again
           const uint64_t off = uint64_t(c) * kChunk, len = std::min<uint64_t>(kChunk, n - off);
           to_f32(t->dtype, t->data + off * dtype_size(t->dtype), a.data(), len);
           InspectRow& p = parts[size_t(c)];
+          // Consumed pages leave this process's working set (they stay in the page cache).
+          tf.advise_dontneed(toff + off * dtype_size(t->dtype), len * dtype_size(t->dtype));
           for (uint64_t i = 0; i < len; ++i) {
             const double x = a[i];
             p.sumsq += x * x;

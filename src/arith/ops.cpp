@@ -301,6 +301,8 @@ Report random_like(const fs::path& vector_dir, uint64_t seed, const Options& opt
     // Pass 1: norms of the vector tensor and of the Gaussian.
     // Per-chunk partial sums added in order: the result does not depend on the thread count.
     const size_t nch = static_cast<size_t>(nchunks);
+    const io::MappedFile& vf = v->file_of(t->name).mapped();
+    const size_t voff = size_t(t->data - vf.data());
     std::vector<double> vparts(nch), gparts(nch);
 #pragma omp parallel if (nchunks > 1)
     {
@@ -321,6 +323,7 @@ Report random_like(const fs::path& vector_dir, uint64_t seed, const Options& opt
         }
         gaussian_chunk(seed, h, uint64_t(c), b.data(), len);
         for (size_t i = 0; i < len; ++i) gs += double(b[i]) * b[i];
+        vf.advise_dontneed(voff + off * dtype_size(t->dtype), len * dtype_size(t->dtype));
         vparts[size_t(c)] = vs;
         gparts[size_t(c)] = gs;
       }
