@@ -59,6 +59,12 @@ TEST(Tokenizer, Gpt2StyleVariantMatchesHfTokenizers) {
                kData / "text/tiny1024-gpt2_expected.json");
 }
 
+// Llama-3 style: no normalizer, Split with \p{N}{1,3}, ByteLevel without regex, ignore_merges.
+TEST(Tokenizer, Llama3StyleVariantMatchesHfTokenizers) {
+  check_oracle(Tokenizer::from_file(kData / "tokenizers/tiny1024-llama3/tokenizer.json"),
+               kData / "text/tiny1024-llama3_expected.json");
+}
+
 TEST(Tokenizer, GoldenFixtureChatSequence) {
   // tokens.json of the golden fixture: sequence 1 is texts.chat tokenized by HF.
   auto tok = Tokenizer::from_file(kData / "tokenizers/tiny1024/tokenizer.json");
