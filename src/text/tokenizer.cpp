@@ -10,6 +10,7 @@
 #include <cctype>
 #include <array>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <queue>
@@ -320,6 +321,8 @@ struct Tokenizer::Impl {
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges;  // (a,b) -> (rank, merged id)
   bool nfc = false, ignore_merges = false;
   int32_t unk = -1;
+  std::optional<int32_t> bos, eos;
+  bool add_bos = false;
   size_t id_limit = 65536;  // ids above this are refused (bounded memory on malformed files)
   std::vector<PreTok> pretoks;
 
@@ -419,7 +422,38 @@ void set_token(Tokenizer::Impl& t, int32_t id, const std::string& s) {
 }  // namespace
 
 Tokenizer Tokenizer::from_file(const std::filesystem::path& tokenizer_json) {
-  return from_json_string(read_file(tokenizer_json), tokenizer_json.string());
+  Tokenizer tok = from_json_string(read_file(tokenizer_json), tokenizer_json.string());
+  auto cfg_path = tokenizer_json.parent_path() / "tokenizer_config.json";
+  if (!std::filesystem::exists(cfg_path)) return tok;
+  json cfg;
+  try {
+    cfg = json::parse(read_file(cfg_path));
+  } catch (const json::exception& e) {
+    fail("{}: invalid JSON: {}", cfg_path.string(), e.what());
+  }
+  if (!cfg.is_object()) return tok;
+  // The shared state is still private to `tok`: fill in the special-token facts.
+  auto& impl = const_cast<Impl&>(*tok.impl_);
+  auto token_id = [&](const char* key) -> std::optional<int32_t> {
+    if (!cfg.contains(key)) return std::nullopt;
+    const json& v = cfg.at(key);
+    std::string s;
+    if (v.is_string()) {
+      s = v.get<std::string>();
+    } else if (v.is_object() && v.contains("content") && v.at("content").is_string()) {
+      s = v.at("content").get<std::string>();
+    } else {
+      return std::nullopt;
+    }
+    auto it = impl.vocab.find(s);
+    if (it == impl.vocab.end()) return std::nullopt;  // not a token of this vocab: ignored
+    return it->second;
+  };
+  if (auto b = token_id("bos_token")) impl.bos = b;
+  if (auto e = token_id("eos_token")) impl.eos = e;
+  if (cfg.contains("add_bos_token") && cfg.at("add_bos_token").is_boolean())
+    impl.add_bos = cfg.at("add_bos_token").get<bool>() && impl.bos.has_value();
+  return tok;
 }
 
 Tokenizer Tokenizer::from_model_dir(const std::filesystem::path& dir) {
@@ -527,6 +561,25 @@ Tokenizer Tokenizer::from_json_string(std::string_view text, const std::string& 
     bool has_byte_level = false;
     for (const auto& p : t->pretoks) has_byte_level |= p.kind == PreTok::ByteLevel;
     if (!has_byte_level) fail("{}: pre_tokenizer has no ByteLevel step: only byte-level BPE is supported", origin);
+    // BOS from a TemplateProcessing post-processor: {"single": [{"SpecialToken": {"id": "<bos>"}}, ...]}.
+    std::function<void(const json&)> post = [&](const json& pp) {
+      if (!pp.is_object()) return;
+      std::string type = pp.value("type", "");
+      if (type == "Sequence" && pp.contains("processors") && pp.at("processors").is_array()) {
+        for (const auto& sub : pp.at("processors")) post(sub);
+      } else if (type == "TemplateProcessing" && pp.contains("single") && pp.at("single").is_array() &&
+                 !pp.at("single").empty()) {
+        const json& first = pp.at("single").at(0);
+        if (first.is_object() && first.contains("SpecialToken")) {
+          auto it = t->vocab.find(first.at("SpecialToken").at("id").get<std::string>());
+          if (it != t->vocab.end()) {
+            t->bos = it->second;
+            t->add_bos = true;
+          }
+        }
+      }
+    };
+    post(j.value("post_processor", json()));
   } catch (const json::exception& e) {
     fail("{}: invalid tokenizer.json: {}", origin, e.what());
   }
@@ -729,6 +782,10 @@ std::string Tokenizer::id_to_token(int32_t id) const {
   if (id < 0 || size_t(id) >= impl_->id_tok.size()) return {};
   return impl_->id_tok[size_t(id)];
 }
+
+std::optional<int32_t> Tokenizer::bos_id() const { return impl_->bos; }
+std::optional<int32_t> Tokenizer::eos_id() const { return impl_->eos; }
+bool Tokenizer::add_bos() const { return impl_->add_bos; }
 
 size_t Tokenizer::vocab_size() const { return impl_->id_tok.size(); }
 

@@ -37,6 +37,13 @@ class Tokenizer {
   size_t vocab_size() const;                  // max id + 1 (vocab and added tokens)
   bool is_special(int32_t id) const;
 
+  // BOS/EOS from tokenizer_config.json next to the tokenizer.json (bos_token, eos_token,
+  // add_bos_token) or, for BOS, a TemplateProcessing post-processor that starts with a
+  // special token (Llama-3). add_bos(): whether callers should prepend bos_id().
+  std::optional<int32_t> bos_id() const;
+  std::optional<int32_t> eos_id() const;
+  bool add_bos() const;
+
   // The raw bytes a token stands for (ByteLevel-decoded); used by StreamDecoder.
   std::string token_bytes(int32_t id) const;
   // The token ids of special added tokens, in id order.

@@ -239,3 +239,25 @@ TEST(Utf8, LossyMaximalSubparts) {
   EXPECT_TRUE(rvec::text::utf8_valid("日本"));
   EXPECT_FALSE(rvec::text::utf8_valid("\xFF"));
 }
+
+TEST(Tokenizer, BosEosFromConfigAndPostProcessor) {
+  const auto& q = qwen();  // tokenizer_config.json: bos_token null, eos_token <|im_end|>
+  EXPECT_FALSE(q.bos_id().has_value());
+  EXPECT_EQ(q.eos_id(), 151645);
+  EXPECT_FALSE(q.add_bos());
+  auto tiny = Tokenizer::from_file(kData / "tokenizers/tiny1024/tokenizer.json");  // no config next to it
+  EXPECT_FALSE(tiny.bos_id().has_value());
+  EXPECT_FALSE(tiny.eos_id().has_value());
+  // Llama-3 style post-processor: TemplateProcessing starting with <|begin_of_text|>.
+  auto t = Tokenizer::from_json_string(
+      R"({"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":["a b"]},
+          "added_tokens":[{"id":3,"content":"<|begin_of_text|>","special":true}],
+          "pre_tokenizer":{"type":"ByteLevel","use_regex":false,"add_prefix_space":false},
+          "post_processor":{"type":"Sequence","processors":[{"type":"ByteLevel"},{"type":"TemplateProcessing",
+            "single":[{"SpecialToken":{"id":"<|begin_of_text|>","type_id":0}},{"Sequence":{"id":"A","type_id":0}}]}]},
+          "decoder":{"type":"ByteLevel"}})",
+      "llama3-like");
+  EXPECT_EQ(t.bos_id(), 3);
+  EXPECT_TRUE(t.add_bos());
+  EXPECT_EQ(t.encode("ab"), std::vector<int32_t>{2});  // encode() itself never adds it
+}
