@@ -263,7 +263,9 @@ void drop_to(uid_t uid) {
   if (p.mode == SandboxMode::Bwrap) {
     ::close(3);
     ::close(4);
-    apply_limits(p, false);  // NPROC is set inside the sandbox's user namespace by the launcher
+    // With a uid of its own the process count can be limited right here; otherwise RLIMIT_NPROC is set
+    // inside the sandbox's user namespace by the launcher (so that it counts only this run).
+    apply_limits(p, p.per_run_uid);
     if (p.root) drop_to(sandbox_uid);
     ::execve(p.argv[0], p.argv.data(), p.envp.data());
     child_fail("execve(bwrap)");
@@ -466,11 +468,16 @@ ExecResult run_once(const std::string& program, SandboxMode mode, const SandboxL
               "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev",
               "--proc", "/proc", "--size", std::to_string(std::max<size_t>(lim.file_bytes * 4, 1 << 20)),
               "--tmpfs", "/tmp", "--bind", workdir, kWorkInside, "--chdir", kWorkInside, "--hostname", "sandbox",
-              "--", python, "-S", "-E", "-c",
-              fmt::format("import os,resource as r,sys\nr.setrlimit(r.RLIMIT_NPROC,({0},{0}))\n"
-                          "os.execv(sys.argv[1],sys.argv[1:])",
-                          p.nproc),
-              python, "prog.py"};
+              "--"};
+    if (!p.per_run_uid) {
+      for (std::string a : {python, std::string("-S"), std::string("-E"), std::string("-c"),
+                            fmt::format("import os,resource as r,sys\nr.setrlimit(r.RLIMIT_NPROC,({0},{0}))\n"
+                                        "os.execv(sys.argv[1],sys.argv[1:])",
+                                        p.nproc)})
+        p.args.push_back(a);
+    }
+    p.args.push_back(python);
+    p.args.push_back("prog.py");
   } else {
     p.args = {python, "prog.py"};
   }
