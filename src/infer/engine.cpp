@@ -6,6 +6,7 @@
 #include <cmath>
 #include <deque>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <random>
 
@@ -437,11 +438,76 @@ void Engine::generate(const std::vector<GenerationRequest>& reqs,
 }
 
 // ------------------------------------------------------------------ scoring
+namespace {
+// Sum of log-softmax at the continuation tokens; logits [cont.size() * V].
+Engine::Loglik score_cont(const float* lg, int64_t V, const std::vector<int32_t>& cont) {
+  Engine::Loglik r{0.0, true};
+  for (size_t j = 0; j < cont.size(); ++j) {
+    const float* l = lg + j * V;
+    const float mx = *std::max_element(l, l + V);
+    double s = 0;
+    for (int64_t v = 0; v < V; ++v) s += std::exp(double(l[v]) - double(mx));
+    const int32_t t = cont[j];
+    if (t < 0 || t >= V) fail("loglikelihood: token id {} out of range", t);
+    r.logprob += double(l[t]) - double(mx) - std::log(s);
+    if (int32_t(std::max_element(l, l + V) - l) != t) r.is_greedy = false;
+  }
+  return r;
+}
+}  // namespace
+
 void Engine::loglikelihood(const std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>>& ctx_cont,
                            const std::function<void(size_t, Loglik)>& on_done) {
   const int64_t V = m_.config().vocab_size;
-  size_t i = 0;
-  while (i < ctx_cont.size()) {
+  // Prefix sharing: requests with the same context (multiple-choice questions) prefill the
+  // context once; each continuation then runs on a copy of that KV cache.
+  std::map<std::vector<int32_t>, std::vector<size_t>> by_ctx;
+  std::vector<size_t> plain;
+  for (size_t i = 0; i < ctx_cont.size(); ++i) {
+    const auto& [ctx, cont] = ctx_cont[i];
+    if (ctx.empty()) fail("loglikelihood: request {} has an empty context", i);
+    if (cont.empty()) fail("loglikelihood: request {} has an empty continuation", i);
+    if (ctx.size() + cont.size() - 1 <= opts_.max_context) by_ctx[ctx].push_back(i);
+    else plain.push_back(i);
+  }
+  std::vector<std::vector<size_t>> groups;
+  for (auto& [ctx, idx] : by_ctx) {
+    if (idx.size() == 1) plain.push_back(idx[0]);
+    else groups.push_back(std::move(idx));
+  }
+  std::sort(plain.begin(), plain.end());
+  for (const auto& g : groups) {
+    const auto& ctx = ctx_cont[g[0]].first;
+    KVCache base;
+    std::vector<Row> rows;
+    for (size_t t = 0; t < ctx.size(); ++t) rows.push_back({&base, ctx[t], t + 1 == ctx.size()});
+    std::vector<float> first(V);
+    forward(rows, first.data());
+    for (size_t s = 0; s < g.size(); s += size_t(opts_.max_batch)) {
+      const size_t e = std::min(g.size(), s + size_t(opts_.max_batch));
+      std::vector<KVCache> caches(e - s, base);
+      rows.clear();
+      size_t nl = 0;
+      for (size_t m = s; m < e; ++m) {
+        const auto& cont = ctx_cont[g[m]].second;
+        for (size_t t = 0; t + 1 < cont.size(); ++t) rows.push_back({&caches[m - s], cont[t], true});
+        nl += cont.size() - 1;
+      }
+      std::vector<float> lg(nl * V);
+      if (nl) forward(rows, lg.data());
+      size_t off = 0;
+      for (size_t m = s; m < e; ++m) {
+        const auto& cont = ctx_cont[g[m]].second;
+        std::vector<float> all(cont.size() * V);
+        std::copy(first.begin(), first.end(), all.begin());
+        std::copy_n(lg.data() + off * V, (cont.size() - 1) * V, all.data() + V);
+        off += cont.size() - 1;
+        on_done(g[m], score_cont(all.data(), V, cont));
+      }
+    }
+  }
+  size_t pi = 0;
+  while (pi < plain.size()) {
     // Pack requests into one forward pass of up to ~kChunkRows rows (at least one request).
     std::vector<KVCache> caches;
     caches.reserve(size_t(opts_.max_batch));
@@ -453,10 +519,9 @@ void Engine::loglikelihood(const std::vector<std::pair<std::vector<int32_t>, std
     };
     std::vector<Item> items;
     size_t nlog = 0;
-    while (i < ctx_cont.size() && caches.size() < size_t(opts_.max_batch)) {
+    while (pi < plain.size() && caches.size() < size_t(opts_.max_batch)) {
+      const size_t i = plain[pi];
       const auto& [ctx, cont] = ctx_cont[i];
-      if (ctx.empty()) fail("loglikelihood: request {} has an empty context", i);
-      if (cont.empty()) fail("loglikelihood: request {} has an empty continuation", i);
       if (cont.size() >= opts_.max_context)
         fail("loglikelihood: request {} continuation ({} tokens) does not fit max_context {}", i, cont.size(),
              opts_.max_context);
@@ -471,24 +536,11 @@ void Engine::loglikelihood(const std::vector<std::pair<std::vector<int32_t>, std
       for (size_t t = 0; t < inp.size(); ++t) rows.push_back({&caches.back(), inp[t], t >= first_logit});
       items.push_back({i, cont, nlog});
       nlog += cont.size();
-      ++i;
+      ++pi;
     }
     std::vector<float> lg(nlog * V);
     forward(rows, lg.data());
-    for (const auto& it : items) {
-      Loglik r{0.0, true};
-      for (size_t j = 0; j < it.cont.size(); ++j) {
-        const float* l = lg.data() + (it.logit_off + j) * V;
-        const float mx = *std::max_element(l, l + V);
-        double s = 0;
-        for (int64_t v = 0; v < V; ++v) s += std::exp(double(l[v]) - double(mx));
-        const int32_t t = it.cont[j];
-        if (t < 0 || t >= V) fail("loglikelihood: token id {} out of range", t);
-        r.logprob += double(l[t]) - double(mx) - std::log(s);
-        if (int32_t(std::max_element(l, l + V) - l) != t) r.is_greedy = false;
-      }
-      on_done(it.idx, r);
-    }
+    for (const auto& it : items) on_done(it.idx, score_cont(lg.data() + it.logit_off * V, V, it.cont));
   }
 }
 

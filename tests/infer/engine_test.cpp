@@ -402,3 +402,36 @@ TEST(EngineErrors, BadTokensAndUnsupportedModels) {
   EXPECT_THROW(eng.logits({5, 2000}), Error);
   EXPECT_THROW(load_model(kFix / "does_not_exist"), Error);
 }
+
+// Requests sharing a context (multiple choice) reuse one prefilled KV cache; the results
+// equal scoring each request on its own.
+TEST(EngineScore, SharedContextsGiveTheSameResultsAsSeparateCalls) {
+  const char* fx = "qwen2_tiny_tied_gqa14x2";
+  auto model = load_model(kFix / fx / "model");
+  Engine eng(*model, {.threads = 0, .max_batch = 2, .max_context = 4096});
+  auto seq = sequences(fx)[1];
+  std::vector<int32_t> ctx(seq.begin(), seq.begin() + 12), other(seq.begin(), seq.begin() + 5);
+  std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> reqs{
+      {ctx, {seq[12]}}, {other, {seq[5], seq[6]}}, {ctx, {seq[13], seq[14], seq[15]}},
+      {ctx, {7, 8}},    {ctx, {seq[12], seq[13]}}};
+  std::map<size_t, Engine::Loglik> together;
+  eng.loglikelihood(reqs, [&](size_t i, Engine::Loglik r) { together[i] = r; });
+  ASSERT_EQ(together.size(), reqs.size());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    Engine::Loglik alone{};
+    eng.loglikelihood({reqs[i]}, [&](size_t, Engine::Loglik r) { alone = r; });
+    EXPECT_NEAR(together[i].logprob, alone.logprob, 1e-5) << i;
+    EXPECT_EQ(together[i].is_greedy, alone.is_greedy) << i;
+  }
+  // Independent check of request 4 against the reference logits of the full sequence.
+  auto ref = read_npy(kFix / fx / "logits_ref_s1.npy");
+  const int64_t V = ref.shape[1];
+  double lp = 0;
+  for (int j = 0; j < 2; ++j) {
+    const float* l = ref.data.data() + (11 + j) * V;
+    double mx = *std::max_element(l, l + V), s = 0;
+    for (int64_t v = 0; v < V; ++v) s += std::exp(double(l[v]) - mx);
+    lp += double(l[seq[12 + j]]) - mx - std::log(s);
+  }
+  EXPECT_NEAR(together[4].logprob, lp, 1e-3);
+}
