@@ -13,7 +13,7 @@ struct Args {
   std::string out = "rvec-demo", data_dir;
   int64_t limit = rvec::experiment::kDemoDefaultLimit;
   bool resume = false, keep = false, quiet = false;
-  int threads = 0, batch = 64;
+  int threads = 1, batch = 64;
 };
 
 rvec::cli::Command cmd("demo", "Run the reasoning-vector experiment on the shipped toy model family", [](CLI::App& app) {
@@ -23,7 +23,7 @@ rvec::cli::Command cmd("demo", "Run the reasoning-vector experiment on the shipp
   app.add_option("--data-dir", a->data_dir, "rvec's data folder holding toy/ (default: the repository's data/)");
   app.add_flag("--resume", a->resume, "reuse the finished cells of an earlier run in --out");
   app.add_flag("--keep-models", a->keep, "keep the merged models");
-  app.add_option("--threads", a->threads, "threads (0 = all cores)");
+  app.add_option("--threads", a->threads, "inference threads (default 1: the toy models are too small to gain from more; 0 = all cores)");
   app.add_option("--batch", a->batch, "concurrent sequences (default 64)");
   app.add_flag("--quiet,-q", a->quiet, "no progress on stderr");
   return [a] {
