@@ -182,12 +182,12 @@ def base_doc_phase2(g):
     return task.bare_chain(g.rng) + "<|endoftext|>"
 
 
-def pretrain(out, tok, a, name, init, steps, lr, warmup, seed, doc_fn):
+def pretrain(out, tok, a, name, init, steps, lr, warmup, seed, data_seed, doc_fn):
     d = f"{out}/{name}"
     if os.path.exists(f"{d}/model.safetensors"):
         return
     torch.manual_seed(seed)
-    g = Gen(seed, test_questions(out))
+    g = Gen(data_seed, test_questions(out))
     model = Qwen2(tok.n_tokens) if init is None else load_model_dir(f"{out}/{init}")
     opt = make_opt(model, lr, 0.1)
     T, B = a.base_seq, a.base_batch
@@ -214,8 +214,8 @@ def pretrain(out, tok, a, name, init, steps, lr, warmup, seed, doc_fn):
 
 
 def stage_base(out, tok, a):
-    pretrain(out, tok, a, "base_phase1", None, a.base_steps, a.base_lr, 100, 0, base_doc)
-    pretrain(out, tok, a, "base", "base_phase1", a.base2_steps, a.base2_lr, 20, 1, base_doc_phase2)
+    pretrain(out, tok, a, "base_phase1", None, a.base_steps, a.base_lr, 100, 0, 11, base_doc)
+    pretrain(out, tok, a, "base", "base_phase1", a.base2_steps, a.base2_lr, 20, 1, 1, base_doc_phase2)
 
 
 # ---- supervised fine-tune (SFT plain format / instruct chat format) ----------------------------
@@ -346,7 +346,7 @@ def main():
     ap.add_argument("--grpo-lr", type=float, default=1e-4)
     ap.add_argument("--grpo-beta", type=float, default=0.04)
     ap.add_argument("--grpo-max-new", type=int, default=96)
-    ap.add_argument("--grpo-save-every", type=int, default=40, help="also save grpo_stepN/ snapshots")
+    ap.add_argument("--grpo-save-every", type=int, default=0, help="also save grpo_stepN/ snapshots")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
