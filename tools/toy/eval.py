@@ -88,6 +88,8 @@ def main():
     ap.add_argument("--rand-seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip-own-format", action="store_true")
+    ap.add_argument("--no-random", action="store_true", help="skip the random-vector control")
+    ap.add_argument("--json-out", default=None, help="also write the results JSON here")
     ap.add_argument("--write-expected", action="store_true", help="write DIR/expected.json")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -122,7 +124,7 @@ def main():
     res["sample_outputs"] = [{"question": r["question"], "output": o} for r, o in list(zip(rows, outs))[:3]]
     for al in [float(x) for x in a.alphas.split(",")]:
         run(f"instruct{al:+g}v", {k: bf16(inst[k] + np.float32(al) * v[k]) for k in inst}, "chat")
-    for al in (1.0, -1.0):
+    for al in (() if a.no_random else (1.0, -1.0)):
         run(f"instruct{al:+g}rand", {k: bf16(inst[k] + np.float32(al) * rnd[k]) for k in inst}, "chat")
     if not a.skip_own_format:
         run("sft", sft, "plain")
@@ -136,6 +138,9 @@ def main():
             m["delta"] = m["accuracy"] - res["models"]["instruct"]["accuracy"]
             m["mcnemar"] = {"lost": b, "gained": c, "p": p}
             print(f"{name:24s} delta {m['delta']:+6.2f}  lost {b:4d} gained {c:4d}  McNemar p = {p:.3g}")
+    if a.json_out:
+        with open(a.json_out, "w") as f:
+            json.dump(res, f, indent=1)
     if a.write_expected:
         with open(f"{d}/expected.json.tmp", "w") as f:
             json.dump(res, f, indent=1)
