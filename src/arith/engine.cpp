@@ -139,47 +139,63 @@ Decision decide_lossless(const Plan& p, const Term& tuned, const Term& base) {
   const DType td = tuned.t->dtype, bd = base.t->dtype;
   const uint64_t n = p.common_elems;
   if (td == DType::F64 || bd == DType::F64) return {DType::F64, td == bd};
-  std::atomic<bool> bf16_ok{true}, f32_ok{true};
-  const bool same = td == bd;
-  if (!same) return {DType::F32, false};
+  if (td != bd) return {DType::F32, false};
   const size_t es = dtype_size(td);
-  const int64_t nsub = int64_t((n + kSub - 1) / kSub);
-#pragma omp parallel if (nsub > 1)
-  {
-    std::vector<float> a(kSub), b(kSub), v(kSub), r(kSub);
-    std::vector<uint8_t> enc(kSub * 4);
+  bool bf16_ok = true, f32_ok = true, f64_ok = true;
+  // Block by block (pages of a finished block are dropped from this process's working
+  // set, keeping RSS bounded); sub-chunks of a block in parallel.
+  for (uint64_t b0 = 0; b0 < n; b0 += kBlock) {
+    const uint64_t b1 = std::min<uint64_t>(n, b0 + kBlock);
+    const int64_t nsub = int64_t((b1 - b0 + kSub - 1) / kSub);
+    int bf_bad = 0, f32_bad = 0, f64_bad = 0;
+#pragma omp parallel if (nsub > 1) reduction(+ : bf_bad, f32_bad, f64_bad)
+    {
+      std::vector<float> a(kSub), b(kSub), v(kSub), r(kSub);
+      std::vector<uint8_t> enc(kSub * 4);
 #pragma omp for schedule(dynamic)
-    for (int64_t s = 0; s < nsub; ++s) {
-      if (!f32_ok.load(std::memory_order_relaxed)) continue;
-      const size_t off = size_t(s) * kSub, len = std::min<size_t>(kSub, n - off);
-      to_f32(td, tuned.t->data + off * es, a.data(), len);
-      to_f32(bd, base.t->data + off * es, b.data(), len);
-      for (size_t i = 0; i < len; ++i) v[i] = a[i] - b[i];
-      if (bf16_ok.load(std::memory_order_relaxed))
-        for (size_t i = 0; i < len; ++i)
-          if (bf16_to_f32(f32_to_bf16(v[i])) != v[i] && !std::isnan(v[i])) {
-            bf16_ok = false;
-            break;
+      for (int64_t s = 0; s < nsub; ++s) {
+        const size_t off = size_t(b0) + size_t(s) * kSub, len = std::min<size_t>(kSub, b1 - off);
+        bool chunk_f32 = false;
+        if (f32_ok) {
+          to_f32(td, tuned.t->data + off * es, a.data(), len);
+          to_f32(bd, base.t->data + off * es, b.data(), len);
+          for (size_t i = 0; i < len; ++i) v[i] = a[i] - b[i];
+          if (bf16_ok)
+            for (size_t i = 0; i < len; ++i)
+              if (bf16_to_f32(f32_to_bf16(v[i])) != v[i] && !std::isnan(v[i])) {
+                ++bf_bad;
+                break;
+              }
+          for (size_t i = 0; i < len; ++i) r[i] = b[i] + v[i];
+          from_f32(td, r.data(), enc.data(), len);
+          if (std::memcmp(enc.data(), tuned.t->data + off * es, len * es) != 0)
+            ++f32_bad;
+          else
+            chunk_f32 = true;
+        }
+        // Exact in double (almost always): v = t - b in f64, base + v rounded back. Only
+        // needed where the f32 round trip failed (an exact f32 round trip implies this one).
+        if (f64_ok && !chunk_f32) {
+          uint8_t e8[8];
+          for (size_t i = off; i < off + len; ++i) {
+            double t = load_f64(td, tuned.t->data, i), bb = load_f64(bd, base.t->data, i);
+            store_from_f64(td, float(bb + (t - bb)), e8, 0);
+            if (std::memcmp(e8, tuned.t->data + i * es, es) != 0 && !std::isnan(t)) {
+              ++f64_bad;
+              break;
+            }
           }
-      for (size_t i = 0; i < len; ++i) r[i] = b[i] + v[i];
-      from_f32(td, r.data(), enc.data(), len);
-      if (std::memcmp(enc.data(), tuned.t->data + off * es, len * es) != 0) f32_ok = false;
-      // Keep RSS bounded: drop the consumed input pages from this process (they stay cached).
-      tuned.file->advise_dontneed(tuned.file_off + off * es, len * es);
-      base.file->advise_dontneed(base.file_off + off * es, len * es);
+        }
+      }
     }
+    if (bf_bad) bf16_ok = false;
+    if (f32_bad) f32_ok = false;
+    if (f64_bad) f64_ok = false;
+    tuned.file->advise_dontneed(tuned.file_off + b0 * es, (b1 - b0) * es);
+    base.file->advise_dontneed(base.file_off + b0 * es, (b1 - b0) * es);
   }
   if (f32_ok) return {bf16_ok ? DType::BF16 : DType::F32, true};
-  // Exact in double (almost always): v = t - b in f64, base + v rounded back.
-  bool ok = true;
-  std::vector<uint8_t> enc(es);
-  for (uint64_t i = 0; i < n && ok; ++i) {
-    double t = load_f64(td, tuned.t->data, i), b = load_f64(bd, base.t->data, i);
-    double v = t - b;
-    store_from_f64(td, float(b + v), enc.data(), 0);
-    if (std::memcmp(enc.data(), tuned.t->data + i * es, es) != 0 && !std::isnan(t)) ok = false;
-  }
-  return {DType::F64, ok};
+  return {DType::F64, f64_ok};
 }
 
 }  // namespace
@@ -399,7 +415,6 @@ Report run(const Job& job, const Options& opts) {
       rep.tensors.push_back(tr);
       continue;
     }
-    for (const auto& t : p.terms) t.file->advise_sequential(t.file_off, t.t->nbytes());
     double max_err = 0, sq_err = 0;
     uint64_t nonfinite = 0;
     for (uint64_t b0 = 0; b0 < n; b0 += kBlock) {

@@ -39,7 +39,7 @@ std::string safetensors_header(const std::vector<TensorSpec>& tensors) {
 }
 
 SafetensorsWriter::SafetensorsWriter(const fs::path& dir, std::vector<TensorSpec> tensors, uint64_t shard_size)
-    : dir_(dir), tensors_(std::move(tensors)), buf_(size_t(16) << 20) {
+    : dir_(dir), tensors_(std::move(tensors)), buf_(size_t(8) << 20) {
   if (shard_size == 0) fail("shard size must be positive");
   {
     std::map<std::string, int> seen;
@@ -75,7 +75,7 @@ SafetensorsWriter::SafetensorsWriter(const fs::path& dir, std::vector<TensorSpec
 SafetensorsWriter::~SafetensorsWriter() { stop_thread(); }
 
 namespace {
-constexpr size_t kBufBytes = size_t(16) << 20;
+constexpr size_t kBufBytes = size_t(8) << 20;
 constexpr size_t kMaxQueued = 3;
 }  // namespace
 

@@ -6,7 +6,7 @@
 // model.safetensors, several as model-0000i-of-0000K.safetensors plus
 // model.safetensors.index.json ({"metadata": {"total_size"}, "weight_map"}).
 // Header metadata is {"format": "pt"}; headers are space-padded to 8 bytes as HF does.
-// The write() calls run on a background thread (a queue of a few 16 MB buffers), so
+// The write() calls run on a background thread (a queue of a few 8 MB buffers), so
 // computing the next chunk overlaps writing the previous one; I/O errors surface on
 // the next append() or in finish().
 #pragma once
