@@ -26,7 +26,7 @@ warm() { cat "$@" > /dev/null; }
 echo "== setup: two $SHAPE-shaped bf16 models ($RVEC)" >&2
 "$RVEC" testmodel --shape "$SHAPE" --dtype bf16 --no-tokenizer --seed 1 -q -o "$DIR/target"
 "$RVEC" testmodel --like "$DIR/target" --perturb 0.001 --seed 2 -q -o "$DIR/tuned"
-SIZE=$(du -b "$DIR"/target/*.safetensors | awk '{s+=$1} END {printf "%d", s}')
+SIZE=$(du -b "$DIR"/target/*.safetensors | awk '{s+=$1} END {printf "%.0f", s}')
 echo "model: $SHAPE, $(numfmt --to=si "$SIZE")B of bf16 safetensors; cpus: $(nproc); $(uptime | sed 's/.*load/load/')"
 
 warm "$DIR"/target/*.safetensors "$DIR"/tuned/*.safetensors
@@ -42,7 +42,7 @@ read -r _ t_aph rss_aph < <(measure apply+sha256 "$RVEC" apply "$DIR/target" --v
 rm -rf "$DIR/out" "$DIR/vec"
 warm "$DIR"/target/*.safetensors "$DIR"/tuned/*.safetensors
 read -r _ t_ex rss_ex < <(measure extract-lossless "$RVEC" extract --base "$DIR/target" --tuned "$DIR/tuned" --no-hash -q -o "$DIR/vec")
-VSIZE=$(du -b "$DIR"/vec/*.safetensors | awk '{s+=$1} END {printf "%d", s}')
+VSIZE=$(du -b "$DIR"/vec/*.safetensors | awk '{s+=$1} END {printf "%.0f", s}')
 rm -rf "$DIR/vec"
 
 printf '%-34s %9s %9s %12s\n' operation "time (s)" "vs cp" "peak RSS MB"
