@@ -1,7 +1,6 @@
 #include "infer/npy.h"
 
 #include <cstring>
-#include <regex>
 
 #include "core/atomic_output.h"
 #include "core/error.h"
@@ -31,19 +30,37 @@ NpyArray parse_npy(const std::string& b, const std::string& origin) {
   }
   if (hstart + hlen > b.size()) fail("{}: truncated .npy header", origin);
   const std::string h = b.substr(hstart, hlen);
-  std::smatch m;
-  if (!std::regex_search(h, m, std::regex(R"('descr'\s*:\s*'([^']*)')")))
-    fail("{}: .npy header lacks descr", origin);
-  const std::string descr = m[1];
+  // The header is a Python dict literal; find the value after each key.
+  auto value_after = [&](const std::string& key) -> size_t {
+    size_t p = h.find("'" + key + "'");
+    if (p == std::string::npos) fail("{}: .npy header lacks '{}'", origin, key);
+    p = h.find(':', p);
+    if (p == std::string::npos) fail("{}: malformed .npy header", origin);
+    return h.find_first_not_of(' ', p + 1);
+  };
+  size_t d = value_after("descr");
+  size_t d_end = d == std::string::npos ? d : h.find('\'', d + 1);
+  if (d == std::string::npos || h[d] != '\'' || d_end == std::string::npos) fail("{}: malformed .npy descr", origin);
+  const std::string descr = h.substr(d + 1, d_end - d - 1);
   if (descr != "<f4" && descr != "<f8") fail("{}: .npy dtype '{}' unsupported (need <f4 or <f8)", origin, descr);
-  if (!std::regex_search(h, m, std::regex(R"('fortran_order'\s*:\s*(True|False))")) || m[1] != "False")
-    fail("{}: .npy must be C-ordered", origin);
-  if (!std::regex_search(h, m, std::regex(R"('shape'\s*:\s*\(([^)]*)\))"))) fail("{}: .npy header lacks shape", origin);
+  if (h.compare(value_after("fortran_order"), 5, "False") != 0) fail("{}: .npy must be C-ordered", origin);
+  size_t sp = value_after("shape");
+  size_t sp_end = sp == std::string::npos ? sp : h.find(')', sp);
+  if (sp == std::string::npos || h[sp] != '(' || sp_end == std::string::npos) fail("{}: malformed .npy shape", origin);
   NpyArray a;
-  const std::string dims = m[1];
-  std::regex num(R"(\d+)");
-  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), num); it != std::sregex_iterator(); ++it)
-    a.shape.push_back(std::stoll(it->str()));
+  int64_t cur = -1;
+  for (size_t i = sp + 1; i <= sp_end; ++i) {
+    const char ch = h[i];
+    if (ch >= '0' && ch <= '9') {
+      cur = (cur < 0 ? 0 : cur) * 10 + (ch - '0');
+      if (cur > (int64_t(1) << 40)) fail("{}: .npy dimension too large", origin);
+    } else if (ch == ',' || ch == ')') {
+      if (cur >= 0) a.shape.push_back(cur);
+      cur = -1;
+    } else if (ch != ' ' && ch != 'L') {
+      fail("{}: malformed .npy shape", origin);
+    }
+  }
   const size_t esz = descr == "<f4" ? 4 : 8;
   const size_t n = size_t(a.numel());
   const size_t off = hstart + hlen;
