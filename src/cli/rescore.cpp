@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include "cli/command.h"
@@ -36,20 +37,25 @@ rvec::cli::Command cmd("rescore", "Re-score a samples_<task>.jsonl file (saved o
     if (!a->data_dir.empty()) o.data_dir = a->data_dir;
     std::filesystem::path sp(a->samples);
     o.out_dir = a->out.empty() ? (sp.has_parent_path() ? sp.parent_path().string() : std::string(".")) : a->out;
-    // The sandbox is probed only if the file holds HumanEval samples.
-    auto sandbox = std::make_shared<std::unique_ptr<Sandbox>>();
-    auto mode = std::make_shared<std::string>();
-    double timeout = a->exec_timeout;
-    o.run_program = [sandbox, mode, timeout](const std::string& program) {
-      if (!*sandbox) {
-        SandboxLimits lim;
-        lim.timeout_s = timeout;
-        *sandbox = std::make_unique<Sandbox>(lim);
-        *mode = (*sandbox)->mode_name();
-        fmt::print(stderr, "rvec rescore: HumanEval programs run in sandbox mode '{}'\n", *mode);
+    // The sandbox is set up only if the file holds HumanEval samples.
+    bool needs_sandbox = false;
+    {
+      std::ifstream in(a->samples);
+      std::string line;
+      while (!needs_sandbox && std::getline(in, line)) {
+        auto p = line.find("\"task\"");
+        needs_sandbox = p != std::string::npos && line.find("\"humaneval", p) != std::string::npos;
       }
-      return (*sandbox)->run_python(program).passed;
-    };
+    }
+    std::shared_ptr<Sandbox> sandbox;
+    if (needs_sandbox) {
+      SandboxLimits lim;
+      lim.timeout_s = a->exec_timeout;
+      sandbox = std::make_shared<Sandbox>(lim);
+      o.sandbox_mode = sandbox->mode_name();
+      fmt::print(stderr, "rvec rescore: HumanEval programs run in sandbox mode '{}'\n", o.sandbox_mode);
+      o.run_program = [sandbox](const std::string& program) { return sandbox->run_python(program).passed; };
+    }
     EvalResults r = rescore_samples_file(a->samples, o);
     fmt::print("{}", r.markdown());
     fmt::print("results: {}/results_{}.json\n", o.out_dir, r.datetime);

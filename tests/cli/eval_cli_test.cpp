@@ -191,3 +191,28 @@ TEST(EvalCli, ResumeAfterKillGivesIdenticalResults) {
     EXPECT_EQ(sa[i]["prompt"], sb[i]["prompt"]) << i;
   }
 }
+
+TEST(EvalCli, RescoreHumanEvalRunsProgramsInTheSandbox) {
+  // Canonical solutions pass, a wrong one fails: pass@1 = 3/4 (the programs really run).
+  TempDir d("he");
+  std::ifstream in(fs::path(RVEC_DATA_DIR) / "humaneval/HumanEval.jsonl");
+  std::string line, content;
+  for (int i = 0; i < 4 && std::getline(in, line); i++) {
+    json doc = json::parse(line);
+    std::string out = i == 3 ? "    return None\n" : doc["canonical_solution"].get<std::string>();
+    content += json{{"task", "humaneval"}, {"doc_id", i}, {"output", out}}.dump() + "\n";
+  }
+  fs::path sp = d.p / "samples_humaneval.jsonl";
+  {
+    std::ofstream o(sp);
+    o << content;
+  }
+  auto r = run("rescore " + sp.string() + " --out " + (d.p / "out").string());
+  ASSERT_EQ(r.rc, 0) << r.out;
+  json j = read_json(find_file(d.p / "out", "results_", ".json"));
+  EXPECT_DOUBLE_EQ(j["results"]["humaneval"]["pass@1,create_test"].get<double>(), 0.75) << r.out;
+  auto lines = read_jsonl(find_file(d.p / "out", "samples_humaneval_", ".jsonl"));
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(lines[3]["metrics"]["pass@1,create_test"], 0.0);
+  EXPECT_NE(r.out.find("sandbox mode"), std::string::npos) << r.out;
+}
