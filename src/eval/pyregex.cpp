@@ -46,8 +46,7 @@ void PyRegex::each_match(const std::string& s, F&& f) const {
   auto subject = reinterpret_cast<PCRE2_SPTR>(s.data());
   PCRE2_SIZE start = 0;
   uint32_t opts = 0;
-  // Invalid UTF-8 in model output must not abort scoring: check once, then match with NO_UTF_CHECK
-  // only when valid; otherwise fall back to treating the subject bytes as-is via a checked match.
+  // The subject is valid UTF-8 here (callers pass it through sanitize_utf8 first).
   while (start <= s.size()) {
     int rc = pcre2_match(code, subject, s.size(), start, opts, md, nullptr);
     if (rc == PCRE2_ERROR_NOMATCH) {
