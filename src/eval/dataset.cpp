@@ -6,7 +6,7 @@
 
 #include "core/atomic_output.h"
 #include "core/error.h"
-#include "eval/sha256.h"
+#include "core/sha256.h"
 
 namespace fs = std::filesystem;
 

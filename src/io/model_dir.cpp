@@ -1,8 +1,5 @@
 #include "io/model_dir.h"
 
-#include <fcntl.h>
-#include <openssl/evp.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -127,38 +124,6 @@ uint64_t ModelDir::total_bytes() const {
   uint64_t n = 0;
   for (auto* t : order_) n += t->nbytes();
   return n;
-}
-
-std::string sha256_file(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("cannot open {}: {}", path.string(), std::strerror(errno));
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  std::vector<unsigned char> buf(8 << 20);
-  for (;;) {
-    ssize_t r = ::read(fd, buf.data(), buf.size());
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      EVP_MD_CTX_free(ctx);
-      fail("cannot read {}: {}", path.string(), std::strerror(e));
-    }
-    if (r == 0) break;
-    EVP_DigestUpdate(ctx, buf.data(), size_t(r));
-  }
-  ::close(fd);
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx, md, &len);
-  EVP_MD_CTX_free(ctx);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 15];
-  }
-  return out;
 }
 
 }  // namespace rvec::io

@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/sha256.h"
 #include "io/safetensors.h"
 
 namespace rvec::io {
@@ -45,7 +46,6 @@ class ModelDir {
   std::unordered_map<std::string, std::pair<const TensorInfo*, size_t>> by_name_;
 };
 
-// sha256 of a file as lowercase hex (streamed with large reads).
-std::string sha256_file(const std::filesystem::path& path);
+using rvec::sha256_file;  // core/sha256.h
 
 }  // namespace rvec::io

@@ -12,7 +12,7 @@
 
 #include "core/error.h"
 #include "eval/passk.h"
-#include "eval/sha256.h"
+#include "core/sha256.h"
 
 using namespace rvec::eval;
 
@@ -38,7 +38,7 @@ std::vector<nlohmann::json> read_jsonl(const std::string& text) {
 const std::vector<HumanEvalProblem>& problems() {
   static const std::vector<HumanEvalProblem> ps = [] {
     std::string text = read_file(std::string(RVEC_DATA_DIR) + "/humaneval/HumanEval.jsonl");
-    EXPECT_EQ(sha256_hex(text), "1d49078ba3e2b196b9344535bef34a43021f038fad9561d6ee7c53450609a6a2");
+    EXPECT_EQ(rvec::sha256_hex(text), "1d49078ba3e2b196b9344535bef34a43021f038fad9561d6ee7c53450609a6a2");
     std::vector<HumanEvalProblem> v;
     for (auto& j : read_jsonl(text)) v.push_back(humaneval_problem(j));
     return v;
