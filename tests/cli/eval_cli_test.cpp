@@ -2,6 +2,8 @@
 // results file's structure, scores recomputed from the samples file, and resume after kill -9.
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <array>
 #include <chrono>
 #include <cstdio>
@@ -21,32 +23,10 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 const fs::path kModel = fs::path(RVEC_TESTDATA_DIR) / "fixtures/qwen2_tiny_bf16_gqa8x2/model";
 
-struct Result {
-  int rc;
-  std::string out;
-};
+using Result = rvec::test_util::CommandResult;
+using rvec::test_util::TempDir;
 
-Result run(const std::string& args) {
-  std::string cmd = std::string(RVEC_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return {-1, ""};
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
-
-struct TempDir {
-  fs::path p;
-  explicit TempDir(const std::string& tag) {
-    p = fs::temp_directory_path() / ("rvec_evalcli_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(p);
-    fs::create_directories(p);
-  }
-  ~TempDir() { fs::remove_all(p); }
-};
+Result run(const std::string& args) { return rvec::test_util::run_shell(std::string(RVEC_BIN) + " " + args + " 2>&1"); }
 
 fs::path find_file(const fs::path& dir, const std::string& prefix, const std::string& suffix) {
   for (auto& e : fs::directory_iterator(dir)) {

@@ -1,6 +1,8 @@
 // End-to-end tests of `rvec generate|score|logits|bench` on the tiny fixture models.
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <array>
 #include <cmath>
 #include <cstdio>
@@ -18,23 +20,9 @@ namespace {
 const std::string kBin = RVEC_BIN;
 const fs::path kFix = fs::path(RVEC_TESTDATA_DIR) / "fixtures";
 
-struct Run {
-  int rc;
-  std::string out;
-};
-
-// Runs a shell command, capturing stdout (stderr to a file when asked).
-Run run(const std::string& cmd) {
-  Run r{0, ""};
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return {-1, ""};
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int st = ::pclose(p);
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+// Runs a shell command, capturing stdout.
+using rvec::test_util::run_shell;
+auto run(const std::string& cmd) { return run_shell(cmd); }
 
 std::string q(const fs::path& p) {
   std::string s(1, '\'');

@@ -1,6 +1,8 @@
 // End-to-end tests of `rvec tokenize` (ids from HF tokenizers, tests/data/text/qwen2.5_expected.json).
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -17,27 +19,12 @@ const fs::path kTok = fs::path(RVEC_TESTDATA_DIR) / "tokenizers/qwen2.5";
 // The Qwen2.5 vocab cut to 1024 ids (golden fixture tokenizer): loads fast.
 const fs::path kTiny = fs::path(RVEC_TESTDATA_DIR) / "tokenizers/tiny1024/tokenizer.json";
 
-struct Result {
-  int rc;
-  std::string out;
-};
+using Result = rvec::test_util::CommandResult;
 
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
+std::string quote(const std::string& s) { return rvec::test_util::shell_quote(s); }
 
 Result run(const std::string& args) {
-  std::string cmd = std::string(RVEC_BIN) + " tokenize " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return {-1, ""};
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+  return rvec::test_util::run_shell(std::string(RVEC_BIN) + " tokenize " + args + " 2>&1");
 }
 
 }  // namespace

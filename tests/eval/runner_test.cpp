@@ -3,6 +3,8 @@
 // perturbations and HumanEval program assembly.
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -21,15 +23,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-struct TempDir {
-  fs::path p;
-  explicit TempDir(const std::string& tag) {
-    p = fs::temp_directory_path() / ("rvec_eval_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(p);
-    fs::create_directories(p);
-  }
-  ~TempDir() { fs::remove_all(p); }
-};
+using rvec::test_util::TempDir;
 
 EvalOptions base_opts() {
   EvalOptions o;
