@@ -2,7 +2,6 @@
 #include <fmt/format.h>
 
 #include "cli/command.h"
-#include "core/progress.h"
 #include "eval/dataset.h"
 #include "exp/demo.h"
 #include "exp/runner.h"
@@ -38,21 +37,10 @@ rvec::cli::Command cmd("demo", "Run the reasoning-vector experiment on the shipp
     ro.fresh = !a->resume;
     ro.keep_models = a->keep;
     ro.quiet = a->quiet;
-    EvaluatorOptions eo;
-    eo.threads = cfg.threads;
-    eo.batch = cfg.batch;
-    eo.seed = cfg.seed;
-    eo.quiet = a->quiet;
-    if (!a->data_dir.empty()) eo.data_dir = a->data_dir;
-    auto ev = make_engine_evaluator(eo);
-    auto ops = make_arith_ops();
     if (!a->quiet)
       fmt::print(stderr, "rvec demo: v = grpo - sft (toy family in {}), instruct + alpha*v, toy_arith (n={})\n",
                  (root / "toy").string(), a->limit);
-    RunSummary s = run_experiment(cfg, ro, *ev, *ops);
-    fmt::print("{}\n", s.terminal_table);
-    fmt::print("{} cells ({} computed, {} cached) in {}\nwrote {}/results.json, report.md, alpha_sweep.svg\n",
-               s.cells_total, s.cells_computed, s.cells_cached, rvec::format_duration(s.seconds), s.out.string());
+    run_with_engine_and_print(cfg, ro, a->data_dir);
     return 0;
   };
 });

@@ -1,11 +1,9 @@
 // `rvec experiment CONFIG.yaml`: the reasoning-vector experiment (extract, apply per alpha,
 // random control, evaluate, report).
-#include <fmt/format.h>
 
 #include <cstdlib>
 
 #include "cli/command.h"
-#include "core/progress.h"
 #include "exp/config.h"
 #include "exp/runner.h"
 
@@ -39,17 +37,7 @@ rvec::cli::Command cmd("experiment", "Run the reasoning-vector experiment descri
     ro.keep_models = a->keep;
     ro.quiet = a->quiet;
     if (const char* f = std::getenv("RVEC_TEST_FAIL_AFTER_CELLS")) ro.fail_after_cells = std::atoi(f);  // tests only
-    EvaluatorOptions eo;
-    eo.threads = cfg.threads;
-    eo.batch = cfg.batch;
-    eo.seed = cfg.seed;
-    eo.quiet = a->quiet;
-    auto ev = make_engine_evaluator(eo);
-    auto ops = make_arith_ops();
-    RunSummary s = run_experiment(cfg, ro, *ev, *ops);
-    fmt::print("{}\n", s.terminal_table);
-    fmt::print("{} cells ({} computed, {} cached) in {}\nwrote {}/results.json, report.md, alpha_sweep.svg\n",
-               s.cells_total, s.cells_computed, s.cells_cached, rvec::format_duration(s.seconds), s.out.string());
+    run_with_engine_and_print(cfg, ro, "");
     return 0;
   };
 });

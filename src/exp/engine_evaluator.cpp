@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/progress.h"
 #include "eval/runner.h"
 #include "eval/sandbox.h"
 #include "eval/tasks.h"
@@ -96,6 +97,22 @@ class EngineEvaluator : public CellEvaluator {
 
 std::unique_ptr<CellEvaluator> make_engine_evaluator(const EvaluatorOptions& opts) {
   return std::make_unique<EngineEvaluator>(opts);
+}
+
+RunSummary run_with_engine_and_print(const ExperimentConfig& cfg, const RunOptions& opts, const std::string& data_dir) {
+  EvaluatorOptions eo;
+  eo.threads = cfg.threads;
+  eo.batch = cfg.batch;
+  eo.seed = cfg.seed;
+  eo.quiet = opts.quiet;
+  eo.data_dir = data_dir;
+  auto evaluator = make_engine_evaluator(eo);
+  auto ops = make_arith_ops();
+  RunSummary s = run_experiment(cfg, opts, *evaluator, *ops);
+  fmt::print("{}\n", s.terminal_table);
+  fmt::print("{} cells ({} computed, {} cached) in {}\nwrote {}/results.json, report.md, alpha_sweep.svg\n",
+             s.cells_total, s.cells_computed, s.cells_cached, format_duration(s.seconds), s.out.string());
+  return s;
 }
 
 }  // namespace rvec::experiment

@@ -95,6 +95,11 @@ struct RunSummary {
 RunSummary run_experiment(const ExperimentConfig& cfg, const RunOptions& opts, CellEvaluator& evaluator,
                           VectorOps& ops);
 
+// What `rvec experiment` and `rvec demo` run: the experiment with rvec's engine and
+// arithmetic (`data_dir` "" = the shipped data), then the terminal table and a one-line
+// summary on stdout.
+RunSummary run_with_engine_and_print(const ExperimentConfig& cfg, const RunOptions& opts, const std::string& data_dir);
+
 // Pieces exposed for tests and the CLI.
 std::string cell_fingerprint(const ExperimentConfig& cfg, const Variant& v, const ConditionConfig& c,
                              const TaskConfig& t);
