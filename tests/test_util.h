@@ -1,5 +1,5 @@
 // Helpers shared by the test binaries: a scratch directory removed at scope exit,
-// and running a shell command with its output captured.
+// running a shell command with its output captured, reading JSON-lines files.
 #pragma once
 #include <sys/wait.h>
 #include <unistd.h>
@@ -7,7 +7,10 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace rvec::test_util {
 
@@ -43,5 +46,15 @@ struct TempDir {
   }
   ~TempDir() { std::filesystem::remove_all(p); }
 };
+
+// The non-empty lines of a JSON-lines file, parsed.
+inline std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& p) {
+  std::vector<nlohmann::json> v;
+  std::ifstream in(p);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) v.push_back(nlohmann::json::parse(line));
+  return v;
+}
 
 }  // namespace rvec::test_util

@@ -36,14 +36,7 @@ fs::path find_file(const fs::path& dir, const std::string& prefix, const std::st
   return {};
 }
 
-std::vector<json> read_jsonl(const fs::path& p) {
-  std::vector<json> v;
-  std::ifstream in(p);
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) v.push_back(json::parse(line));
-  return v;
-}
+using rvec::test_util::read_jsonl;
 
 json read_json(const fs::path& p) {
   std::ifstream in(p);

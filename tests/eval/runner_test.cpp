@@ -55,14 +55,7 @@ ScriptedModel gsm_model() {
   return m;
 }
 
-std::vector<json> read_jsonl(const fs::path& p) {
-  std::vector<json> v;
-  std::ifstream in(p);
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) v.push_back(json::parse(line));
-  return v;
-}
+using rvec::test_util::read_jsonl;
 
 fs::path find_file(const fs::path& dir, const std::string& prefix, const std::string& suffix) {
   for (auto& e : fs::directory_iterator(dir)) {
