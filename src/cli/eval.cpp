@@ -17,9 +17,9 @@ namespace {
 struct Args {
   std::string model, tasks = "gsm8k", out, data_dir, chat_template;
   std::vector<std::string> perturb;
-  int limit = -1, num_fewshot = -1, max_gen_tokens = -1, batch = 16, threads = 0;
+  int limit = -1, num_fewshot = -1, max_gen_tokens = -1, batch = 16, threads = 0, samples = 1;
   long long seed = -1;
-  double temperature = 0, exec_timeout = 3.0;
+  double temperature = 0, top_p = 1, exec_timeout = 3.0;
   bool chat = false, think = false, resume = false, list = false, quiet = false;
 };
 
@@ -65,6 +65,9 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
   app.add_option("--threads", a->threads, "CPU threads (0: all)");
   app.add_option("--seed", a->seed, "Seed for few-shot sampling and sampling (lm-eval --seed; default 1234 / 0)");
   app.add_option("--temperature", a->temperature, "Sampling temperature (default 0: greedy)");
+  app.add_option("--top-p", a->top_p, "Nucleus sampling mass with --temperature (default 1)");
+  app.add_option("--samples", a->samples,
+                 "Generations per document for pass@k (humaneval, humaneval_instruct; needs --temperature)");
   app.add_option("--out", a->out, "Output directory (default: eval-out)");
   app.add_flag("--resume", a->resume, "Reuse the samples cached in --out by an interrupted run");
   app.add_option("--data-dir", a->data_dir, "Read task files from DIR (same layout as data/) when present there");
@@ -83,6 +86,8 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
     o.perturb = a->perturb;
     if (a->seed >= 0) o.fewshot_seed = o.gen_seed = uint64_t(a->seed);
     o.temperature = a->temperature;
+    o.top_p = a->top_p;
+    o.samples = a->samples;
     o.batch = a->batch;
     o.out_dir = a->out.empty() ? "eval-out" : a->out;
     o.resume = a->resume;
@@ -98,6 +103,7 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
       auto base = split_perturbed_name(n).first;
       for (auto& e : expand_tasks({base})) expanded.push_back(e);
     }
+    check_sampling_options(o, names);  // before the model is loaded
     std::unique_ptr<Sandbox> sandbox;
     for (auto& n : expanded)
       if (n.rfind("humaneval", 0) == 0 && !sandbox) {

@@ -18,6 +18,7 @@ struct GenRequest {
   std::vector<std::string> until;
   int max_new_tokens = 256;
   double temperature = 0;
+  double top_p = 1;  // nucleus sampling mass (temperature > 0 only)
   uint64_t seed = 0;
 };
 struct LoglikRequest {

@@ -18,6 +18,7 @@
 #include "core/atomic_output.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "eval/passk.h"
 #include "eval/perturb.h"
 
 namespace fs = std::filesystem;
@@ -62,7 +63,16 @@ Task load_task_for(const std::string& name, const EvalOptions& opts) {
   return t;
 }
 
+std::vector<int> pass_k_values(int n) {
+  std::vector<int> ks;
+  for (int k : {1, 10, 100})
+    if (k <= n) ks.push_back(k);
+  return ks;
+}
+
 namespace {
+bool is_code_task(const Task& t) { return t.metric == "pass@k"; }
+
 size_t codepoints(const std::string& s) {
   size_t n = 0;
   for (unsigned char c : s)
@@ -77,8 +87,9 @@ json task_config(const Task& t, const EvalOptions& o, int n_shot) {
   if (t.metric == "acc") {
     metrics.push_back({{"metric", "acc"}, {"aggregation", "mean"}, {"higher_is_better", true}});
     metrics.push_back({{"metric", "acc_norm"}, {"aggregation", "mean"}, {"higher_is_better", true}});
-  } else if (t.metric == "pass@1") {
-    metrics.push_back({{"metric", "pass@1"}, {"aggregation", "mean"}, {"higher_is_better", true}});
+  } else if (is_code_task(t)) {
+    for (int k : pass_k_values(o.samples))
+      metrics.push_back({{"metric", fmt::format("pass@{}", k)}, {"aggregation", "mean"}, {"higher_is_better", true}});
   } else {
     metrics.push_back({{"metric", "exact_match"},
                        {"aggregation", "mean"},
@@ -111,8 +122,10 @@ json task_config(const Task& t, const EvalOptions& o, int n_shot) {
                               {"max_gen_toks", o.max_gen_tokens ? *o.max_gen_tokens : t.max_gen_toks},
                               {"do_sample", o.temperature > 0},
                               {"temperature", o.temperature}};
+    if (o.top_p != 1) c["generation_kwargs"]["top_p"] = o.top_p;
   }
-  if (t.metric == "pass@1") c["sandbox"] = o.sandbox_mode;
+  if (o.samples > 1) c["repeats"] = o.samples;
+  if (is_code_task(t)) c["sandbox"] = o.sandbox_mode;
   return c;
 }
 
@@ -151,6 +164,50 @@ std::string cache_file_name(const std::string& task) {
     if (c == '/' || c == '@') c = '_';
   return s + ".jsonl";
 }
+
+// The generations of a code sample: `output` as a string, or a non-empty list of strings.
+std::vector<std::string> code_outputs(const Task& t, const Sample& s) {
+  if (s.output.is_string()) return {s.output.get<std::string>()};
+  std::vector<std::string> outs;
+  if (s.output.is_array())
+    for (auto& o : s.output) {
+      if (!o.is_string()) break;
+      outs.push_back(o.get<std::string>());
+    }
+  if (outs.empty() || outs.size() != s.output.size())
+    fail("{} doc {}: output must be a string or a non-empty list of strings", t.name, s.doc_id);
+  return outs;
+}
+
+// Sets target and filtered of a code sample and returns its programs, filter-major (one per filter
+// and generation). filtered[f] is a string for one generation, a list for several.
+std::vector<std::string> code_programs(const Task& t, Sample& s) {
+  auto outs = code_outputs(t, s);
+  s.target = t.doc_to_target(s.doc);
+  s.filtered = json::object();
+  std::vector<std::string> programs;
+  for (auto& f : t.filters) {
+    json preds = json::array();
+    for (auto& o : outs) {
+      std::string v = f.apply(o, s.doc);
+      programs.push_back(v + "\n" + s.target);
+      preds.push_back(std::move(v));
+    }
+    s.filtered[f.name] = outs.size() == 1 && s.output.is_string() ? preds[0] : preds;
+  }
+  return programs;
+}
+
+// pass@k per filter from the pass/fail of code_programs(t, s), in the same order.
+void code_metrics(const Task& t, Sample& s, const std::vector<char>& passed) {
+  s.metrics.clear();
+  size_t n = passed.size() / t.filters.size();
+  for (size_t fi = 0; fi < t.filters.size(); fi++) {
+    int c = int(std::count(passed.begin() + long(fi * n), passed.begin() + long((fi + 1) * n), char(1)));
+    for (int k : pass_k_values(int(n)))
+      s.metrics[fmt::format("pass@{},{}", k, t.filters[fi].name)] = pass_at_k(int(n), c, k);
+  }
+}
 }  // namespace
 
 void score_sample(const Task& t, Sample& s, const EvalOptions& opts) {
@@ -175,18 +232,21 @@ void score_sample(const Task& t, Sample& s, const EvalOptions& opts) {
     s.metrics["acc_norm,none"] = int(best_norm) == gold ? 1.0 : 0.0;
     return;
   }
+  if (is_code_task(t)) {
+    if (!opts.run_program) fail("{}: no code sandbox given to run HumanEval programs", t.name);
+    auto programs = code_programs(t, s);
+    std::vector<char> passed;
+    for (auto& p : programs) passed.push_back(opts.run_program(p) ? 1 : 0);
+    code_metrics(t, s, passed);
+    return;
+  }
   if (!s.output.is_string()) fail("{} doc {}: output must be a string", t.name, s.doc_id);
   const std::string text = s.output.get<std::string>();
   s.target = t.doc_to_target(s.doc);
   for (auto& f : t.filters) {
     std::string v = f.apply(text, s.doc);
     s.filtered[f.name] = v;
-    if (t.metric == "pass@1") {
-      if (!opts.run_program) fail("{}: no code sandbox given to run HumanEval programs", t.name);
-      s.metrics["pass@1," + f.name] = opts.run_program(v + "\n" + s.target) ? 1.0 : 0.0;
-    } else {
-      s.metrics["exact_match," + f.name] = exact_match(v, s.target, t.em);
-    }
+    s.metrics["exact_match," + f.name] = exact_match(v, s.target, t.em);
   }
 }
 
@@ -283,25 +343,25 @@ std::vector<GroupResult> aggregate_groups(const std::vector<TaskResult>& tasks) 
 }
 
 namespace {
-// Scores samples[ids] on several threads (HumanEval: each sample runs a program in the sandbox).
-void score_parallel(const Task& t, std::vector<Sample>& samples, const std::vector<size_t>& ids,
-                    const EvalOptions& opts, const std::function<void(size_t)>& on_scored = {}) {
-  size_t n_threads = std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), ids.size()));
+// Runs fn(0..n-1) on up to hardware_concurrency threads; the first exception stops the rest and is
+// rethrown. Calls of on_done(k) (after fn(k)) are serialised.
+void parallel_for(size_t n, const std::function<void(size_t)>& fn, const std::function<void(size_t)>& on_done = {}) {
+  size_t n_threads = std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), n));
   std::atomic<size_t> next{0};
   std::mutex mu;
   std::exception_ptr error;
   auto work = [&] {
-    for (size_t k; (k = next++) < ids.size();) {
+    for (size_t k; (k = next++) < n;) {
       try {
-        score_sample(t, samples[ids[k]], opts);
-        if (on_scored) {
+        fn(k);
+        if (on_done) {
           std::lock_guard<std::mutex> lk(mu);
-          on_scored(ids[k]);
+          on_done(k);
         }
       } catch (...) {
         std::lock_guard<std::mutex> lk(mu);
         if (!error) error = std::current_exception();
-        next = ids.size();
+        next = n;
       }
     }
   };
@@ -311,10 +371,60 @@ void score_parallel(const Task& t, std::vector<Sample>& samples, const std::vect
   for (auto& th : pool) th.join();
   if (error) std::rethrow_exception(error);
 }
+
+// Scores samples[ids] on several threads. Code tasks: every program of every sample (one per
+// generation) is a unit of work, so --samples N keeps all cores busy; on_program(passed) follows
+// each program run.
+void score_parallel(const Task& t, std::vector<Sample>& samples, const std::vector<size_t>& ids,
+                    const EvalOptions& opts, const std::function<void(bool)>& on_program = {}) {
+  if (!is_code_task(t)) {
+    parallel_for(ids.size(), [&](size_t k) { score_sample(t, samples[ids[k]], opts); });
+    return;
+  }
+  if (ids.empty()) return;
+  if (!opts.run_program) fail("{}: no code sandbox given to run HumanEval programs", t.name);
+  std::vector<std::vector<std::string>> programs(ids.size());
+  std::vector<std::vector<char>> passed(ids.size());
+  std::vector<std::pair<size_t, size_t>> units;  // (index in ids, program)
+  for (size_t k = 0; k < ids.size(); k++) {
+    programs[k] = code_programs(t, samples[ids[k]]);
+    passed[k].assign(programs[k].size(), 0);
+    for (size_t j = 0; j < programs[k].size(); j++) units.emplace_back(k, j);
+  }
+  parallel_for(
+      units.size(),
+      [&](size_t u) {
+        auto [k, j] = units[u];
+        passed[k][j] = opts.run_program(programs[k][j]) ? 1 : 0;
+      },
+      [&](size_t u) {
+        if (on_program) on_program(passed[units[u].first][units[u].second] != 0);
+      });
+  for (size_t k = 0; k < ids.size(); k++) code_metrics(t, samples[ids[k]], passed[k]);
+}
 }  // namespace
+
+void check_sampling_options(const EvalOptions& o, const std::vector<std::string>& tasks) {
+  if (o.samples < 1) fail("--samples must be at least 1 (got {})", o.samples);
+  if (!(o.top_p > 0 && o.top_p <= 1)) fail("--top-p must be in (0, 1] (got {})", o.top_p);
+  if (o.top_p < 1 && o.temperature <= 0)
+    fail("--top-p {} has no effect with greedy decoding: pass --temperature T > 0", o.top_p);
+  if (o.samples == 1) return;
+  if (o.temperature <= 0)
+    fail("--samples {} with temperature 0: greedy decoding would give {} identical samples per document; "
+         "pass --temperature T > 0 (e.g. 0.8)",
+         o.samples, o.samples);
+  for (auto& n : tasks)
+    for (auto& e : expand_tasks({split_perturbed_name(n).first}))
+      if (!is_code_task(load_task_for(e, o)))
+        fail("--samples {}: only pass@k tasks (humaneval, humaneval_instruct) take several samples per "
+             "document; '{}' is scored on one generation",
+             o.samples, e);
+}
 
 TaskResult evaluate_task(LanguageModel& model, const std::string& name, const EvalOptions& opts) {
   Task t = load_task_for(name, opts);
+  check_sampling_options(opts, {name});
   PromptOptions po;
   po.chat = opts.chat;
   po.think = opts.think;
@@ -331,6 +441,12 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
     auto shots = draw_fewshot(t, s.doc, n_shot, rng);
     s.prompt = build_prompt(t, s.doc, shots, po, &model);
   }
+  // --samples R > 1: R generations per document (sample j of doc i: seed gen_seed + i*R + j), each
+  // cached on its own, so an interruption loses only the generations in flight.
+  const size_t R = size_t(std::max(1, opts.samples));
+  const bool multi = R > 1;
+  auto seed_of = [&](size_t id, size_t j) { return opts.gen_seed + id * R + j; };
+  std::vector<std::vector<std::optional<std::string>>> gens(multi ? N : 0, std::vector<std::optional<std::string>>(R));
   std::vector<bool> done(N, false);
   std::unique_ptr<SampleCache> cache;
   if (!opts.out_dir.empty()) {
@@ -348,14 +464,32 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
         if (!j.contains("doc_id") || !j.contains("prompt") || !j.contains("output")) continue;
         size_t id = j["doc_id"].get<size_t>();
         if (id >= N || done[id] || j["prompt"] != samples[id].prompt) continue;
-        samples[id].output = j["output"];
-        done[id] = true;
+        if (j.contains("sample") != multi) continue;  // written with another --samples
+        if (!multi) {
+          samples[id].output = j["output"];
+          done[id] = true;
+          continue;
+        }
+        size_t k = j["sample"].get<size_t>();
+        if (k >= R || !j["output"].is_string() || j.value("seed", uint64_t(0)) != seed_of(id, k) ||
+            j.value("temperature", -1.0) != opts.temperature || j.value("top_p", -1.0) != opts.top_p)
+          continue;
+        gens[id][k] = j["output"].get<std::string>();
       }
     }
     cache = std::make_unique<SampleCache>(cpath, opts.resume);
   }
+  size_t gens_cached = 0;
+  for (size_t id = 0; id < gens.size(); id++) {
+    size_t have = size_t(std::count_if(gens[id].begin(), gens[id].end(), [](auto& g) { return g.has_value(); }));
+    gens_cached += have;
+    if (have < R) continue;
+    samples[id].output = json::array();
+    for (auto& g : gens[id]) samples[id].output.push_back(*g);
+    done[id] = true;
+  }
   // HumanEval programs are run after generation, in parallel, so the engine is never stalled.
-  const bool deferred = t.metric == "pass@1";
+  const bool deferred = is_code_task(t);
   std::vector<size_t> cached_ids, pending;
   for (size_t i = 0; i < N; i++) (done[i] ? cached_ids : pending).push_back(i);
   score_parallel(t, samples, cached_ids, opts);
@@ -370,32 +504,55 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
   };
   for (size_t i = 0; i < N; i++)
     if (done[i]) running_sum += first_metric(samples[i]);
-  Progress prog(t.name, N, "docs", opts.quiet);
+  Progress prog(t.name, N * R, multi ? "samples" : "docs", opts.quiet);
   auto status = [&] {
     return n_done ? fmt::format("{} {:.3f}", key0.substr(0, key0.find(',')), running_sum / double(n_done)) : "";
   };
-  prog.set(n_done, status());
+  prog.set(multi ? gens_cached : n_done, status());
   std::mutex mu;
   auto finish = [&](size_t id) {
     Sample& s = samples[id];
     if (!deferred) score_sample(t, s, opts);
-    if (cache) cache->append(json{{"doc_id", s.doc_id}, {"prompt", s.prompt}, {"output", s.output}});
+    if (cache && !multi) cache->append(json{{"doc_id", s.doc_id}, {"prompt", s.prompt}, {"output", s.output}});
     if (!deferred) running_sum += first_metric(s);
     n_done++;
-    prog.add(1, deferred ? "generated" : status());
+    if (!multi) prog.add(1, deferred ? "generated" : status());
   };
   if (!pending.empty()) {
     if (t.type == OutputType::Generate) {
       std::vector<GenRequest> reqs;
+      std::vector<std::pair<size_t, size_t>> slot;  // request -> (doc id, sample)
       int max_new = opts.max_gen_tokens ? *opts.max_gen_tokens : t.max_gen_toks;
       for (size_t id : pending)
-        reqs.push_back(GenRequest{samples[id].prompt, t.until, max_new, opts.temperature, opts.gen_seed + id});
+        for (size_t k = 0; k < R; k++)
+          if (!multi || !gens[id][k]) {
+            reqs.push_back(GenRequest{samples[id].prompt, t.until, max_new, opts.temperature, opts.top_p, seed_of(id, k)});
+            slot.emplace_back(id, k);
+          }
       model.generate(reqs, [&](size_t i, const std::string& text) {
         std::lock_guard<std::mutex> lk(mu);
-        if (i >= pending.size()) fail("{}: model returned request index {} of {}", t.name, i, pending.size());
-        size_t id = pending[i];
-        samples[id].output = cut_at_stop(text, t.until);
-        finish(id);
+        if (i >= slot.size()) fail("{}: model returned request index {} of {}", t.name, i, slot.size());
+        auto [id, k] = slot[i];
+        if (!multi) {
+          samples[id].output = cut_at_stop(text, t.until);
+          finish(id);
+          return;
+        }
+        gens[id][k] = cut_at_stop(text, t.until);
+        if (cache)
+          cache->append(json{{"doc_id", id},
+                             {"prompt", samples[id].prompt},
+                             {"sample", k},
+                             {"seed", seed_of(id, k)},
+                             {"temperature", opts.temperature},
+                             {"top_p", opts.top_p},
+                             {"output", *gens[id][k]}});
+        prog.add(1, "generated");
+        if (std::all_of(gens[id].begin(), gens[id].end(), [](auto& g) { return g.has_value(); })) {
+          samples[id].output = json::array();
+          for (auto& g : gens[id]) samples[id].output.push_back(*g);
+          finish(id);
+        }
       });
     } else {
       std::vector<LoglikRequest> reqs;
@@ -422,12 +579,11 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
     }
   }
   if (deferred && !pending.empty()) {
-    Progress exec(t.name + " (exec)", pending.size(), "programs", opts.quiet);
-    size_t scored = 0;
-    score_parallel(t, samples, pending, opts, [&](size_t id) {
-      running_sum += first_metric(samples[id]);
-      scored++;
-      exec.add(1, fmt::format("pass@1 {:.3f}", running_sum / double(cached_ids.size() + scored)));
+    Progress exec(t.name + " (exec)", pending.size() * R, "programs", opts.quiet);
+    size_t run = 0, passed = 0;
+    score_parallel(t, samples, pending, opts, [&](bool ok) {
+      run++, passed += ok;
+      exec.add(1, fmt::format("passed {:.3f}", double(passed) / double(run)));
     });
     exec.finish();
   }
@@ -438,6 +594,7 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
 }
 
 EvalResults run_eval(LanguageModel& model, const std::vector<std::string>& names, const EvalOptions& opts) {
+  check_sampling_options(opts, names);
   EvalResults r;
   r.datetime = now_stamp();
   std::vector<std::string> tasks;
@@ -472,6 +629,8 @@ EvalResults run_eval(LanguageModel& model, const std::vector<std::string>& names
                   {"perturbations", opts.perturb},
                   {"data_dir", opts.data_dir ? json(*opts.data_dir) : json(nullptr)},
                   {"sandbox", opts.sandbox_mode}};
+  if (opts.top_p != 1) r.run_config["gen_kwargs"]["top_p"] = opts.top_p;
+  if (opts.samples > 1) r.run_config["repeats"] = opts.samples;
   if (!opts.out_dir.empty()) write_outputs(r, opts.out_dir);
   return r;
 }

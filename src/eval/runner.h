@@ -25,6 +25,10 @@ struct EvalOptions {
   uint64_t fewshot_seed = 1234;         // lm-eval's fewshot_random_seed
   uint64_t gen_seed = 0;                // sampling seed (temperature > 0)
   double temperature = 0;
+  double top_p = 1;                     // nucleus sampling mass (temperature > 0 only)
+  // Generations per document (lm-eval `repeats`): pass@k tasks only (humaneval, humaneval_instruct),
+  // temperature > 0 when > 1. Sample j of document i is generated with seed gen_seed + i*samples + j.
+  int samples = 1;
   int batch = 16;                       // recorded in the results (the model does the batching)
   std::string out_dir;                  // empty: no files, no cache
   bool resume = false;
@@ -44,7 +48,9 @@ struct Sample {
   size_t doc_id = 0;
   Doc doc;
   std::string prompt;
-  nlohmann::json output;  // generated text, or [[logprob, is_greedy], ...] per choice
+  // Generated text; a list of the generations with --samples N > 1 (pass@k tasks); or
+  // [[logprob, is_greedy], ...] per choice for multiple choice.
+  nlohmann::json output;
   std::string target;
   nlohmann::json filtered = nlohmann::json::object();
   std::map<std::string, double> metrics;  // "exact_match,strict-match" -> 0/1
@@ -86,13 +92,22 @@ struct EvalResults {
   const TaskResult* find(const std::string& task) const;
 };
 
+// rvec::Error unless the sampling options suit the tasks: samples >= 1; samples > 1 only with
+// temperature > 0 (greedy samples would be identical) and only for pass@k tasks; top_p in (0, 1],
+// below 1 only with temperature > 0. Groups are expanded. run_eval calls it first.
+void check_sampling_options(const EvalOptions& opts, const std::vector<std::string>& tasks);
+// The k of the reported pass@k for n generations per document: 1, 10, 100 up to n.
+std::vector<int> pass_k_values(int n);
+
 // Evaluates one task (or "<task>@<perturbation>") on `model`.
 TaskResult evaluate_task(LanguageModel& model, const std::string& task, const EvalOptions& opts);
 // Expands groups, adds perturbed variants, runs every task, writes the output files when
 // opts.out_dir is set, and returns the results.
 EvalResults run_eval(LanguageModel& model, const std::vector<std::string>& tasks, const EvalOptions& opts);
 
-// Scores a sample whose task/doc_id/doc/output are set (fills target, filtered, metrics).
+// Scores a sample whose task/doc_id/doc/output are set (fills target, filtered, metrics). For
+// pass@k tasks `output` may be a list of generations: `filtered` then holds a list per filter and
+// the metrics are pass@k (k in pass_k_values(n)) with the unbiased estimator (eval/passk.h).
 void score_sample(const Task& task, Sample& s, const EvalOptions& opts);
 // Aggregates samples into a TaskResult (metrics, stderr, per_doc, breakdown).
 TaskResult aggregate(const Task& task, std::vector<Sample> samples, const EvalOptions& opts);

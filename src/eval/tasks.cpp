@@ -278,7 +278,7 @@ Task humaneval_task(const DataSource& data, bool instruct) {
   };
   t.until = {"\nclass", "\ndef", "\n#", "\nif", "\nprint"};
   t.max_gen_toks = 1024;
-  t.metric = "pass@1";
+  t.metric = "pass@k";
   if (!instruct) {
     t.doc_to_text = [](const Doc& d) { return str_field(d, "prompt"); };
     t.filters = {{"create_test", [](const std::string& r, const Doc& d) { return str_field(d, "prompt") + r; }}};

@@ -40,7 +40,7 @@ struct Task {
   bool fewshot_split_is_test = false;  // lm-eval draws n+1 and drops the doc only then
   std::string fewshot_split = "train", test_split = "test";
   std::vector<Filter> filters;
-  std::string metric = "exact_match";  // exact_match | acc (+acc_norm) | pass@1
+  std::string metric = "exact_match";  // exact_match | acc (+acc_norm) | pass@k (code, run in the sandbox)
   ExactMatchOptions em;
   std::string breakdown_field;  // gsm_plus: report per value of this field too
   bool word_problem = false;    // the `distractor` perturbation applies

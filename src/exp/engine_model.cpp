@@ -52,6 +52,7 @@ class EngineModel : public LanguageModel {
       if (g[i].prompt.empty()) g[i].prompt.push_back(prefix_token());
       g[i].max_new_tokens = reqs[i].max_new_tokens;
       g[i].sampling.temperature = float(reqs[i].temperature);
+      g[i].sampling.top_p = float(reqs[i].top_p);
       g[i].sampling.seed = reqs[i].seed;
       g[i].stop_strings = reqs[i].until;
     }

@@ -5,6 +5,7 @@
 #include "test_util.h"
 
 #include <array>
+#include <set>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -188,4 +189,55 @@ TEST(EvalCli, RescoreHumanEvalRunsProgramsInTheSandbox) {
   ASSERT_EQ(lines.size(), 4u);
   EXPECT_EQ(lines[3]["metrics"]["pass@1,create_test"], 0.0);
   EXPECT_NE(r.out.find("sandbox mode"), std::string::npos) << r.out;
+}
+
+TEST(EvalCli, HumanEvalSamplesPassAtKOnTinyModel) {
+  if (!fs::exists(kModel)) GTEST_SKIP() << "no fixture model at " << kModel;
+  TempDir d("samples");
+  const std::string common = "eval " + kModel.string() +
+                             " --tasks humaneval --limit 2 --samples 3 --temperature 1.0 --top-p 0.9 --seed 5"
+                             " --max-gen-tokens 4 --quiet --out ";
+  auto r = run(common + (d.p / "a").string());
+  ASSERT_EQ(r.rc, 0) << r.out;
+  json j = read_json(find_file(d.p / "a", "results_", ".json"));
+  EXPECT_EQ(j["config"]["repeats"], 3);
+  EXPECT_EQ(j["configs"]["humaneval"]["generation_kwargs"]["top_p"], 0.9);
+  EXPECT_TRUE(j["results"]["humaneval"].contains("pass@1,create_test"));
+  EXPECT_FALSE(j["results"]["humaneval"].contains("pass@10,create_test"));  // 10 > 3 samples
+  fs::path sp = find_file(d.p / "a", "samples_humaneval_", ".jsonl");
+  auto lines = read_jsonl(sp);
+  ASSERT_EQ(lines.size(), 2u);
+  double sum = 0;
+  for (auto& l : lines) {
+    ASSERT_TRUE(l["output"].is_array());
+    ASSERT_EQ(l["output"].size(), 3u);
+    ASSERT_EQ(l["filtered"]["create_test"].size(), 3u);
+    sum += l["metrics"]["pass@1,create_test"].get<double>();
+  }
+  EXPECT_DOUBLE_EQ(j["results"]["humaneval"]["pass@1,create_test"].get<double>(), sum / 2);
+  // Each sample has its own seed: 4 sampled tokens at temperature 1 differ between samples.
+  std::set<std::string> distinct(lines[0]["output"].begin(), lines[0]["output"].end());
+  EXPECT_GT(distinct.size(), 1u) << lines[0]["output"].dump();
+  EXPECT_EQ(count_lines(d.p / "a" / "cache" / "humaneval.jsonl"), 6u);  // one cache line per generation
+
+  // Reproducible: the same command gives the same generations.
+  auto r2 = run(common + (d.p / "b").string());
+  ASSERT_EQ(r2.rc, 0) << r2.out;
+  auto lines2 = read_jsonl(find_file(d.p / "b", "samples_humaneval_", ".jsonl"));
+  for (size_t i = 0; i < 2; i++) EXPECT_EQ(lines[i]["output"], lines2[i]["output"]) << i;
+
+  // rescore re-runs the 6 programs and gets the same numbers.
+  auto rr = run("rescore " + sp.string() + " --out " + (d.p / "re").string());
+  ASSERT_EQ(rr.rc, 0) << rr.out;
+  json j2 = read_json(find_file(d.p / "re", "results_", ".json"));
+  EXPECT_EQ(j2["results"]["humaneval"]["pass@1,create_test"], j["results"]["humaneval"]["pass@1,create_test"]);
+}
+
+TEST(EvalCli, SamplesOptionErrors) {
+  auto r = run("eval " + kModel.string() + " --tasks humaneval --limit 1 --samples 5 --quiet");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("greedy decoding would give 5 identical samples"), std::string::npos) << r.out;
+  r = run("eval " + kModel.string() + " --tasks humaneval,gsm8k --limit 1 --samples 5 --temperature 0.7 --quiet");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("'gsm8k' is scored on one generation"), std::string::npos) << r.out;
 }

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_output.h"
@@ -345,4 +346,180 @@ TEST(Runner, PerturbAddsVariantTasks) {
   EXPECT_EQ(r.to_json()["configs"]["gsm8k@distractor"]["perturbation"], "distractor");
   o.perturb = {"shuffle_choices"};
   EXPECT_THROW(run_eval(m, {"gsm8k"}, o), std::exception);
+}
+
+namespace {
+// HumanEval with --samples 12 at seed 7: the model answers "return PASS" for the samples listed per
+// doc (sample j of doc i has seed 7 + 12 i + j), "return FAIL" otherwise; the fake sandbox passes
+// programs containing PASS.
+constexpr int kR = 12;
+const std::map<size_t, std::set<uint64_t>> kPassing = {{0, {2, 5, 11}}, {1, {4}}};
+
+struct Sampling {
+  Task t = load_task("humaneval", DataSource(RVEC_DATA_DIR));
+  std::vector<GenRequest> seen;  // every request any model() got
+  std::mutex mu;
+  ScriptedModel model();
+};
+
+ScriptedModel Sampling::model() {
+  ScriptedModel m;
+  m.gen_req = [this](const GenRequest& r) -> std::string {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      seen.push_back(r);
+    }
+    for (size_t i = 0; i < 2; i++)
+      if (r.prompt == t.docs[i]["prompt"].get<std::string>()) {
+        uint64_t j = r.seed - 7 - i * kR;
+        return kPassing.at(i).count(j) ? "    return PASS  # " + std::to_string(j) + "\n"
+                                       : "    return FAIL  # " + std::to_string(j) + "\n\ndef cut():";
+      }
+    return "";
+  };
+  return m;
+}
+
+EvalOptions sampling_opts() {
+  auto o = base_opts();
+  o.limit = 2;
+  o.samples = kR;
+  o.temperature = 0.8;
+  o.top_p = 0.95;
+  o.gen_seed = 7;
+  o.run_program = [](const std::string& p) { return p.find("return PASS") != std::string::npos; };
+  return o;
+}
+}  // namespace
+
+TEST(Runner, PassAtKFromSamplesHandDerived) {
+  Sampling f;
+  const Task& t = f.t;
+  const auto& seen = f.seen;
+  auto m = f.model();
+  TaskResult r = evaluate_task(m, "humaneval", sampling_opts());
+  // doc 0: n = 12, c = 3: pass@1 = 3/12, pass@10 = 1 (n - c = 9 < 10).
+  // doc 1: n = 12, c = 1: pass@1 = 1/12, pass@10 = 1 - C(11,10)/C(12,10) = 1 - 11/66 = 5/6.
+  EXPECT_NEAR(r.per_doc.at("pass@1,create_test")[0], 3.0 / 12, 1e-15);
+  EXPECT_NEAR(r.per_doc.at("pass@1,create_test")[1], 1.0 / 12, 1e-15);
+  EXPECT_NEAR(r.per_doc.at("pass@10,create_test")[0], 1.0, 1e-15);
+  EXPECT_NEAR(r.per_doc.at("pass@10,create_test")[1], 5.0 / 6, 1e-15);
+  EXPECT_NEAR(r.metrics.at("pass@1,create_test").value, 1.0 / 6, 1e-15);
+  EXPECT_NEAR(r.metrics.at("pass@10,create_test").value, 11.0 / 12, 1e-15);
+  // stderr of {3/12, 1/12}: |difference| / sqrt(2) / sqrt(2) = (2/12) / 2
+  EXPECT_NEAR(*r.metrics.at("pass@1,create_test").stderr_, 1.0 / 12, 1e-15);
+  EXPECT_EQ(r.metrics.count("pass@100,create_test"), 0u);  // k <= n only
+  // 24 requests with distinct seeds 7..30, the sampling settings passed on.
+  ASSERT_EQ(seen.size(), 24u);
+  std::set<uint64_t> seeds;
+  for (auto& g : seen) {
+    seeds.insert(g.seed);
+    EXPECT_EQ(g.temperature, 0.8);
+    EXPECT_EQ(g.top_p, 0.95);
+  }
+  EXPECT_EQ(seeds.size(), 24u);
+  EXPECT_EQ(*seeds.begin(), 7u);
+  EXPECT_EQ(*seeds.rbegin(), 30u);
+  // The sample line: output and filtered are lists in sample order, each cut at the stops.
+  json line = r.samples[0].to_json();
+  ASSERT_TRUE(line["output"].is_array());
+  ASSERT_EQ(line["output"].size(), size_t(kR));
+  EXPECT_EQ(line["output"][2], "    return PASS  # 2\n");
+  EXPECT_EQ(line["output"][3], "    return FAIL  # 3\n");  // "\ndef" is a stop
+  ASSERT_EQ(line["filtered"]["create_test"].size(), size_t(kR));
+  EXPECT_EQ(line["filtered"]["create_test"][5], t.docs[0]["prompt"].get<std::string>() + "    return PASS  # 5\n");
+  EXPECT_EQ(r.config["repeats"], kR);
+  EXPECT_EQ(r.config["generation_kwargs"]["top_p"], 0.95);
+  EXPECT_EQ(r.config["metric_list"].size(), 2u);  // pass@1, pass@10
+}
+
+TEST(Runner, OneSampleKeepsTheSingleGenerationLayout) {
+  Task t = load_task("humaneval", DataSource(RVEC_DATA_DIR));
+  ScriptedModel m;
+  m.gen = [](const std::string&) { return std::string("    return PASS\n"); };
+  auto o = base_opts();
+  o.limit = 1;
+  o.run_program = [](const std::string& p) { return p.find("return PASS") != std::string::npos; };
+  TaskResult r = evaluate_task(m, "humaneval", o);
+  json line = r.samples[0].to_json();
+  EXPECT_EQ(line["output"], "    return PASS\n");
+  EXPECT_EQ(line["filtered"]["create_test"], t.docs[0]["prompt"].get<std::string>() + "    return PASS\n");
+  EXPECT_EQ(line["metrics"], (json{{"pass@1,create_test", 1.0}}));
+  EXPECT_FALSE(r.config.contains("repeats"));
+  EXPECT_FALSE(r.config["generation_kwargs"].contains("top_p"));
+  EXPECT_EQ(r.config["metric_list"], (json::array({{{"metric", "pass@1"}, {"aggregation", "mean"}, {"higher_is_better", true}}})));
+  EXPECT_EQ(m.last_gen[0].seed, 0u);  // gen_seed + doc id, as before --samples
+}
+
+TEST(Runner, SamplesResumeAndRescoreRoundTrip) {
+  Sampling f;
+  auto full_model = f.model();
+  TaskResult full = evaluate_task(full_model, "humaneval", sampling_opts());
+
+  TempDir dir("samples");
+  auto o = sampling_opts();
+  o.out_dir = dir.p.string();
+  auto m1 = f.model();
+  m1.fail_after = 5;  // killed after 5 of the 24 generations
+  EXPECT_THROW(evaluate_task(m1, "humaneval", o), std::exception);
+  auto cached = read_jsonl(dir.p / "cache" / "humaneval.jsonl");
+  ASSERT_EQ(cached.size(), 5u);  // each generation is cached on its own
+  for (auto& c : cached) EXPECT_TRUE(c.contains("sample") && c.contains("seed")) << c.dump();
+  o.resume = true;
+  auto m2 = f.model();
+  TaskResult resumed = evaluate_task(m2, "humaneval", o);
+  EXPECT_EQ(m2.gen_requests, 19u);
+  EXPECT_EQ(resumed.per_doc, full.per_doc);
+  EXPECT_EQ(resumed.samples[1].output, full.samples[1].output);
+  // Another --seed: the cached generations do not belong to it and are all redone.
+  auto m3 = f.model();
+  o.gen_seed = 8;
+  evaluate_task(m3, "humaneval", o);
+  EXPECT_EQ(m3.gen_requests, 24u);
+
+  // rescore: lines with task, doc_id and the list of outputs give the same pass@k.
+  EvalResults er;
+  er.datetime = "x";
+  er.tasks.push_back(full);
+  write_outputs(er, (dir.p / "out").string());
+  fs::path sp = find_file(dir.p / "out", "samples_humaneval_", ".jsonl");
+  std::string minimal;
+  for (auto& l : read_jsonl(sp)) minimal += json{{"task", l["task"]}, {"doc_id", l["doc_id"]}, {"output", l["output"]}}.dump() + "\n";
+  rvec::write_file_atomic(dir.p / "minimal.jsonl", minimal);
+  EvalResults rr = rescore_samples_file((dir.p / "minimal.jsonl").string(), sampling_opts());
+  ASSERT_EQ(rr.tasks.size(), 1u);
+  EXPECT_EQ(rr.tasks[0].per_doc, full.per_doc);
+  EXPECT_EQ(rr.tasks[0].samples[0].filtered, full.samples[0].filtered);
+}
+
+TEST(Runner, SamplingOptionsChecked) {
+  auto message = [](const EvalOptions& o, const std::vector<std::string>& tasks) -> std::string {
+    try {
+      check_sampling_options(o, tasks);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  };
+  auto o = base_opts();
+  o.samples = 4;
+  EXPECT_NE(message(o, {"humaneval"}).find("greedy decoding would give 4 identical samples"), std::string::npos);
+  o.temperature = 0.8;
+  EXPECT_EQ(message(o, {"humaneval", "humaneval_instruct"}), "");
+  EXPECT_NE(message(o, {"humaneval", "gsm8k"}).find("'gsm8k' is scored on one generation"), std::string::npos);
+  EXPECT_NE(message(o, {"bbh"}).find("'bbh_cot_fewshot_"), std::string::npos);  // groups are expanded
+  ScriptedModel m;
+  EXPECT_THROW(evaluate_task(m, "sciq", o), std::exception);
+  EXPECT_THROW(run_eval(m, {"gsm8k"}, o), std::exception);
+  EXPECT_EQ(m.gen_requests + m.ll_requests, 0u);
+  o.samples = 0;
+  EXPECT_NE(message(o, {"humaneval"}).find("at least 1"), std::string::npos);
+  o.samples = 1;
+  o.temperature = 0;
+  o.top_p = 0.9;
+  EXPECT_NE(message(o, {"gsm8k"}).find("--temperature"), std::string::npos);
+  o.top_p = 0;
+  EXPECT_NE(message(o, {"gsm8k"}).find("(0, 1]"), std::string::npos);
+  o.top_p = 1;
+  EXPECT_EQ(message(o, {"gsm8k"}), "");
 }

@@ -15,6 +15,8 @@ namespace rvec::eval::testing {
 class ScriptedModel : public LanguageModel {
  public:
   std::function<std::string(const std::string& prompt)> gen = [](const std::string&) { return std::string(); };
+  // When set, generations come from the whole request (seed, temperature) instead of `gen`.
+  std::function<std::string(const GenRequest& req)> gen_req;
   std::function<double(const std::string& ctx, const std::string& cont)> ll = [](const std::string&,
                                                                                  const std::string&) { return -1.0; };
   bool has_template = true;
@@ -31,7 +33,7 @@ class ScriptedModel : public LanguageModel {
     last_gen = reqs;
     for (size_t k = reqs.size(); k-- > 0;) {
       if (fail_after >= 0 && completed >= fail_after) throw std::runtime_error("simulated kill");
-      on_done(k, gen(reqs[k].prompt));
+      on_done(k, gen_req ? gen_req(reqs[k]) : gen(reqs[k].prompt));
       completed++;
     }
   }
