@@ -6,6 +6,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "eval/word2number.h"
 
 namespace rvec::eval {
 
@@ -223,7 +224,7 @@ Task bbh_zeroshot(const DataSource& data, const std::string& sub) {
   } else if (sub == "formal_fallacies") {
     flex = regex_filter_step("flexible-extract", "\\b(valid|invalid)\\b", 0);
   } else if (numbers.count(sub)) {
-    flex = regex_filter_step("flexible-extract", "([-0-9]+)", 0);
+    flex.apply = [](const std::string& r, const Doc&) { return bbh_number_extract(r); };
   } else if (sub == "word_sorting") {
     // WordSortFilter: the input's words in the order of their LAST occurrence in the response.
     flex.apply = [](const std::string& r, const Doc& d) {
