@@ -35,18 +35,6 @@ constexpr int64_t wsize() {
   return D == 0 ? 4 : 2;
 }
 
-// A tile computes y[i*ldy + j] (+)= sum_{k in [k0, k0+kn)} x[i*ldx + k] * w[j*ldw + k] for
-// i < R, j < NW; `w` points at the tile's first weight row, `bias` at its first output
-// (applied only when !add).
-using TileFn = void (*)(const void* xv, int64_t ldx, const void* w, int64_t ldw, int64_t k0, int64_t kn, float* y,
-                        int64_t ldy, bool add, const float* bias);
-
-inline void store_out(float* y, float s, bool add, const float* bias, int j) {
-  if (add) *y += s;
-  else *y = s + (bias ? bias[j] : 0.f);
-}
-
-// ---------------------------------------------------------------- scalar
 template <int D>
 inline float wscalar(const void* w, int64_t idx) {
   if constexpr (D == 0) return static_cast<const float*>(w)[idx];
@@ -54,23 +42,37 @@ inline float wscalar(const void* w, int64_t idx) {
   else return f16_to_f32(static_cast<const uint16_t*>(w)[idx]);
 }
 
-template <int R, int NW, int D>
-void tile_scalar(const void* xv, int64_t ldx, const void* w, int64_t ldw, int64_t k0, int64_t kn, float* y,
-                 int64_t ldy, bool add, const float* bias) {
-  const float* x = static_cast<const float*>(xv);
-  for (int j = 0; j < NW; ++j)
-    for (int i = 0; i < R; ++i) {
+// ---------------------------------------------------------------- scalar
+template <int D>
+void matmul_scalar(const float* x, int64_t n, int64_t ldx, const uint8_t* w, int64_t K, int64_t o0, int64_t o1,
+                   const float* bias, float* y, int64_t ldy) {
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t o = o0; o < o1; ++o) {
       float s = 0;
-      for (int64_t k = k0; k < k0 + kn; ++k) s += x[i * ldx + k] * wscalar<D>(w, j * ldw + k);
-      store_out(y + i * ldy + j, s, add, bias, j);
+      for (int64_t k = 0; k < K; ++k) s += x[r * ldx + k] * wscalar<D>(w, o * K + k);
+      y[r * ldy + o] = s + (bias ? bias[o] : 0.f);
     }
 }
 
 // ---------------------------------------------------------------- AVX2
-#define RVEC_T2 __attribute__((target("avx2,fma,f16c")))
-
+namespace avx2 {
+#define RVEC_TARGET __attribute__((target("avx2,fma,f16c")))
+using VF = __m256;
+constexpr int VW = 8, kGemvRows = 4, kTileR = 4, kTileNW = 2, kMR = 6, kNV = 2;
+RVEC_TARGET inline VF vzero() { return _mm256_setzero_ps(); }
+RVEC_TARGET inline VF vload(const float* p) { return _mm256_loadu_ps(p); }
+RVEC_TARGET inline void vstore(float* p, VF v) { _mm256_storeu_ps(p, v); }
+RVEC_TARGET inline VF vset1(float f) { return _mm256_set1_ps(f); }
+RVEC_TARGET inline VF vfma(VF a, VF b, VF c) { return _mm256_fmadd_ps(a, b, c); }
+RVEC_TARGET inline VF vadd(VF a, VF b) { return _mm256_add_ps(a, b); }
+RVEC_TARGET inline float vhsum(VF v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
 template <int D>
-RVEC_T2 inline __m256 load8(const void* w, int64_t idx) {
+RVEC_TARGET inline VF vloadw(const void* w, int64_t idx) {
   if constexpr (D == 0) {
     return _mm256_loadu_ps(static_cast<const float*>(w) + idx);
   } else {
@@ -79,44 +81,24 @@ RVEC_T2 inline __m256 load8(const void* w, int64_t idx) {
     else return _mm256_cvtph_ps(h);
   }
 }
-
-RVEC_T2 inline float hsum8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-template <int R, int NW, int D>
-RVEC_T2 void tile_avx2(const void* xv, int64_t ldx, const void* w, int64_t ldw, int64_t k0, int64_t kn, float* y,
-                       int64_t ldy, bool add, const float* bias) {
-  const float* x = static_cast<const float*>(xv);
-  __m256 acc[R][NW];
-  for (int i = 0; i < R; ++i)
-    for (int j = 0; j < NW; ++j) acc[i][j] = _mm256_setzero_ps();
-  int64_t k = k0;
-  const int64_t kend = k0 + kn;
-  for (; k + 8 <= kend; k += 8) {
-    __m256 wv[NW];
-    for (int j = 0; j < NW; ++j) wv[j] = load8<D>(w, j * ldw + k);
-    for (int i = 0; i < R; ++i) {
-      __m256 xv = _mm256_loadu_ps(x + i * ldx + k);
-      for (int j = 0; j < NW; ++j) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
-    }
-  }
-  for (int i = 0; i < R; ++i)
-    for (int j = 0; j < NW; ++j) {
-      float s = hsum8(acc[i][j]);
-      for (int64_t t = k; t < kend; ++t) s += x[i * ldx + t] * wscalar<D>(w, j * ldw + t);
-      store_out(y + i * ldy + j, s, add, bias, j);
-    }
-}
+#include "infer/matmul_simd.inc"
+#undef RVEC_TARGET
+}  // namespace avx2
 
 // ---------------------------------------------------------------- AVX-512
-#define RVEC_T5 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
-
+namespace avx512 {
+#define RVEC_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
+using VF = __m512;
+constexpr int VW = 16, kGemvRows = 8, kTileR = 6, kTileNW = 4, kMR = 12, kNV = 2;
+RVEC_TARGET inline VF vzero() { return _mm512_setzero_ps(); }
+RVEC_TARGET inline VF vload(const float* p) { return _mm512_loadu_ps(p); }
+RVEC_TARGET inline void vstore(float* p, VF v) { _mm512_storeu_ps(p, v); }
+RVEC_TARGET inline VF vset1(float f) { return _mm512_set1_ps(f); }
+RVEC_TARGET inline VF vfma(VF a, VF b, VF c) { return _mm512_fmadd_ps(a, b, c); }
+RVEC_TARGET inline VF vadd(VF a, VF b) { return _mm512_add_ps(a, b); }
+RVEC_TARGET inline float vhsum(VF v) { return _mm512_reduce_add_ps(v); }
 template <int D>
-RVEC_T5 inline __m512 load16(const void* w, int64_t idx) {
+RVEC_TARGET inline VF vloadw(const void* w, int64_t idx) {
   if constexpr (D == 0) {
     return _mm512_loadu_ps(static_cast<const float*>(w) + idx);
   } else {
@@ -125,155 +107,199 @@ RVEC_T5 inline __m512 load16(const void* w, int64_t idx) {
     else return _mm512_cvtph_ps(h);
   }
 }
+#include "infer/matmul_simd.inc"
+#undef RVEC_TARGET
+}  // namespace avx512
 
-template <int D>
-RVEC_T5 inline __m512 load16_mask(const void* w, int64_t idx, __mmask16 m) {
-  if constexpr (D == 0) {
-    return _mm512_maskz_loadu_ps(m, static_cast<const float*>(w) + idx);
-  } else {
-    __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(w) + idx);
-    if constexpr (D == 1) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    else return _mm512_cvtph_ps(h);
-  }
-}
-
-template <int R, int NW, int D>
-RVEC_T5 void tile_avx512(const void* xv, int64_t ldx, const void* w, int64_t ldw, int64_t k0, int64_t kn, float* y,
-                         int64_t ldy, bool add, const float* bias) {
-  const float* x = static_cast<const float*>(xv);
-  __m512 acc[R][NW];
-  for (int i = 0; i < R; ++i)
-    for (int j = 0; j < NW; ++j) acc[i][j] = _mm512_setzero_ps();
-  int64_t k = k0;
-  const int64_t kend = k0 + kn;
-  for (; k + 16 <= kend; k += 16) {
-    __m512 wv[NW];
-    for (int j = 0; j < NW; ++j) wv[j] = load16<D>(w, j * ldw + k);
-    for (int i = 0; i < R; ++i) {
-      __m512 xv = _mm512_loadu_ps(x + i * ldx + k);
-      for (int j = 0; j < NW; ++j) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
-    }
-  }
-  if (k < kend) {
-    __mmask16 m = __mmask16((1u << (kend - k)) - 1);
-    __m512 wv[NW];
-    for (int j = 0; j < NW; ++j) wv[j] = load16_mask<D>(w, j * ldw + k, m);
-    for (int i = 0; i < R; ++i) {
-      __m512 xv = _mm512_maskz_loadu_ps(m, x + i * ldx + k);
-      for (int j = 0; j < NW; ++j) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
-    }
-  }
-  for (int i = 0; i < R; ++i)
-    for (int j = 0; j < NW; ++j) store_out(y + i * ldy + j, _mm512_reduce_add_ps(acc[i][j]), add, bias, j);
-}
-
-// bf16 activations x bf16 weights with vdpbf16ps: x and w are uint16 (bf16) arrays,
-// k0/kn count bf16 elements and are even.
+// ---------------------------------------------------------------- AVX512-BF16 (BF16Dot)
+// Activations rounded to bf16; vdpbf16ps multiplies pairs of bf16 and adds both products
+// to an f32 lane. Same two loop shapes as matmul_simd.inc, over pairs of k.
+namespace bf16dot {
 #define RVEC_T5BF __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
-template <int R, int NW>
-RVEC_T5BF void tile_bf16dot(const void* xv, int64_t ldx, const void* wv_, int64_t ldw, int64_t k0, int64_t kn,
-                            float* y, int64_t ldy, bool add, const float* bias) {
-  const uint16_t* x = static_cast<const uint16_t*>(xv);
-  const uint16_t* w = static_cast<const uint16_t*>(wv_);
-  __m512 acc[R][NW];
-  for (int i = 0; i < R; ++i)
-    for (int j = 0; j < NW; ++j) acc[i][j] = _mm512_setzero_ps();
-  int64_t k = k0;
-  const int64_t kend = k0 + kn;
-  for (; k + 32 <= kend; k += 32) {
-    __m512bh wv[NW];
-    for (int j = 0; j < NW; ++j) wv[j] = (__m512bh)_mm512_loadu_si512(w + j * ldw + k);
-    for (int i = 0; i < R; ++i) {
-      __m512bh xv = (__m512bh)_mm512_loadu_si512(x + i * ldx + k);
-      for (int j = 0; j < NW; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], xv, wv[j]);
+constexpr int kGemvRows = 8, kMR = 12, kNV = 2;
+
+// xb: bf16 rows with stride ldx; w: bf16 rows of K (any K: the tail is masked).
+template <int R>
+RVEC_T5BF void gemv_rows(const uint16_t* xb, int64_t ldx, const uint16_t* w, int64_t K, int64_t o0, int64_t o1,
+                         const float* bias, float* y, int64_t ldy) {
+  for (int64_t o = o0; o < o1; ++o) {
+    const uint16_t* wr = w + o * K;
+    __m512 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k += 32) {
+      const __mmask32 m = K - k >= 32 ? ~__mmask32(0) : __mmask32((1u << (K - k)) - 1);
+      const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(m, wr + k);
+      for (int r = 0; r < R; ++r)
+        acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_maskz_loadu_epi16(m, xb + r * ldx + k), wv);
+    }
+    for (int r = 0; r < R; ++r) y[r * ldy + o] = _mm512_reduce_add_ps(acc[r]) + (bias ? bias[o] : 0.f);
+  }
+}
+
+void gemv(const uint16_t* xb, int64_t n, int64_t ldx, const uint16_t* w, int64_t K, int64_t o0, int64_t o1,
+          const float* bias, float* y, int64_t ldy) {
+  using Fn = void (*)(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, int64_t, const float*, float*,
+                      int64_t);
+  static constexpr Fn fns[8] = {&gemv_rows<1>, &gemv_rows<2>, &gemv_rows<3>, &gemv_rows<4>,
+                                &gemv_rows<5>, &gemv_rows<6>, &gemv_rows<7>, &gemv_rows<8>};
+  const int64_t OB = n <= kGemvRows ? o1 - o0 : 16;
+  for (int64_t ob = o0; ob < o1; ob += OB) {
+    const int64_t oe = std::min(o1, ob + OB);
+    for (int64_t r = 0; r < n; r += kGemvRows) {
+      const int rr = int(std::min<int64_t>(kGemvRows, n - r));
+      fns[rr - 1](xb + r * ldx, ldx, w, K, ob, oe, bias, y + r * ldy, ldy);
     }
   }
-  if (k < kend) {
-    __mmask32 m = __mmask32((1ull << (kend - k)) - 1);
-    __m512bh wv[NW];
-    for (int j = 0; j < NW; ++j) wv[j] = (__m512bh)_mm512_maskz_loadu_epi16(m, w + j * ldw + k);
-    for (int i = 0; i < R; ++i) {
-      __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(m, x + i * ldx + k);
-      for (int j = 0; j < NW; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], xv, wv[j]);
-    }
-  }
-  for (int i = 0; i < R; ++i)
-    for (int j = 0; j < NW; ++j) store_out(y + i * ldy + j, _mm512_reduce_add_ps(acc[i][j]), add, bias, j);
 }
 
-// ---------------------------------------------------------------- tables
-constexpr int kMaxR = 6, kMaxNW = 4;
+constexpr int64_t kGemmCols = kNV * 16;
 
-struct Tiles {
-  int rmax, nwmax;
-  TileFn fn[kMaxR][kMaxNW];
-};
-
-#define RVEC_TILE_ROW(F, R, D) {&F<R, 1, D>, &F<R, 2, D>, &F<R, 3, D>, &F<R, 4, D>}
-#define RVEC_TILES(F, D)                                                                                    \
-  {RVEC_TILE_ROW(F, 1, D), RVEC_TILE_ROW(F, 2, D), RVEC_TILE_ROW(F, 3, D), RVEC_TILE_ROW(F, 4, D),             \
-   RVEC_TILE_ROW(F, 5, D), RVEC_TILE_ROW(F, 6, D)}
-
-template <int D>
-const Tiles& tiles_for(CpuIsa isa) {
-  static const Tiles t512{6, 4, RVEC_TILES(tile_avx512, D)};
-  static const Tiles t2{4, 2, RVEC_TILES(tile_avx2, D)};
-  static const Tiles ts{4, 2, RVEC_TILES(tile_scalar, D)};
-  return isa == CpuIsa::AVX512 ? t512 : isa == CpuIsa::AVX2 ? t2 : ts;
-}
-
-#define RVEC_BF_ROW(R) {&tile_bf16dot<R, 1>, &tile_bf16dot<R, 2>, &tile_bf16dot<R, 3>, &tile_bf16dot<R, 4>}
-const Tiles& tiles_bf16dot() {
-  static const Tiles t{6, 4, {RVEC_BF_ROW(1), RVEC_BF_ROW(2), RVEC_BF_ROW(3), RVEC_BF_ROW(4), RVEC_BF_ROW(5),
-                              RVEC_BF_ROW(6)}};
-  return t;
-}
-
-// One thread's share: output rows [o0, o1). x has element size xs bytes, w ws bytes.
-void matmul_range(const Tiles& T, const uint8_t* x, int64_t xs, int64_t n, int64_t ldx, const uint8_t* w,
-                  int64_t ws, int64_t K, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
-  // Small n (decode): one pass over K, weights streamed once. Large n (prefill): K in
-  // blocks of 2048 and x in blocks of 48 rows so that a weight tile (4 rows, 16 KB as
-  // bf16) stays in L1 and the x block (384 KB) in L2 while every x row of the block
-  // reuses the weight tile; long K blocks keep the horizontal sums at the end of a tile
-  // rare (one per 128 FMAs).
-  const int64_t KC = n <= 8 ? K : 2048;
-  const int64_t NB = n <= 8 ? n : 48;
-  for (int64_t kc = 0; kc < K; kc += KC) {
-    const int64_t kn = std::min(KC, K - kc);
-    const bool add = kc > 0;
-    for (int64_t nb = 0; nb < n; nb += NB) {
-      const int64_t nn = std::min(NB, n - nb);
-      for (int64_t o = o0; o < o1; o += T.nwmax) {
-        const int nw = int(std::min<int64_t>(T.nwmax, o1 - o));
-        const uint8_t* wp = w + o * K * ws;
-        const float* bp = bias ? bias + o : nullptr;
-        for (int64_t r = nb; r < nb + nn; r += T.rmax) {
-          const int rr = int(std::min<int64_t>(T.rmax, nb + nn - r));
-          T.fn[rr - 1][nw - 1](x + r * ldx * xs, ldx, wp, K, kc, kn, y + r * ldy + o, ldy, add, bp);
+// xt: panels of kGemmCols x rows holding pairs of k: xt[((p * K/2 + k/2) * kGemmCols + c) * 2 +
+// (k & 1)] = x[(p * kGemmCols + c) * ldx + k] in bf16, zero past row n; K even.
+RVEC_T5BF void gemm(const uint16_t* xt, int64_t n, const uint16_t* w, int64_t K, int64_t o0, int64_t o1,
+                    const float* bias, float* y, int64_t ldy) {
+  const int64_t KP = K / 2;
+  for (int64_t o = o0; o < o1; o += kMR) {
+    const int mo = int(std::min<int64_t>(kMR, o1 - o));
+    // Rows past o1 repeat the last valid row: computed, never stored.
+    const uint32_t* wr[kMR];
+    for (int j = 0; j < kMR; ++j) wr[j] = reinterpret_cast<const uint32_t*>(w + (o + std::min(j, mo - 1)) * K);
+    for (int64_t i = 0; i < n; i += kGemmCols) {
+      __m512 acc[kMR][kNV];
+      for (int j = 0; j < kMR; ++j)
+        for (int v = 0; v < kNV; ++v) acc[j][v] = _mm512_setzero_ps();
+      const uint16_t* xk = xt + i * K;  // panel i / kGemmCols
+      for (int64_t kp = 0; kp < KP; ++kp, xk += 2 * kGemmCols) {
+        __m512bh xv[kNV];
+        for (int v = 0; v < kNV; ++v) xv[v] = (__m512bh)_mm512_loadu_si512(xk + v * 32);
+        for (int j = 0; j < kMR; ++j) {
+          uint32_t pair;
+          std::memcpy(&pair, wr[j] + kp, 4);
+          const __m512bh a = (__m512bh)_mm512_set1_epi32(int(pair));
+          for (int v = 0; v < kNV; ++v) acc[j][v] = _mm512_dpbf16_ps(acc[j][v], a, xv[v]);
         }
       }
+      alignas(64) float t[kMR][kGemmCols];
+      for (int j = 0; j < kMR; ++j)
+        for (int v = 0; v < kNV; ++v) _mm512_storeu_ps(&t[j][v * 16], acc[j][v]);
+      const int64_t ni = std::min<int64_t>(kGemmCols, n - i);
+      for (int64_t c = 0; c < ni; ++c)
+        for (int j = 0; j < mo; ++j) y[(i + c) * ldy + o + j] = t[j][c] + (bias ? bias[o + j] : 0.f);
+    }
+  }
+}
+#undef RVEC_T5BF
+}  // namespace bf16dot
+
+// Loop shape by the number of x rows n (matmul_simd.inc): up to kGemvMaxRows the weights
+// stream once in memory order (decode is bandwidth-bound); below kGemmMinRows dot tiles;
+// from kGemmMinRows on the gemm shape, whose x panels hold kGemmCols (32) rows and would
+// be mostly padding below that. Measured with `rvec bench --batch N` (bench/infer_bench.sh).
+constexpr int64_t kGemvMaxRows = 4, kGemmMinRows = 32;
+
+struct Plan {
+  const float* x;
+  int64_t n, ldx;
+  const uint8_t* w;
+  int64_t K, out;
+  const float* bias;
+  float* y;
+  int64_t ldy;
+};
+
+// Splits the output rows over the threads in multiples of `align` (a micro-tile's rows).
+inline std::pair<int64_t, int64_t> thread_rows(int64_t out, int64_t align) {
+  const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+  const int64_t per = ((out + nt - 1) / nt + align - 1) / align * align;
+  const int64_t o0 = std::min(out, t * per);
+  return {o0, std::min(out, o0 + per)};
+}
+
+int threads_for(int64_t n, int64_t out, int64_t K) {
+  return n * out * K < (int64_t(1) << 21) ? 1 : omp_get_max_threads();  // tiny: not worth waking threads
+}
+
+template <int D>
+void run_f32(CpuIsa isa, const Plan& p) {
+  if (isa == CpuIsa::Scalar) {
+#pragma omp parallel num_threads(threads_for(p.n, p.out, p.K))
+    {
+      auto [o0, o1] = thread_rows(p.out, 16);
+      if (o0 < o1) matmul_scalar<D>(p.x, p.n, p.ldx, p.w, p.K, o0, o1, p.bias, p.y, p.ldy);
+    }
+    return;
+  }
+  const bool v512 = isa == CpuIsa::AVX512;
+  if (p.n < kGemmMinRows) {
+    const bool stream = p.n <= kGemvMaxRows;
+#pragma omp parallel num_threads(threads_for(p.n, p.out, p.K))
+    {
+      auto [o0, o1] = thread_rows(p.out, 16);
+      if (o0 < o1) {
+        if (stream && v512) avx512::gemv<D>(p.x, p.n, p.ldx, p.w, p.K, o0, o1, p.bias, p.y, p.ldy);
+        else if (stream) avx2::gemv<D>(p.x, p.n, p.ldx, p.w, p.K, o0, o1, p.bias, p.y, p.ldy);
+        else if (v512) avx512::dot_tiles<D>(p.x, p.n, p.ldx, p.w, p.K, o0, o1, p.bias, p.y, p.ldy);
+        else avx2::dot_tiles<D>(p.x, p.n, p.ldx, p.w, p.K, o0, o1, p.bias, p.y, p.ldy);
+      }
+    }
+    return;
+  }
+  const int64_t cols = v512 ? avx512::kGemmCols : avx2::kGemmCols, mr = v512 ? avx512::kMR : avx2::kMR;
+  const int64_t panels = (p.n + cols - 1) / cols;
+  thread_local std::vector<float> xt;  // the caller's; workers get its address
+  xt.resize(size_t(panels * cols * p.K));
+  float* xtp = xt.data();
+#pragma omp parallel num_threads(threads_for(p.n, p.out, p.K))
+  {
+    {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const int64_t per = (panels + nt - 1) / nt, p0 = std::min(panels, t * per), p1 = std::min(panels, p0 + per);
+      if (v512) avx512::pack_x(p.x, p.n, p.ldx, p.K, p0, p1, xtp);
+      else avx2::pack_x(p.x, p.n, p.ldx, p.K, p0, p1, xtp);
+    }
+#pragma omp barrier
+    thread_local std::vector<float> wbuf;
+    wbuf.resize(size_t(mr * p.K));
+    auto [o0, o1] = thread_rows(p.out, mr);
+    if (o0 < o1) {
+      if (v512) avx512::gemm<D>(xtp, p.n, p.w, p.K, o0, o1, p.bias, p.y, p.ldy, wbuf.data());
+      else avx2::gemm<D>(xtp, p.n, p.w, p.K, o0, o1, p.bias, p.y, p.ldy, wbuf.data());
     }
   }
 }
 
-void run_matmul(const Tiles& T, const void* x, int64_t xs, int64_t n, int64_t ldx, const model::Matrix& W,
-                const float* bias, float* y, int64_t ldy) {
-  const int64_t K = W.cols, out = W.rows, ws = int64_t(dtype_size(W.dtype));
-  int nth = omp_get_max_threads();
-  if (n * out * K < (int64_t(1) << 21)) nth = 1;  // not worth waking threads (tiny models, tests)
-#pragma omp parallel num_threads(nth)
+// BF16Dot: x rounded to bf16 (gemv: rows of K padded to even; gemm: transposed in pairs).
+void run_bf16dot(const Plan& p) {
+  const int64_t K2 = (p.K + 1) / 2 * 2;
+  const uint16_t* w = reinterpret_cast<const uint16_t*>(p.w);
+  thread_local std::vector<uint16_t> xbuf;  // the caller's; workers get its address
+  std::vector<uint16_t>& xb = xbuf;
+  if (p.n < kGemmMinRows) {
+    xb.assign(size_t(p.n * K2), 0);
+    for (int64_t r = 0; r < p.n; ++r) from_f32(DType::BF16, p.x + r * p.ldx, xb.data() + r * K2, size_t(p.K));
+#pragma omp parallel num_threads(threads_for(p.n, p.out, p.K))
+    {
+      auto [o0, o1] = thread_rows(p.out, 16);
+      if (o0 < o1) bf16dot::gemv(xb.data(), p.n, K2, w, p.K, o0, o1, p.bias, p.y, p.ldy);
+    }
+    return;
+  }
+  const int64_t cols = bf16dot::kGemmCols, np = (p.n + cols - 1) / cols * cols;
+  xb.assign(size_t(np * p.K), 0);
+  for (int64_t i = 0; i < p.n; ++i) {
+    uint16_t* d = xb.data() + (i / cols) * p.K * cols + (i % cols) * 2;
+    for (int64_t k = 0; k < p.K; ++k) d[(k / 2) * cols * 2 + (k & 1)] = f32_to_bf16(p.x[i * p.ldx + k]);
+  }
+#pragma omp parallel num_threads(threads_for(p.n, p.out, p.K))
   {
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int64_t per = ((out + nt - 1) / nt + 15) / 16 * 16;
-    const int64_t o0 = std::min(out, t * per), o1 = std::min(out, o0 + per);
-    if (o0 < o1)
-      matmul_range(T, static_cast<const uint8_t*>(x), xs, n, ldx, static_cast<const uint8_t*>(W.data), ws, K, o0,
-                   o1, bias, y, ldy);
+    auto [o0, o1] = thread_rows(p.out, bf16dot::kMR);
+    if (o0 < o1) bf16dot::gemm(xb.data(), p.n, w, p.K, o0, o1, p.bias, p.y, p.ldy);
   }
 }
 
 // ---------------------------------------------------------------- vector helpers
+#define RVEC_T2 __attribute__((target("avx2,fma,f16c")))
+#define RVEC_T5 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
 RVEC_T5 float dot_avx512(const float* a, const float* b, int64_t n) {
   __m512 acc = _mm512_setzero_ps();
   int64_t i = 0;
@@ -294,7 +320,7 @@ RVEC_T2 float dot_avx2(const float* a, const float* b, int64_t n) {
   __m256 acc = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
-  float s = hsum8(acc);
+  float s = avx2::vhsum(acc);
   for (; i < n; ++i) s += a[i] * b[i];
   return s;
 }
@@ -313,20 +339,18 @@ MatmulPrecision matmul_precision() { return MatmulPrecision(g_precision.load());
 void matmul(const float* x, int64_t n, int64_t ldx, const model::Matrix& W, const float* bias, float* y,
             int64_t ldy) {
   if (n <= 0 || W.rows <= 0) return;
+  const Plan p{x, n, ldx, static_cast<const uint8_t*>(W.data), W.cols, W.rows, bias, y, ldy};
   const CpuIsa isa = cpu_isa();
-  if (matmul_precision() == MatmulPrecision::BF16Dot && W.dtype == DType::BF16 && W.cols % 2 == 0 &&
-      cpu_has_avx512_bf16()) {
-    // Round the activations to bf16 once, then vdpbf16ps against the stored weights.
-    thread_local std::vector<uint16_t> xb;
-    xb.resize(size_t(n * W.cols));
-    for (int64_t r = 0; r < n; ++r) from_f32(DType::BF16, x + r * ldx, xb.data() + r * W.cols, size_t(W.cols));
-    run_matmul(tiles_bf16dot(), xb.data(), 2, n, W.cols, W, bias, y, ldy);
+  // BF16Dot needs an even K only for the gemm shape's pairs of k; rows are padded.
+  if (matmul_precision() == MatmulPrecision::BF16Dot && W.dtype == DType::BF16 && cpu_has_avx512_bf16() &&
+      (W.cols % 2 == 0 || n < kGemmMinRows)) {
+    run_bf16dot(p);
     return;
   }
   switch (W.dtype) {
-    case DType::F32: run_matmul(tiles_for<0>(isa), x, 4, n, ldx, W, bias, y, ldy); break;
-    case DType::BF16: run_matmul(tiles_for<1>(isa), x, 4, n, ldx, W, bias, y, ldy); break;
-    case DType::F16: run_matmul(tiles_for<2>(isa), x, 4, n, ldx, W, bias, y, ldy); break;
+    case DType::F32: run_f32<0>(isa, p); break;
+    case DType::BF16: run_f32<1>(isa, p); break;
+    case DType::F16: run_f32<2>(isa, p); break;
     default: fail("matmul: unsupported weight dtype {}", dtype_name(W.dtype));
   }
 }

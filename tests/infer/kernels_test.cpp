@@ -58,39 +58,43 @@ TEST(Kernels, MatmulAllIsasDtypesAndShapes) {
   for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
     set_cpu_isa_for_testing(isa);
     for (DType dt : {DType::F32, DType::BF16, DType::F16})
-      // n: decode (1, 3), prefill (7 rows: tile tail, 100: > one 96-row block);
-      // K: tails (37), two blocks of 2048 with a tail (2100); out: tails of 4 and 16.
-      for (auto [n, K, out] : {std::tuple{1, 64, 33}, {3, 37, 5}, {7, 128, 70}, {100, 2100, 19}, {9, 1100, 3}})
+      // n picks the loop shape (kernels.cpp): gemv (1, 3), dot tiles (7, 9, 31), gemm (33,
+      // 100: a padded last panel). K: vector tails (37), long rows (2100); out: tails of
+      // every tile width (5, 19, 33, 70).
+      for (auto [n, K, out] : {std::tuple{1, 64, 33}, {3, 37, 5}, {7, 128, 70}, {100, 2100, 19}, {9, 1100, 3},
+                               {31, 40, 25}, {33, 67, 29}})
         check_matmul(dt, n, K, out, (n + K) % 2 == 1);
   }
 }
 
 TEST(Kernels, MatmulBf16DotWithinBf16Error) {
   if (!cpu_has_avx512_bf16()) GTEST_SKIP() << "no avx512_bf16";
-  const int64_t n = 13, K = 300, out = 40;
-  std::mt19937 g(5);
-  std::normal_distribution<float> nd;
-  std::vector<float> x(n * K), wf(out * K);
-  for (auto& v : x) v = nd(g);
-  for (auto& v : wf) v = nd(g);
-  std::vector<uint16_t> wb(wf.size());
-  from_f32(DType::BF16, wf.data(), wb.data(), wf.size());
-  to_f32(DType::BF16, wb.data(), wf.data(), wf.size());
-  // Expected: activations rounded to bf16, exact products, f32-ish sums.
-  std::vector<float> xr(x.size());
-  for (size_t i = 0; i < x.size(); ++i) xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
-  auto ref = ref_matmul(xr, n, K, wf, out, {});
-  auto exact = ref_matmul(x, n, K, wf, out, {});
-  set_matmul_precision(MatmulPrecision::BF16Dot);
-  std::vector<float> y(n * out);
-  matmul(x.data(), n, K, model::Matrix{DType::BF16, wb.data(), out, K}, nullptr, y.data(), out);
-  set_matmul_precision(MatmulPrecision::F32);
-  double maxdiff = 0;
-  for (int64_t i = 0; i < n * out; ++i) {
-    ASSERT_NEAR(y[i], ref[i], 1e-3) << i;
-    maxdiff = std::max(maxdiff, std::abs(y[i] - exact[i]));
+  // gemv shape (n < 32, odd K allowed) and gemm shape (n >= 32, pairs of k) with tails.
+  for (auto [n, K, out] : {std::tuple{1, 300, 40}, {13, 301, 40}, {40, 300, 29}, {70, 64, 13}}) {
+    std::mt19937 g(unsigned(5 + n));
+    std::normal_distribution<float> nd;
+    std::vector<float> x(n * K), wf(out * K);
+    for (auto& v : x) v = nd(g);
+    for (auto& v : wf) v = nd(g);
+    std::vector<uint16_t> wb(wf.size());
+    from_f32(DType::BF16, wf.data(), wb.data(), wf.size());
+    to_f32(DType::BF16, wb.data(), wf.data(), wf.size());
+    // Expected: activations rounded to bf16, exact products, f32-ish sums.
+    std::vector<float> xr(x.size());
+    for (size_t i = 0; i < x.size(); ++i) xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
+    auto ref = ref_matmul(xr, n, K, wf, out, {});
+    auto exact = ref_matmul(x, n, K, wf, out, {});
+    set_matmul_precision(MatmulPrecision::BF16Dot);
+    std::vector<float> y(n * out);
+    matmul(x.data(), n, K, model::Matrix{DType::BF16, wb.data(), out, K}, nullptr, y.data(), out);
+    set_matmul_precision(MatmulPrecision::F32);
+    double maxdiff = 0;
+    for (int64_t i = 0; i < n * out; ++i) {
+      ASSERT_NEAR(y[i], ref[i], 1e-3) << "n=" << n << " K=" << K << " i=" << i;
+      maxdiff = std::max(maxdiff, std::abs(y[i] - exact[i]));
+    }
+    EXPECT_GT(maxdiff, 0.0) << "n=" << n;  // it really rounded the activations
   }
-  EXPECT_GT(maxdiff, 0.0);  // it really rounded the activations
 }
 
 TEST(Kernels, RmsNormSoftmaxSilu) {
