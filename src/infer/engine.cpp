@@ -135,9 +135,10 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
     for (int64_t r = 0; r < n; ++r)
       rmsnorm(w.x.data() + r * H, lw.input_norm.data(), w.xn.data() + r * H, H, c.rms_norm_eps);
     auto bias = [](const model::Linear& lin) { return lin.bias.empty() ? nullptr : lin.bias.data(); };
-    matmul(w.xn.data(), n, H, lw.q.w, bias(lw.q), w.q.data(), QD);
-    matmul(w.xn.data(), n, H, lw.k.w, bias(lw.k), w.k.data(), KVD);
-    matmul(w.xn.data(), n, H, lw.v.w, bias(lw.v), w.v.data(), KVD);
+    const MatmulOut qkv[] = {{&lw.q.w, bias(lw.q), w.q.data(), QD},
+                             {&lw.k.w, bias(lw.k), w.k.data(), KVD},
+                             {&lw.v.w, bias(lw.v), w.v.data(), KVD}};
+    matmul_multi(w.xn.data(), n, H, qkv);
     // RoPE (rotate-half layout) on q and k, then k, v into the cache.
     for (int64_t r = 0; r < n; ++r) {
       const float* cs = w.rope.data() + r * hd;
@@ -180,8 +181,9 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
     // --- MLP block (SwiGLU)
     for (int64_t r = 0; r < n; ++r)
       rmsnorm(w.x.data() + r * H, lw.post_attention_norm.data(), w.xn.data() + r * H, H, c.rms_norm_eps);
-    matmul(w.xn.data(), n, H, lw.gate.w, bias(lw.gate), w.gate.data(), I);
-    matmul(w.xn.data(), n, H, lw.up.w, bias(lw.up), w.up.data(), I);
+    const MatmulOut gate_up[] = {{&lw.gate.w, bias(lw.gate), w.gate.data(), I},
+                                 {&lw.up.w, bias(lw.up), w.up.data(), I}};
+    matmul_multi(w.xn.data(), n, H, gate_up);
 #pragma omp parallel for schedule(static) if (n * I > (int64_t(1) << 16))
     for (int64_t r = 0; r < n; ++r) silu_mul(w.gate.data() + r * I, w.up.data() + r * I, I);
     matmul(w.gate.data(), n, I, lw.down.w, bias(lw.down), w.tmp.data(), H);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -197,14 +198,19 @@ RVEC_T5BF void gemm(const uint16_t* xt, int64_t n, const uint16_t* w, int64_t K,
 // be mostly padding below that. Measured with `rvec bench --batch N` (bench/infer_bench.sh).
 constexpr int64_t kGemvMaxRows = 4, kGemmMinRows = 32;
 
+// Several products of the same x (q/k/v, gate/up) run in one parallel region: one thread
+// wake-up instead of several, x packed once, and each thread takes its share of every
+// weight matrix, so small matrices (k, v) do not leave a thread idle.
 struct Plan {
   const float* x;
-  int64_t n, ldx;
-  const uint8_t* w;
-  int64_t K, out;
-  const float* bias;
-  float* y;
-  int64_t ldy;
+  int64_t n, ldx, K;
+  std::span<const MatmulOut> outs;
+  int threads() const {
+    int64_t rows = 0;
+    for (const auto& o : outs) rows += o.W->rows;
+    // tiny products (tests, toy models): not worth waking threads
+    return n * rows * K < (int64_t(1) << 21) ? 1 : omp_get_max_threads();
+  }
 };
 
 // Splits the output rows over the threads in multiples of `align` (a micro-tile's rows).
@@ -215,33 +221,41 @@ inline std::pair<int64_t, int64_t> thread_rows(int64_t out, int64_t align) {
   return {o0, std::min(out, o0 + per)};
 }
 
-int threads_for(int64_t n, int64_t out, int64_t K) {
-  return n * out * K < (int64_t(1) << 21) ? 1 : omp_get_max_threads();  // tiny: not worth waking threads
+// Calls f(weights, o0, o1, bias, y, ldy) for this thread's rows of every output.
+template <class F>
+void for_my_rows(const Plan& p, int64_t align, F&& f) {
+  for (const auto& o : p.outs) {
+    auto [o0, o1] = thread_rows(o.W->rows, align);
+    if (o0 < o1) f(static_cast<const uint8_t*>(o.W->data), o0, o1, o.bias, o.y, o.ldy);
+  }
+}
+
+// This thread's share [p0, p1) of `count` items.
+inline std::pair<int64_t, int64_t> thread_share(int64_t count) {
+  const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+  const int64_t per = (count + nt - 1) / nt, p0 = std::min(count, t * per);
+  return {p0, std::min(count, p0 + per)};
 }
 
 template <int D>
 void run_f32(CpuIsa isa, const Plan& p) {
   if (isa == CpuIsa::Scalar) {
-#pragma omp parallel num_threads(threads_for(p.n, p.out, p.K))
-    {
-      auto [o0, o1] = thread_rows(p.out, 16);
-      if (o0 < o1) matmul_scalar<D>(p.x, p.n, p.ldx, p.w, p.K, o0, o1, p.bias, p.y, p.ldy);
-    }
+#pragma omp parallel num_threads(p.threads())
+    for_my_rows(p, 16, [&](const uint8_t* w, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
+      matmul_scalar<D>(p.x, p.n, p.ldx, w, p.K, o0, o1, bias, y, ldy);
+    });
     return;
   }
   const bool v512 = isa == CpuIsa::AVX512;
   if (p.n < kGemmMinRows) {
     const bool stream = p.n <= kGemvMaxRows;
-#pragma omp parallel num_threads(threads_for(p.n, p.out, p.K))
-    {
-      auto [o0, o1] = thread_rows(p.out, 16);
-      if (o0 < o1) {
-        if (stream && v512) avx512::gemv<D>(p.x, p.n, p.ldx, p.w, p.K, o0, o1, p.bias, p.y, p.ldy);
-        else if (stream) avx2::gemv<D>(p.x, p.n, p.ldx, p.w, p.K, o0, o1, p.bias, p.y, p.ldy);
-        else if (v512) avx512::dot_tiles<D>(p.x, p.n, p.ldx, p.w, p.K, o0, o1, p.bias, p.y, p.ldy);
-        else avx2::dot_tiles<D>(p.x, p.n, p.ldx, p.w, p.K, o0, o1, p.bias, p.y, p.ldy);
-      }
-    }
+#pragma omp parallel num_threads(p.threads())
+    for_my_rows(p, 16, [&](const uint8_t* w, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
+      if (stream && v512) avx512::gemv<D>(p.x, p.n, p.ldx, w, p.K, o0, o1, bias, y, ldy);
+      else if (stream) avx2::gemv<D>(p.x, p.n, p.ldx, w, p.K, o0, o1, bias, y, ldy);
+      else if (v512) avx512::dot_tiles<D>(p.x, p.n, p.ldx, w, p.K, o0, o1, bias, y, ldy);
+      else avx2::dot_tiles<D>(p.x, p.n, p.ldx, w, p.K, o0, o1, bias, y, ldy);
+    });
     return;
   }
   const int64_t cols = v512 ? avx512::kGemmCols : avx2::kGemmCols, mr = v512 ? avx512::kMR : avx2::kMR;
@@ -249,51 +263,58 @@ void run_f32(CpuIsa isa, const Plan& p) {
   thread_local std::vector<float> xt;  // the caller's; workers get its address
   xt.resize(size_t(panels * cols * p.K));
   float* xtp = xt.data();
-#pragma omp parallel num_threads(threads_for(p.n, p.out, p.K))
+#pragma omp parallel num_threads(p.threads())
   {
-    {
-      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      const int64_t per = (panels + nt - 1) / nt, p0 = std::min(panels, t * per), p1 = std::min(panels, p0 + per);
-      if (v512) avx512::pack_x(p.x, p.n, p.ldx, p.K, p0, p1, xtp);
-      else avx2::pack_x(p.x, p.n, p.ldx, p.K, p0, p1, xtp);
-    }
+    auto [p0, p1] = thread_share(panels);
+    if (v512) avx512::pack_x(p.x, p.n, p.ldx, p.K, p0, p1, xtp);
+    else avx2::pack_x(p.x, p.n, p.ldx, p.K, p0, p1, xtp);
 #pragma omp barrier
     thread_local std::vector<float> wbuf;
     wbuf.resize(size_t(mr * p.K));
-    auto [o0, o1] = thread_rows(p.out, mr);
-    if (o0 < o1) {
-      if (v512) avx512::gemm<D>(xtp, p.n, p.w, p.K, o0, o1, p.bias, p.y, p.ldy, wbuf.data());
-      else avx2::gemm<D>(xtp, p.n, p.w, p.K, o0, o1, p.bias, p.y, p.ldy, wbuf.data());
-    }
+    for_my_rows(p, mr, [&](const uint8_t* w, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
+      if (v512) avx512::gemm<D>(xtp, p.n, w, p.K, o0, o1, bias, y, ldy, wbuf.data());
+      else avx2::gemm<D>(xtp, p.n, w, p.K, o0, o1, bias, y, ldy, wbuf.data());
+    });
   }
 }
 
-// BF16Dot: x rounded to bf16 (gemv: rows of K padded to even; gemm: transposed in pairs).
+// BF16Dot: x rounded to bf16 (gemv: rows; gemm: panels of pairs of k).
 void run_bf16dot(const Plan& p) {
   const int64_t K2 = (p.K + 1) / 2 * 2;
-  const uint16_t* w = reinterpret_cast<const uint16_t*>(p.w);
+  auto u16 = [](const uint8_t* w) { return reinterpret_cast<const uint16_t*>(w); };
   thread_local std::vector<uint16_t> xbuf;  // the caller's; workers get its address
   std::vector<uint16_t>& xb = xbuf;
   if (p.n < kGemmMinRows) {
     xb.assign(size_t(p.n * K2), 0);
     for (int64_t r = 0; r < p.n; ++r) from_f32(DType::BF16, p.x + r * p.ldx, xb.data() + r * K2, size_t(p.K));
-#pragma omp parallel num_threads(threads_for(p.n, p.out, p.K))
-    {
-      auto [o0, o1] = thread_rows(p.out, 16);
-      if (o0 < o1) bf16dot::gemv(xb.data(), p.n, K2, w, p.K, o0, o1, p.bias, p.y, p.ldy);
-    }
+#pragma omp parallel num_threads(p.threads())
+    for_my_rows(p, 16, [&](const uint8_t* w, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
+      bf16dot::gemv(xb.data(), p.n, K2, u16(w), p.K, o0, o1, bias, y, ldy);
+    });
     return;
   }
-  const int64_t cols = bf16dot::kGemmCols, np = (p.n + cols - 1) / cols * cols;
-  xb.assign(size_t(np * p.K), 0);
-  for (int64_t i = 0; i < p.n; ++i) {
-    uint16_t* d = xb.data() + (i / cols) * p.K * cols + (i % cols) * 2;
-    for (int64_t k = 0; k < p.K; ++k) d[(k / 2) * cols * 2 + (k & 1)] = f32_to_bf16(p.x[i * p.ldx + k]);
-  }
-#pragma omp parallel num_threads(threads_for(p.n, p.out, p.K))
+  const int64_t cols = bf16dot::kGemmCols, panels = (p.n + cols - 1) / cols, KP = p.K / 2;
+  xb.resize(size_t(panels * cols * p.K));
+  uint16_t* xbp = xb.data();
+#pragma omp parallel num_threads(p.threads())
   {
-    auto [o0, o1] = thread_rows(p.out, bf16dot::kMR);
-    if (o0 < o1) bf16dot::gemm(xb.data(), p.n, w, p.K, o0, o1, p.bias, p.y, p.ldy);
+    // Pack: row i -> bf16, then its pairs of k to their slots in panel i / cols.
+    auto [p0, p1] = thread_share(panels);
+    thread_local std::vector<uint32_t> row;
+    row.resize(size_t(KP));
+    for (int64_t pn = p0; pn < p1; ++pn)
+      for (int64_t c = 0; c < cols; ++c) {
+        uint32_t* d = reinterpret_cast<uint32_t*>(xbp + pn * p.K * cols) + c;
+        const int64_t i = pn * cols + c;
+        if (i < p.n) from_f32(DType::BF16, p.x + i * p.ldx, row.data(), size_t(p.K));
+        else std::fill(row.begin(), row.end(), 0u);
+        for (int64_t kp = 0; kp < KP; ++kp) d[kp * cols] = row[size_t(kp)];
+      }
+#pragma omp barrier
+    for_my_rows(p, bf16dot::kMR,
+                [&](const uint8_t* w, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
+                  bf16dot::gemm(xbp, p.n, u16(w), p.K, o0, o1, bias, y, ldy);
+                });
   }
 }
 
@@ -316,6 +337,28 @@ RVEC_T5 void axpy_avx512(float s, const float* x, float* y, int64_t n) {
   for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(sv, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
   for (; i < n; ++i) y[i] += s * x[i];
 }
+// exp(x) for the SiLU: x = n ln2 + r (Cody-Waite, |r| <= ln2/2), e^r by its degree-7
+// Taylor polynomial (truncation < 1e-8 relative), times 2^n; within ~2 ulp of std::exp.
+RVEC_T5 inline __m512 exp_avx512(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.f / 5040);
+  for (float c : {1.f / 720, 1.f / 120, 1.f / 24, 1.f / 6, 0.5f, 1.f, 1.f}) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+  return _mm512_scalef_ps(p, n);
+}
+RVEC_T5 void silu_mul_avx512(float* g, const float* u, int64_t n) {
+  int64_t i = 0;
+  const __m512 one = _mm512_set1_ps(1.f);
+  for (; i + 16 <= n; i += 16) {
+    const __m512 gv = _mm512_loadu_ps(g + i);
+    const __m512 e = exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+    _mm512_storeu_ps(g + i, _mm512_mul_ps(_mm512_div_ps(gv, _mm512_add_ps(one, e)), _mm512_loadu_ps(u + i)));
+  }
+  for (; i < n; ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+}
 RVEC_T2 float dot_avx2(const float* a, const float* b, int64_t n) {
   __m256 acc = _mm256_setzero_ps();
   int64_t i = 0;
@@ -336,23 +379,33 @@ RVEC_T2 void axpy_avx2(float s, const float* x, float* y, int64_t n) {
 void set_matmul_precision(MatmulPrecision p) { g_precision.store(int(p)); }
 MatmulPrecision matmul_precision() { return MatmulPrecision(g_precision.load()); }
 
-void matmul(const float* x, int64_t n, int64_t ldx, const model::Matrix& W, const float* bias, float* y,
-            int64_t ldy) {
-  if (n <= 0 || W.rows <= 0) return;
-  const Plan p{x, n, ldx, static_cast<const uint8_t*>(W.data), W.cols, W.rows, bias, y, ldy};
-  const CpuIsa isa = cpu_isa();
-  // BF16Dot needs an even K only for the gemm shape's pairs of k; rows are padded.
-  if (matmul_precision() == MatmulPrecision::BF16Dot && W.dtype == DType::BF16 && cpu_has_avx512_bf16() &&
-      (W.cols % 2 == 0 || n < kGemmMinRows)) {
+void matmul_multi(const float* x, int64_t n, int64_t ldx, std::span<const MatmulOut> outs) {
+  if (n <= 0 || outs.empty()) return;
+  const model::Matrix& W0 = *outs[0].W;
+  for (const auto& o : outs)
+    if (o.W->cols != W0.cols || o.W->dtype != W0.dtype)
+      fail("matmul_multi: weights differ in shape or dtype ({} vs {} columns)", o.W->cols, W0.cols);
+  const Plan p{x, n, ldx, W0.cols, outs};
+  // BF16Dot needs an even K only for the gemm shape's pairs of k.
+  if (matmul_precision() == MatmulPrecision::BF16Dot && W0.dtype == DType::BF16 && cpu_has_avx512_bf16() &&
+      (W0.cols % 2 == 0 || n < kGemmMinRows)) {
     run_bf16dot(p);
     return;
   }
-  switch (W.dtype) {
+  const CpuIsa isa = cpu_isa();
+  switch (W0.dtype) {
     case DType::F32: run_f32<0>(isa, p); break;
     case DType::BF16: run_f32<1>(isa, p); break;
     case DType::F16: run_f32<2>(isa, p); break;
-    default: fail("matmul: unsupported weight dtype {}", dtype_name(W.dtype));
+    default: fail("matmul: unsupported weight dtype {}", dtype_name(W0.dtype));
   }
+}
+
+void matmul(const float* x, int64_t n, int64_t ldx, const model::Matrix& W, const float* bias, float* y,
+            int64_t ldy) {
+  if (W.rows <= 0) return;
+  const MatmulOut o{&W, bias, y, ldy};
+  matmul_multi(x, n, ldx, {&o, 1});
 }
 
 void rmsnorm(const float* x, const float* w, float* y, int64_t n, double eps) {
@@ -388,6 +441,7 @@ void scale(float* x, float a, int64_t n) {
 }
 
 void silu_mul(float* g, const float* u, int64_t n) {
+  if (cpu_isa() == CpuIsa::AVX512) return silu_mul_avx512(g, u, n);
   for (int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
 }
 

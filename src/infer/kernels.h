@@ -6,6 +6,7 @@
 // rounds the activations to bf16 and uses vdpbf16ps dot products (~1e-2 relative).
 #pragma once
 #include <cstdint>
+#include <span>
 
 #include "model/weights.h"
 
@@ -22,6 +23,16 @@ MatmulPrecision matmul_precision();
 // Parallel over output rows with OpenMP; blocked over K and rows of x for large n.
 void matmul(const float* x, int64_t n, int64_t ldx, const model::Matrix& W, const float* bias, float* y,
             int64_t ldy);
+
+// Several products of the same x (e.g. the q, k, v projections) in one parallel region;
+// all W have the same columns and dtype. Same results as separate matmul calls.
+struct MatmulOut {
+  const model::Matrix* W;
+  const float* bias;  // may be null
+  float* y;
+  int64_t ldy;
+};
+void matmul_multi(const float* x, int64_t n, int64_t ldx, std::span<const MatmulOut> outs);
 
 // y = x / sqrt(mean(x^2) + eps) * w over n elements (sum of squares in double).
 void rmsnorm(const float* x, const float* w, float* y, int64_t n, double eps);

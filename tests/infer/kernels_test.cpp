@@ -134,3 +134,66 @@ TEST(Kernels, DotAxpyAllIsas) {
     for (int i = 0; i < 37; ++i) EXPECT_FLOAT_EQ(yy[i], 1 + 2 * a[i]);
   }
 }
+
+TEST(Kernels, SiluMulAllIsasMatchesDoubleReference) {
+  IsaGuard guard;
+  // -100..100 in uneven steps (vector body and scalar tail), incl. exp over/underflow range.
+  std::vector<float> g0, u;
+  for (int i = 0; i < 1001; ++i) {
+    g0.push_back(-100.f + 0.2f * float(i) + 0.013f);
+    u.push_back(1.f + 0.001f * float(i % 7));
+  }
+  for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
+    set_cpu_isa_for_testing(isa);
+    std::vector<float> g = g0;
+    silu_mul(g.data(), u.data(), int64_t(g.size()));
+    for (size_t i = 0; i < g.size(); ++i) {
+      const double x = g0[i], want = x / (1 + std::exp(-x)) * double(u[i]);
+      ASSERT_NEAR(g[i], want, 4e-7 * std::abs(want) + 1e-30) << "x=" << x << " isa=" << cpu_isa_name(isa);
+    }
+  }
+}
+
+TEST(Kernels, MatmulMultiEqualsSeparateProducts) {
+  IsaGuard guard;
+  const int64_t K = 96;
+  std::mt19937 g(11);
+  std::normal_distribution<float> nd;
+  // q/k/v-like: different row counts, biases on two of them; big enough to use threads.
+  std::vector<int64_t> rows{640, 128, 36};
+  std::vector<std::vector<uint16_t>> w(3);
+  std::vector<std::vector<float>> bias(3);
+  for (int m = 0; m < 3; ++m) {
+    std::vector<float> f(rows[m] * K);
+    for (auto& v : f) v = nd(g);
+    w[m].resize(f.size());
+    from_f32(DType::BF16, f.data(), w[m].data(), f.size());
+    if (m < 2)
+      for (int64_t o = 0; o < rows[m]; ++o) bias[m].push_back(nd(g));
+  }
+  for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
+    set_cpu_isa_for_testing(isa);
+    for (int64_t n : {1, 6, 40}) {
+      std::vector<float> x(n * K);
+      for (auto& v : x) v = nd(g);
+      std::vector<model::Matrix> W;
+      std::vector<std::vector<float>> sep(3), multi(3);
+      std::vector<MatmulOut> outs;
+      for (int m = 0; m < 3; ++m) W.push_back({DType::BF16, w[m].data(), rows[m], K});
+      for (int m = 0; m < 3; ++m) {
+        sep[m].assign(n * rows[m], 0.f);
+        multi[m].assign(n * rows[m], -1.f);
+        const float* b = bias[m].empty() ? nullptr : bias[m].data();
+        matmul(x.data(), n, K, W[m], b, sep[m].data(), rows[m]);
+        outs.push_back({&W[m], b, multi[m].data(), rows[m]});
+      }
+      matmul_multi(x.data(), n, K, outs);
+      for (int m = 0; m < 3; ++m) EXPECT_EQ(multi[m], sep[m]) << "isa=" << cpu_isa_name(isa) << " n=" << n << " m=" << m;
+    }
+  }
+  // Weights of different dtypes or widths cannot share one packing of x.
+  model::Matrix a{DType::BF16, w[0].data(), rows[0], K}, b{DType::F32, w[0].data(), 1, K / 2};
+  std::vector<float> x(K), y(rows[0]), y2(1);
+  const MatmulOut bad[] = {{&a, nullptr, y.data(), rows[0]}, {&b, nullptr, y2.data(), 1}};
+  EXPECT_THROW(matmul_multi(x.data(), 1, K, bad), std::exception);
+}
