@@ -1,7 +1,5 @@
 #include "arith/engine.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -12,6 +10,7 @@
 #include <set>
 
 #include "arith/kernels.h"
+#include "arith/pipeline.h"
 #include "arith/regex.h"
 #include "core/atomic_output.h"
 #include "core/error.h"
@@ -28,8 +27,8 @@ namespace {
 
 constexpr const char* kEmbed = "model.embed_tokens.weight";
 constexpr const char* kHead = "lm_head.weight";
-constexpr size_t kBlock = size_t(4) << 20;  // elements per block written at once (16 MB of f32)
-constexpr size_t kSub = size_t(64) << 10;   // elements per parallel work item
+constexpr size_t kItem = size_t(128) << 10;  // elements per pipeline item (256 KB of bf16 output)
+constexpr size_t kSub = size_t(2) << 10;     // elements converted at once inside an item (L1-resident)
 
 bool is_vocab_tensor(const std::string& n) { return n == kEmbed || n == kHead; }
 bool computable(DType t) { return is_arith_dtype(t) || t == DType::F64; }
@@ -135,67 +134,186 @@ struct Decision {
   bool lossless = true;
 };
 
-Decision decide_lossless(const Plan& p, const Term& tuned, const Term& base) {
+// Drops the pages of elements [lo, hi) of a tensor (at byte offset file_off, es bytes per
+// element) from this process's working set once they are consumed, keeping RSS bounded.
+// Called in item order by the consuming thread, it also drops the 4 MB before lo: pages
+// there can be mapped again after their own item by a worker's fault on a later item
+// (fault-around and large folios map up to the faulting address's 2 MB-aligned region).
+void drop_consumed(const io::MappedFile& f, uint64_t file_off, size_t es, uint64_t lo, uint64_t hi) {
+  constexpr uint64_t kBack = uint64_t(4) << 20;
+  if (hi <= lo) return;
+  const uint64_t b = file_off + lo * es, e = file_off + hi * es;
+  const uint64_t start = b > kBack ? b - kBack : 0;
+  f.advise_dontneed(size_t(start), size_t(e - start));
+}
+
+// Flags of one chunk of the lossless check.
+struct LosslessChunk {
+  bool bf16_bad = false, f32_bad = false, f64_bad = false;
+};
+
+LosslessChunk check_lossless_chunk(const Term& tuned, const Term& base, size_t off, size_t len, bool bf16_ok,
+                                   bool f32_ok, bool f64_ok, float* a, float* b, float* v, uint8_t* enc) {
+  const DType td = tuned.t->dtype, bd = base.t->dtype;
+  const size_t es = dtype_size(td);
+  LosslessChunk r;
+  bool chunk_f32 = false;
+  if (f32_ok) {
+    to_f32(td, tuned.t->data + off * es, a, len);
+    to_f32(bd, base.t->data + off * es, b, len);
+    sub_into(v, a, b, len);
+    if (bf16_ok && !bf16_exact(v, len)) r.bf16_bad = true;
+    add_into(a, b, v, len);  // base + v, rounded back to the tuned dtype below
+    from_f32(td, a, enc, len);
+    if (std::memcmp(enc, tuned.t->data + off * es, len * es) != 0)
+      r.f32_bad = true;
+    else
+      chunk_f32 = true;
+  }
+  // Exact in double (almost always): v = t - b in f64, base + v rounded back. Only
+  // needed where the f32 round trip failed (an exact f32 round trip implies this one).
+  if (f64_ok && !chunk_f32) {
+    uint8_t e8[8];
+    for (size_t i = off; i < off + len; ++i) {
+      double t = load_f64(td, tuned.t->data, i), bb = load_f64(bd, base.t->data, i);
+      store_from_f64(td, float(bb + (t - bb)), e8, 0);
+      if (std::memcmp(e8, tuned.t->data + i * es, es) != 0 && !std::isnan(t)) {
+        r.f64_bad = true;
+        break;
+      }
+    }
+  }
+  return r;
+}
+
+Decision decide_lossless(const Plan& p, const Term& tuned, const Term& base, size_t workers) {
   const DType td = tuned.t->dtype, bd = base.t->dtype;
   const uint64_t n = p.common_elems;
   if (td == DType::F64 || bd == DType::F64) return {DType::F64, td == bd};
   if (td != bd) return {DType::F32, false};
   const size_t es = dtype_size(td);
-  bool bf16_ok = true, f32_ok = true, f64_ok = true;
-  // Block by block (pages of a finished block are dropped from this process's working
-  // set, keeping RSS bounded); sub-chunks of a block in parallel.
-  for (uint64_t b0 = 0; b0 < n; b0 += kBlock) {
-    const uint64_t b1 = std::min<uint64_t>(n, b0 + kBlock);
-    const int64_t nsub = int64_t((b1 - b0 + kSub - 1) / kSub);
-    int bf_bad = 0, f32_bad = 0, f64_bad = 0;
-#pragma omp parallel if (nsub > 1) reduction(+ : bf_bad, f32_bad, f64_bad)
-    {
-      std::vector<float> a(kSub), b(kSub), v(kSub), r(kSub);
-      std::vector<uint8_t> enc(kSub * 4);
-#pragma omp for schedule(dynamic)
-      for (int64_t s = 0; s < nsub; ++s) {
-        const size_t off = size_t(b0) + size_t(s) * kSub, len = std::min<size_t>(kSub, b1 - off);
-        bool chunk_f32 = false;
-        if (f32_ok) {
-          to_f32(td, tuned.t->data + off * es, a.data(), len);
-          to_f32(bd, base.t->data + off * es, b.data(), len);
-          for (size_t i = 0; i < len; ++i) v[i] = a[i] - b[i];
-          if (bf16_ok)
-            for (size_t i = 0; i < len; ++i)
-              if (bf16_to_f32(f32_to_bf16(v[i])) != v[i] && !std::isnan(v[i])) {
-                ++bf_bad;
-                break;
-              }
-          for (size_t i = 0; i < len; ++i) r[i] = b[i] + v[i];
-          from_f32(td, r.data(), enc.data(), len);
-          if (std::memcmp(enc.data(), tuned.t->data + off * es, len * es) != 0)
-            ++f32_bad;
-          else
-            chunk_f32 = true;
+  // Flags only go from true to false; a chunk that sees a flag already false skips that
+  // check (the result does not depend on the order chunks run in).
+  std::atomic<bool> bf16_ok{true}, f32_ok{true}, f64_ok{true};
+  const size_t nitems = size_t((n + kItem - 1) / kItem), slots = 2 * workers + 2;
+  std::vector<std::vector<float>> scratch(slots, std::vector<float>(3 * kSub));
+  std::vector<std::vector<uint8_t>> enc(slots, std::vector<uint8_t>(kSub * 4));
+  run_ordered(
+      nitems, workers, slots,
+      [&](size_t it, size_t slot) {
+        const uint64_t i0 = uint64_t(it) * kItem, i1 = std::min<uint64_t>(n, i0 + kItem);
+        float* f = scratch[slot].data();
+        for (uint64_t off = i0; off < i1; off += kSub) {
+          const size_t len = size_t(std::min<uint64_t>(kSub, i1 - off));
+          LosslessChunk c = check_lossless_chunk(tuned, base, size_t(off), len, bf16_ok, f32_ok, f64_ok, f, f + kSub,
+                                                 f + 2 * kSub, enc[slot].data());
+          if (c.bf16_bad) bf16_ok = false;
+          if (c.f32_bad) f32_ok = false;
+          if (c.f64_bad) f64_ok = false;
+          if (!f32_ok && !f64_ok) break;
         }
-        // Exact in double (almost always): v = t - b in f64, base + v rounded back. Only
-        // needed where the f32 round trip failed (an exact f32 round trip implies this one).
-        if (f64_ok && !chunk_f32) {
-          uint8_t e8[8];
-          for (size_t i = off; i < off + len; ++i) {
-            double t = load_f64(td, tuned.t->data, i), bb = load_f64(bd, base.t->data, i);
-            store_from_f64(td, float(bb + (t - bb)), e8, 0);
-            if (std::memcmp(e8, tuned.t->data + i * es, es) != 0 && !std::isnan(t)) {
-              ++f64_bad;
-              break;
-            }
-          }
-        }
-      }
-    }
-    if (bf_bad) bf16_ok = false;
-    if (f32_bad) f32_ok = false;
-    if (f64_bad) f64_ok = false;
-    tuned.file->advise_dontneed(tuned.file_off + b0 * es, (b1 - b0) * es);
-    base.file->advise_dontneed(base.file_off + b0 * es, (b1 - b0) * es);
-  }
+      },
+      [&](size_t it, size_t) {
+        const uint64_t i0 = uint64_t(it) * kItem, i1 = std::min<uint64_t>(n, i0 + kItem);
+        drop_consumed(*tuned.file, tuned.file_off, es, i0, i1);
+        drop_consumed(*base.file, base.file_off, es, i0, i1);
+      });
   if (f32_ok) return {bf16_ok ? DType::BF16 : DType::F32, true};
   return {DType::F64, f64_ok};
+}
+
+// How the write phase computes.
+struct Compute {
+  bool vector_output;  // report the rounding error of the stored dtype
+  bool compat;         // --mergekit-compat: round to compat_dtype after every product and sum
+  DType compat_dtype;
+};
+
+// One pipeline slot: an item's output bytes and statistics, and its f32 scratch.
+struct Slot {
+  std::vector<uint8_t> out;
+  size_t bytes = 0;
+  uint64_t nonfinite = 0;
+  double max_err = 0, sq_err = 0;
+  std::vector<float> acc = std::vector<float>(kSub), tmp = std::vector<float>(kSub), rt = std::vector<float>(kSub);
+};
+
+float round_to(DType t, float x) {
+  uint8_t buf[4];
+  from_f32(t, &x, buf, 1);
+  to_f32(t, buf, &x, 1);
+  return x;
+}
+
+// Computes elements [off, off + len) of p (len <= kSub) into dst, in f64 when the plan says so.
+void compute_chunk(const Plan& p, const Compute& cx, uint64_t off, size_t len, uint8_t* dst, Slot& s) {
+  // Elements [off, off+len) split into the part inside the common rows and the rest.
+  const uint64_t c_end = std::min<uint64_t>(off + len, std::max<uint64_t>(off, p.common_elems));
+  const size_t nc = size_t(c_end - off);
+  if (p.use_f64) {
+    for (size_t i = 0; i < len; ++i) {
+      const uint64_t e = off + i;
+      double a = 0;
+      if (i < nc) {
+        for (const auto& t : p.terms) a += t.coef * load_f64(t.t->dtype, t.t->data, e);
+      } else {
+        a = load_f64(p.target->dtype, p.target->data, e);
+      }
+      if (!std::isfinite(a)) ++s.nonfinite;
+      store_from_f64(p.out.dtype, a, dst, i);
+    }
+    return;
+  }
+  float* acc = s.acc.data();
+  float* tmp = s.tmp.data();
+  if (nc > 0) {
+    bool first = true;
+    for (const auto& t : p.terms) {
+      const size_t es = dtype_size(t.t->dtype);
+      const float c = float(t.coef);
+      if (cx.compat) {
+        to_f32(t.t->dtype, t.t->data + off * es, tmp, nc);
+        const float rc = round_to(cx.compat_dtype, c);
+        for (size_t i = 0; i < nc; ++i) {
+          float x = round_to(cx.compat_dtype, round_to(cx.compat_dtype, tmp[i]) * rc);
+          acc[i] = first ? x : round_to(cx.compat_dtype, acc[i] + x);
+        }
+      } else if (first && c == 1.0f) {
+        to_f32(t.t->dtype, t.t->data + off * es, acc, nc);
+      } else {
+        to_f32(t.t->dtype, t.t->data + off * es, tmp, nc);
+        if (first)
+          scale_into(acc, tmp, c, nc);
+        else
+          axpy(acc, tmp, c, nc);
+      }
+      first = false;
+    }
+    if (first) std::fill(acc, acc + nc, 0.0f);
+  }
+  if (nc < len) {
+    const size_t es = dtype_size(p.target->dtype);
+    to_f32(p.target->dtype, p.target->data + c_end * es, acc + nc, len - nc);
+  }
+  s.nonfinite += count_nonfinite(acc, len);
+  from_f32(p.out.dtype, acc, dst, len);
+  if (cx.vector_output && p.out.dtype != DType::F32) {
+    to_f32(p.out.dtype, dst, s.rt.data(), len);
+    round_error(s.rt.data(), acc, len, s.max_err, s.sq_err);
+  }
+}
+
+// Computes the elements [b0, b1) of a plan into the slot.
+void compute_item(const Plan& p, const Compute& cx, uint64_t b0, uint64_t b1, Slot& s) {
+  const size_t osz = dtype_size(p.out.dtype);
+  s.bytes = size_t(b1 - b0) * osz;
+  if (s.out.size() < s.bytes) s.out.resize(s.bytes);
+  s.nonfinite = 0;
+  s.max_err = s.sq_err = 0;
+  for (uint64_t off = b0; off < b1; off += kSub) {
+    const size_t len = size_t(std::min<uint64_t>(kSub, b1 - off));
+    compute_chunk(p, cx, off, len, s.out.data() + (off - b0) * osz, s);
+  }
 }
 
 }  // namespace
@@ -344,6 +462,7 @@ Report run(const Job& job, const Options& opts) {
     }
     std::erase_if(p.terms, [](const Term& t) { return t.coef == 0.0; });
   }
+  const size_t workers = arith_threads();
   std::vector<Decision> decisions(plans.size());
   if (job.extract_lossless && !opts.out_dtype) {
     Progress pr("checking", plans.size(), "tensors", opts.quiet);
@@ -356,7 +475,7 @@ Report run(const Job& job, const Options& opts) {
       const Term* ba = nullptr;
       for (auto& t : p.terms) (t.input == 0 ? tu : ba) = &t;
       if (tu && ba && tu->coef == 1.0 && ba->coef == -1.0) {
-        decisions[k] = decide_lossless(p, *tu, *ba);
+        decisions[k] = decide_lossless(p, *tu, *ba, workers);
       } else {
         decisions[k] = {p.target->dtype == DType::F64 ? DType::F64 : DType::F32, false};
         if (p.terms.empty()) decisions[k].dtype = DType::BF16;  // excluded: a zero tensor
@@ -380,132 +499,74 @@ Report run(const Job& job, const Options& opts) {
     for (auto& x : in) hashes.push_back(std::async(std::launch::async, [p = x.path] { return io::describe_input(p); }));
 
   // ---- write ----
+  // Items of up to kItem elements are computed by `workers` threads into per-slot buffers
+  // and written in order by this thread (straight from the slot buffer, no copy).
   AtomicDir outdir(opts.out, opts.force);
   std::vector<io::TensorSpec> specs;
   for (auto& p : plans) specs.push_back(p.out);
-  io::SafetensorsWriter w(outdir.tmp(), specs, opts.shard_size);
-  const bool compat = opts.mergekit_compat;
-  const DType cdt = job.compat_dtype;
-  auto round_c = [&](float x) {
-    float y = x;
-    uint8_t buf[4];
-    from_f32(cdt, &y, buf, 1);
-    to_f32(cdt, buf, &y, 1);
-    return y;
-  };
+  io::SafetensorsWriter w(outdir.tmp(), specs, opts.shard_size, io::SafetensorsWriter::Mode::Synchronous);
+  const Compute cx{job.vector_output, opts.mergekit_compat, job.compat_dtype};
 
-  Progress prog(job.operation, w.total_size(), "B", opts.quiet);
-  Progress* bar = &prog;
-  const int nthreads = omp_get_max_threads();
-  const size_t nt = static_cast<size_t>(nthreads);
-  std::vector<std::vector<float>> acc_buf(nt, std::vector<float>(kSub)), tmp_buf(nt, std::vector<float>(kSub)),
-      rt_buf(nt, std::vector<float>(kSub));
-  std::vector<uint8_t> out_buf;
+  struct Item {
+    size_t plan;
+    uint64_t b0, b1;
+  };
+  std::vector<Item> items;
   for (size_t k = 0; k < plans.size(); ++k) {
-    const Plan& p = plans[k];
-    TensorReport tr;
-    tr.name = p.out.name;
-    tr.dtype = p.out.dtype;
-    tr.lossless = decisions[k].lossless;
-    const uint64_t n = p.out.numel();
-    const size_t osz = dtype_size(p.out.dtype);
-    if (p.copy_only) {
-      w.append(p.target->data, p.target->nbytes());
-      bar->add(p.target->nbytes());
-      rep.tensors.push_back(tr);
-      continue;
-    }
-    double max_err = 0, sq_err = 0;
-    uint64_t nonfinite = 0;
-    for (uint64_t b0 = 0; b0 < n; b0 += kBlock) {
-      const uint64_t b1 = std::min<uint64_t>(n, b0 + kBlock);
-      out_buf.resize(size_t(b1 - b0) * osz);
-      const int64_t nsub = int64_t((b1 - b0 + kSub - 1) / kSub);
-      uint64_t nf = 0;
-      double merr = 0, serr = 0;
-#pragma omp parallel for schedule(dynamic) if (nsub > 1) reduction(+ : nf, serr) reduction(max : merr)
-      for (int64_t s = 0; s < nsub; ++s) {
-        const int tid = omp_get_thread_num();
-        float* acc = acc_buf[size_t(tid)].data();
-        float* tmp = tmp_buf[size_t(tid)].data();
-        const uint64_t off = b0 + uint64_t(s) * kSub, len = std::min<uint64_t>(kSub, b1 - off);
-        uint8_t* dst = out_buf.data() + (off - b0) * osz;
-        // Elements [off, off+len) split into the part inside the common rows and the rest.
-        const uint64_t c_end = std::min<uint64_t>(off + len, std::max<uint64_t>(off, p.common_elems));
-        const uint64_t nc = c_end - off;
-        if (p.use_f64) {
-          for (uint64_t i = 0; i < len; ++i) {
-            const uint64_t e = off + i;
-            double a = 0;
-            if (i < nc) {
-              for (const auto& t : p.terms) a += t.coef * load_f64(t.t->dtype, t.t->data, e);
-            } else {
-              a = load_f64(p.target->dtype, p.target->data, e);
-            }
-            if (!std::isfinite(a)) ++nf;
-            store_from_f64(p.out.dtype, a, dst, i);
-          }
-          continue;
-        }
-        if (nc > 0) {
-          bool first = true;
-          for (const auto& t : p.terms) {
-            const size_t es = dtype_size(t.t->dtype);
-            const float c = float(t.coef);
-            if (compat) {
-              to_f32(t.t->dtype, t.t->data + off * es, tmp, nc);
-              for (uint64_t i = 0; i < nc; ++i) {
-                float x = round_c(round_c(tmp[i]) * round_c(c));
-                acc[i] = first ? x : round_c(acc[i] + x);
-              }
-            } else if (first && c == 1.0f) {
-              to_f32(t.t->dtype, t.t->data + off * es, acc, nc);
-            } else {
-              to_f32(t.t->dtype, t.t->data + off * es, tmp, nc);
-              if (first)
-                scale_into(acc, tmp, c, nc);
-              else
-                axpy(acc, tmp, c, nc);
-            }
-            first = false;
-          }
-          if (first) std::fill(acc, acc + nc, 0.0f);
-        }
-        if (nc < len) {
-          const size_t es = dtype_size(p.target->dtype);
-          to_f32(p.target->dtype, p.target->data + c_end * es, acc + nc, len - nc);
-        }
-        nf += count_nonfinite(acc, len);
-        from_f32(p.out.dtype, acc, dst, len);
-        if (job.vector_output && p.out.dtype != DType::F32) {
-          float* rt = rt_buf[size_t(tid)].data();
-          to_f32(p.out.dtype, dst, rt, len);
-          for (uint64_t i = 0; i < len; ++i) {
-            double d = std::fabs(double(rt[i]) - double(acc[i]));
-            if (std::isfinite(d)) {
-              merr = std::max(merr, d);
-              serr += d * d;
-            }
-          }
-        }
-      }
-      nonfinite += nf;
-      max_err = std::max(max_err, merr);
-      sq_err += serr;
-      w.append(out_buf.data(), out_buf.size());
-      for (const auto& t : p.terms) {
-        const size_t es = dtype_size(t.t->dtype);
-        const uint64_t lo = std::min<uint64_t>(b0, p.common_elems), hi = std::min<uint64_t>(b1, p.common_elems);
-        if (hi > lo) t.file->advise_dontneed(t.file_off + lo * es, (hi - lo) * es);
-      }
-      bar->add(out_buf.size());
-    }
-    tr.nonfinite = nonfinite;
-    tr.max_round_err = max_err;
-    tr.rms_round_err = n ? std::sqrt(sq_err / double(n)) : 0;
-    rep.nonfinite += nonfinite;
-    rep.tensors.push_back(tr);
+    const uint64_t n = plans[k].copy_only ? plans[k].target->numel() : plans[k].out.numel();
+    for (uint64_t b0 = 0; b0 < n; b0 += kItem) items.push_back({k, b0, std::min<uint64_t>(n, b0 + kItem)});
+    if (n == 0) items.push_back({k, 0, 0});
   }
+  const size_t slots = 2 * workers + 2;
+  std::vector<Slot> slot(slots);
+  Progress prog(job.operation, w.total_size(), "B", opts.quiet);
+  TensorReport tr;
+  double sq_err = 0;
+  run_ordered(
+      items.size(), workers, slots,
+      [&](size_t it, size_t si) {
+        const Item& item = items[it];
+        const Plan& p = plans[item.plan];
+        if (p.copy_only) return;  // written straight from the input's mapping
+        compute_item(p, cx, item.b0, item.b1, slot[si]);
+      },
+      [&](size_t it, size_t si) {
+        const Item& item = items[it];
+        const Plan& p = plans[item.plan];
+        if (item.b0 == 0) {
+          tr = TensorReport{};
+          tr.name = p.out.name;
+          tr.dtype = p.out.dtype;
+          tr.lossless = decisions[item.plan].lossless;
+          sq_err = 0;
+        }
+        const io::MappedFile& tfile = tgt.dir->file_of(p.target->name).mapped();
+        const uint64_t toff = uint64_t(p.target->data - tfile.data());
+        const size_t tes = dtype_size(p.target->dtype);
+        if (p.copy_only) {
+          w.append(p.target->data + item.b0 * tes, size_t(item.b1 - item.b0) * tes);
+          prog.add((item.b1 - item.b0) * tes);
+        } else {
+          const Slot& s = slot[si];
+          w.append(s.out.data(), s.bytes);
+          prog.add(s.bytes);
+          tr.nonfinite += s.nonfinite;
+          tr.max_round_err = std::max(tr.max_round_err, s.max_err);
+          sq_err += s.sq_err;
+          for (const auto& t : p.terms)
+            drop_consumed(*t.file, t.file_off, dtype_size(t.t->dtype), std::min(item.b0, p.common_elems),
+                          std::min(item.b1, p.common_elems));
+        }
+        // Copied tensors and the target's rows beyond the common ones are read from the target.
+        const uint64_t own = p.copy_only ? item.b0 : std::max(item.b0, p.common_elems);
+        drop_consumed(tfile, toff, tes, own, item.b1);
+        const uint64_t n = p.copy_only ? p.target->numel() : p.out.numel();
+        if (item.b1 == n) {
+          tr.rms_round_err = n ? std::sqrt(sq_err / double(n)) : 0;
+          rep.nonfinite += tr.nonfinite;
+          rep.tensors.push_back(tr);
+        }
+      });
   w.finish();
   prog.finish();
   rep.bytes_written = w.total_size();

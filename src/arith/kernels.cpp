@@ -1,5 +1,7 @@
 #include "arith/kernels.h"
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 
@@ -38,6 +40,48 @@ __attribute__((target("avx2"))) uint64_t nonfinite_avx2(const float* x, size_t n
   return cnt;
 }
 
+__attribute__((target("avx2"))) bool bf16_exact_avx2(const float* x, size_t n) {
+  const __m256i low = _mm256_set1_epi32(0xffff), absmask = _mm256_set1_epi32(0x7fffffff);
+  const __m256i inf = _mm256_set1_epi32(0x7f800000);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
+    __m256i inexact = _mm256_xor_si256(_mm256_cmpeq_epi32(_mm256_and_si256(u, low), _mm256_setzero_si256()),
+                                       _mm256_set1_epi32(-1));
+    __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, absmask), inf);
+    if (!_mm256_testz_si256(inexact, _mm256_xor_si256(nan, _mm256_set1_epi32(-1)))) return false;
+  }
+  for (; i < n; ++i)
+    if (!std::isnan(x[i]) && (std::bit_cast<uint32_t>(x[i]) & 0xffffu)) return false;
+  return true;
+}
+
+__attribute__((target("avx2"))) void round_error_avx2(const float* st, const float* ex, size_t n, double& max_err,
+                                                      double lanes[4]) {
+  const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
+  const __m256d inf = _mm256_set1_pd(INFINITY);
+  __m256d mx = _mm256_set1_pd(max_err), sq = _mm256_loadu_pd(lanes);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    __m256d d = _mm256_and_pd(_mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(st + i)), _mm256_cvtps_pd(_mm_loadu_ps(ex + i))),
+                              absmask);
+    d = _mm256_and_pd(d, _mm256_cmp_pd(d, inf, _CMP_LT_OQ));  // non-finite (inf, NaN) -> 0
+    mx = _mm256_max_pd(mx, d);
+    sq = _mm256_add_pd(sq, _mm256_mul_pd(d, d));
+  }
+  double m[4];
+  _mm256_storeu_pd(m, mx);
+  _mm256_storeu_pd(lanes, sq);
+  for (double v : m) max_err = std::max(max_err, v);
+  for (; i < n; ++i) {
+    const double d = std::fabs(double(st[i]) - double(ex[i]));
+    if (d < INFINITY) {
+      max_err = std::max(max_err, d);
+      lanes[i % 4] += d * d;
+    }
+  }
+}
+
 }  // namespace
 
 // The scalar paths use fma too so that every ISA gives identical results.
@@ -56,6 +100,38 @@ uint64_t count_nonfinite(const float* x, size_t n) {
   uint64_t c = 0;
   for (size_t i = 0; i < n; ++i) c += !std::isfinite(x[i]);
   return c;
+}
+
+// Plain loops: the compiler vectorises them for the baseline ISA, and IEEE add/sub give
+// the same result at any width.
+void sub_into(float* d, const float* a, const float* b, size_t n) {
+  for (size_t i = 0; i < n; ++i) d[i] = a[i] - b[i];
+}
+void add_into(float* d, const float* a, const float* b, size_t n) {
+  for (size_t i = 0; i < n; ++i) d[i] = a[i] + b[i];
+}
+
+bool bf16_exact(const float* x, size_t n) {
+  if (cpu_isa() >= CpuIsa::AVX2) return bf16_exact_avx2(x, n);
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isnan(x[i]) && (std::bit_cast<uint32_t>(x[i]) & 0xffffu)) return false;
+  return true;
+}
+
+void round_error(const float* stored, const float* exact, size_t n, double& max_err, double& sq_err) {
+  double lanes[4] = {0, 0, 0, 0};
+  if (cpu_isa() >= CpuIsa::AVX2) {
+    round_error_avx2(stored, exact, n, max_err, lanes);
+  } else {
+    for (size_t i = 0; i < n; ++i) {
+      const double d = std::fabs(double(stored[i]) - double(exact[i]));
+      if (d < INFINITY) {
+        max_err = std::max(max_err, d);
+        lanes[i % 4] += d * d;
+      }
+    }
+  }
+  sq_err += (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
 }
 
 }  // namespace rvec::arith

@@ -38,8 +38,9 @@ std::string safetensors_header(const std::vector<TensorSpec>& tensors) {
   return out + js;
 }
 
-SafetensorsWriter::SafetensorsWriter(const fs::path& dir, std::vector<TensorSpec> tensors, uint64_t shard_size)
-    : dir_(dir), tensors_(std::move(tensors)), buf_(size_t(8) << 20) {
+SafetensorsWriter::SafetensorsWriter(const fs::path& dir, std::vector<TensorSpec> tensors, uint64_t shard_size,
+                                     Mode mode)
+    : dir_(dir), tensors_(std::move(tensors)), buf_(size_t(8) << 20), sync_(mode == Mode::Synchronous) {
   if (shard_size == 0) fail("shard size must be positive");
   {
     std::map<std::string, int> seen;
@@ -72,11 +73,15 @@ SafetensorsWriter::SafetensorsWriter(const fs::path& dir, std::vector<TensorSpec
   }
 }
 
-SafetensorsWriter::~SafetensorsWriter() { stop_thread(); }
+SafetensorsWriter::~SafetensorsWriter() {
+  stop_thread();
+  if (fd_ >= 0) ::close(fd_);
+}
 
 namespace {
 constexpr size_t kBufBytes = size_t(8) << 20;
 constexpr size_t kMaxQueued = 3;
+constexpr size_t kDirectBytes = size_t(64) << 10;  // synchronous mode: written without a copy
 }  // namespace
 
 void SafetensorsWriter::stop_thread() {
@@ -100,6 +105,10 @@ void SafetensorsWriter::check_error() {
 }
 
 void SafetensorsWriter::push(IoJob j) {
+  if (sync_) {
+    run_job(j);
+    return;
+  }
   if (!th_.joinable()) th_ = std::thread([this] { io_loop(); });
   std::unique_lock<std::mutex> l(mu_);
   cv_.wait(l, [&] { return q_.size() < kMaxQueued || err_; });
@@ -126,9 +135,26 @@ void SafetensorsWriter::write_all(int fd, size_t shard, const void* p, size_t n)
   }
 }
 
+void SafetensorsWriter::run_job(IoJob& j) {
+  if (j.kind == IoJob::Open || j.kind == IoJob::Close) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  if (j.kind == IoJob::Open) {
+    io_shard_ = j.shard;
+    fs::path p = dir_ / files_[io_shard_];
+    fd_ = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) fail("cannot create {}: {}", p.string(), std::strerror(errno));
+    std::vector<TensorSpec> ts;
+    for (size_t i : shards_[io_shard_]) ts.push_back(tensors_[i]);
+    std::string h = safetensors_header(ts);
+    write_all(fd_, io_shard_, h.data(), h.size());
+  } else if (j.kind == IoJob::Data) {
+    write_all(fd_, io_shard_, j.data.data(), j.data.size());
+  }
+}
+
 void SafetensorsWriter::io_loop() {
-  int fd = -1;
-  size_t shard = 0;
   bool failed = false;
   for (;;) {
     IoJob j;
@@ -141,22 +167,7 @@ void SafetensorsWriter::io_loop() {
     cv_.notify_all();
     if (!failed) {
       try {
-        if (j.kind == IoJob::Open || j.kind == IoJob::Close) {
-          if (fd >= 0) ::close(fd);
-          fd = -1;
-        }
-        if (j.kind == IoJob::Open) {
-          shard = j.shard;
-          fs::path p = dir_ / files_[shard];
-          fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-          if (fd < 0) fail("cannot create {}: {}", p.string(), std::strerror(errno));
-          std::vector<TensorSpec> ts;
-          for (size_t i : shards_[shard]) ts.push_back(tensors_[i]);
-          std::string h = safetensors_header(ts);
-          write_all(fd, shard, h.data(), h.size());
-        } else if (j.kind == IoJob::Data) {
-          write_all(fd, shard, j.data.data(), j.data.size());
-        }
+        run_job(j);
       } catch (...) {
         failed = true;
         std::lock_guard<std::mutex> l(mu_);
@@ -169,8 +180,8 @@ void SafetensorsWriter::io_loop() {
     }
     cv_.notify_all();
     if (j.kind == IoJob::Close) {
-      if (fd >= 0) ::close(fd);
-      fd = -1;
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = -1;
       std::lock_guard<std::mutex> l(mu_);
       if (stop_) return;
     }
@@ -179,6 +190,11 @@ void SafetensorsWriter::io_loop() {
 
 void SafetensorsWriter::flush() {
   if (!buf_used_) return;
+  if (sync_) {
+    write_all(fd_, io_shard_, buf_.data(), buf_used_);
+    buf_used_ = 0;
+    return;
+  }
   buf_.resize(buf_used_);
   std::vector<char> next;
   {
@@ -213,6 +229,11 @@ void SafetensorsWriter::append(const void* data, size_t n) {
          remaining_in_current());
   const char* c = static_cast<const char*>(data);
   size_t left = n;
+  if (sync_ && n >= kDirectBytes) {
+    flush();
+    write_all(fd_, io_shard_, c, n);
+    left = 0;
+  }
   while (left > 0) {
     size_t k = std::min(left, buf_.size() - buf_used_);
     std::memcpy(buf_.data() + buf_used_, c, k);
@@ -239,6 +260,11 @@ void SafetensorsWriter::finish() {
   flush();
   stop_thread();
   check_error();
+  if (fd_ >= 0) {
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) fail("cannot close {}: {}", (dir_ / files_[io_shard_]).string(), std::strerror(errno));
+  }
   if (files_.size() > 1) {
     json idx;
     idx["metadata"] = {{"total_size", total_}};

@@ -6,9 +6,11 @@
 // model.safetensors, several as model-0000i-of-0000K.safetensors plus
 // model.safetensors.index.json ({"metadata": {"total_size"}, "weight_map"}).
 // Header metadata is {"format": "pt"}; headers are space-padded to 8 bytes as HF does.
-// The write() calls run on a background thread (a queue of a few 8 MB buffers), so
-// computing the next chunk overlaps writing the previous one; I/O errors surface on
-// the next append() or in finish().
+// Background mode (default): the write() calls run on a background thread (a queue of a
+// few 8 MB buffers), so computing the next chunk overlaps writing the previous one; I/O
+// errors surface on the next append() or in finish(). Synchronous mode: for callers that
+// already write from their own I/O thread; appends of 256 KB or more are written straight
+// from the caller's memory (no copy), smaller ones are gathered into the buffer.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -38,8 +40,9 @@ struct TensorSpec {
 class SafetensorsWriter {
  public:
   // Creates the shard files in `dir` (which must exist) and writes their headers.
+  enum class Mode { Background, Synchronous };
   SafetensorsWriter(const std::filesystem::path& dir, std::vector<TensorSpec> tensors,
-                    uint64_t shard_size = kDefaultShardSize);
+                    uint64_t shard_size = kDefaultShardSize, Mode mode = Mode::Background);
   ~SafetensorsWriter();
   SafetensorsWriter(const SafetensorsWriter&) = delete;
   SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
@@ -69,6 +72,7 @@ class SafetensorsWriter {
   void flush();               // queues the fill buffer
   void push(IoJob j);
   void io_loop();
+  void run_job(IoJob& j);     // on the I/O thread, or inline in synchronous mode
   void check_error();
   void write_all(int fd, size_t shard, const void* p, size_t n);
   void stop_thread();
@@ -84,6 +88,9 @@ class SafetensorsWriter {
   std::vector<char> buf_;
   size_t buf_used_ = 0;
   bool finished_ = false;
+  bool sync_ = false;
+  int fd_ = -1;               // owned by the I/O thread (or the caller in synchronous mode)
+  size_t io_shard_ = 0;
   // background I/O
   std::thread th_;
   std::mutex mu_;
