@@ -15,8 +15,7 @@
 namespace {
 
 // Copy bandwidth (bytes read + bytes written per second) of 256 MB buffers with all
-// threads, the best of 3: the memory-bandwidth bound of a decode step is this divided
-// by the weight bytes it reads.
+// threads, the best of 3 (reported for comparison with memcpy-based figures).
 double copy_bandwidth() {
   const size_t n = size_t(256) << 20;
   std::vector<char> a(n, 1), b(n, 2);
@@ -31,6 +30,32 @@ double copy_bandwidth() {
     }
     best = std::max(best, 2.0 * double(n) / rvec::cli::seconds_since(t0));
   }
+  return best;
+}
+
+// Read bandwidth (bytes/s) of a 512 MB buffer summed by all threads, the best of 3: a
+// decode step reads every weight once and writes almost nothing, so this is its bound.
+double read_bandwidth() {
+  const size_t n = (size_t(512) << 20) / sizeof(uint64_t);
+  std::vector<uint64_t> a(n, 1);
+  double best = 0;
+  uint64_t sink = 0;
+  for (int r = 0; r < 3; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+#pragma omp parallel reduction(+ : sink)
+    {
+      const size_t nt = size_t(omp_get_num_threads()), t = size_t(omp_get_thread_num());
+      const size_t per = n / nt / 8 * 8, beg = t * per, end = t + 1 == nt ? n : beg + per;
+      uint64_t s[8] = {};
+      size_t i = beg;
+      for (; i + 8 <= end; i += 8)
+        for (int k = 0; k < 8; ++k) s[k] += a[i + k];
+      for (; i < end; ++i) s[0] += a[i];
+      for (int k = 0; k < 8; ++k) sink += s[k];
+    }
+    best = std::max(best, double(n * sizeof(uint64_t)) / rvec::cli::seconds_since(t0));
+  }
+  if (sink != n * 3) rvec::fail("bench: read-bandwidth checksum {} != {}", sink, n * 3);  // keeps the loads
   return best;
 }
 
@@ -63,25 +88,29 @@ rvec::cli::Command cmd(
         std::uniform_int_distribution<int32_t> dist(0, c.vocab_size - 1);
         double best_pp = 0, best_tg = 0;
         for (int rep = 0; rep < a->reps; ++rep) {
+          // Engine::forward with one reused logits buffer, as generation does.
           std::vector<infer::KVCache> caches(a->batch);
-          std::vector<infer::KVCache*> ptrs;
-          std::vector<std::vector<int32_t>> prompts(a->batch);
-          for (int b = 0; b < a->batch; ++b) {
-            ptrs.push_back(&caches[b]);
-            for (int t = 0; t < a->prompt_tokens; ++t) prompts[b].push_back(dist(rng));
-          }
+          std::vector<infer::Engine::Row> rows;
+          for (int b = 0; b < a->batch; ++b)
+            for (int t = 0; t < a->prompt_tokens; ++t)
+              rows.push_back({&caches[b], dist(rng), t + 1 == a->prompt_tokens});
+          const int64_t V = c.vocab_size;
+          std::vector<float> lg(size_t(a->batch) * V);
           auto t0 = std::chrono::steady_clock::now();
-          auto lg = eng.step(ptrs, prompts);
+          eng.forward(rows, lg.data());
           double pp_s = cli::seconds_since(t0);
-          std::vector<std::vector<int32_t>> next(a->batch);
-          auto argmax = [&](const std::vector<float>& l) {
-            return int32_t(std::max_element(l.begin(), l.end()) - l.begin());
+          auto next_rows = [&] {
+            rows.clear();
+            for (int b = 0; b < a->batch; ++b) {
+              const float* l = lg.data() + b * V;
+              rows.push_back({&caches[b], int32_t(std::max_element(l, l + V) - l), true});
+            }
           };
-          for (int b = 0; b < a->batch; ++b) next[b] = {argmax(lg[b])};
+          next_rows();
           auto t1 = std::chrono::steady_clock::now();
           for (int g = 0; g < a->gen_tokens; ++g) {
-            lg = eng.step(ptrs, next);
-            for (int b = 0; b < a->batch; ++b) next[b] = {argmax(lg[b])};
+            eng.forward(rows, lg.data());
+            next_rows();
           }
           double tg_s = cli::seconds_since(t1);
           best_pp = std::max(best_pp, double(a->batch) * a->prompt_tokens / pp_s);
@@ -91,8 +120,9 @@ rvec::cli::Command cmd(
         const bool bfdot = infer::matmul_precision() == infer::MatmulPrecision::BF16Dot;
         int threads = a->common.threads > 0 ? a->common.threads : omp_get_max_threads();
         const double bw = a->no_bandwidth ? 0.0 : copy_bandwidth();
+        const double rbw = a->no_bandwidth ? 0.0 : read_bandwidth();
         // Decode must read every weight once per step (for the whole batch).
-        const double bound = bw > 0 ? bw / double(wbytes) * a->batch : 0.0;
+        const double bound = rbw > 0 ? rbw / double(wbytes) * a->batch : 0.0;
         nlohmann::json j{{"model", a->common.model},
                          {"architecture", c.architecture},
                          {"threads", threads},
@@ -103,6 +133,7 @@ rvec::cli::Command cmd(
                          {"decode_tokens_per_s", best_tg},
                          {"weight_bytes_per_decode_step", wbytes},
                          {"copy_bandwidth_bytes_per_s", bw},
+                         {"read_bandwidth_bytes_per_s", rbw},
                          {"decode_bandwidth_bound_tokens_per_s", bound},
                          {"isa", std::string(cpu_isa_name(cpu_isa())) + (cpu_has_avx512_bf16() ? "+bf16" : "")},
                          {"matmul", bfdot ? "bf16dot" : "f32"}};
@@ -116,8 +147,8 @@ rvec::cli::Command cmd(
             fmt::print("decode  tg{}: {:.1f} tok/s (aggregate), weights {:.0f} MB read per step\n", a->gen_tokens,
                        best_tg, double(wbytes) / 1e6);
           if (bw > 0)
-            fmt::print("memory copy bandwidth {:.1f} GB/s -> decode bound {:.1f} tok/s (batch {})\n", bw / 1e9, bound,
-                       a->batch);
+            fmt::print("memory read bandwidth {:.1f} GB/s (copy {:.1f}) -> decode bound {:.1f} tok/s (batch {})\n",
+                       rbw / 1e9, bw / 1e9, bound, a->batch);
         }
         return 0;
       };

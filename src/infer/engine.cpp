@@ -383,6 +383,7 @@ void Engine::generate(const std::vector<GenerationRequest>& reqs,
     on_done(a->idx, std::move(a->res));
   };
 
+  std::vector<float> lg;  // logits of a step; reused so that big batches do not page-fault every step
   while (!queue.empty() || !active.empty()) {
     // Admit queued requests and prefill their prompts together.
     std::vector<std::unique_ptr<Active>> fresh;
@@ -410,7 +411,7 @@ void Engine::generate(const std::vector<GenerationRequest>& reqs,
         size_t start = p.size() > room ? p.size() - room : 0;
         for (size_t t = start; t < p.size(); ++t) rows.push_back({&a->kv, p[t], t + 1 == p.size()});
       }
-      std::vector<float> lg(fresh.size() * V);
+      lg.resize(fresh.size() * V);
       forward(rows, lg.data());
       for (size_t j = 0; j < fresh.size(); ++j) {
         auto& a = fresh[j];
@@ -427,7 +428,7 @@ void Engine::generate(const std::vector<GenerationRequest>& reqs,
     // One decode step for every active sequence.
     std::vector<Row> rows;
     for (auto& a : active) rows.push_back({&a->kv, a->last, true});
-    std::vector<float> lg(active.size() * V);
+    lg.resize(active.size() * V);
     forward(rows, lg.data());
     for (size_t j = 0; j < active.size(); ++j) {
       auto& a = active[j];

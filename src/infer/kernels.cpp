@@ -82,6 +82,12 @@ RVEC_TARGET inline VF vloadw(const void* w, int64_t idx) {
     else return _mm256_cvtph_ps(h);
   }
 }
+// Even and odd elements of 16 bf16 as two vectors of 8 f32.
+RVEC_TARGET inline void vsplit_bf16(const uint16_t* p, VF& even, VF& odd) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  even = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+  odd = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(int(0xffff0000u))));
+}
 #include "infer/matmul_simd.inc"
 #undef RVEC_TARGET
 }  // namespace avx2
@@ -107,6 +113,12 @@ RVEC_TARGET inline VF vloadw(const void* w, int64_t idx) {
     if constexpr (D == 1) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     else return _mm512_cvtph_ps(h);
   }
+}
+// Even and odd elements of 32 bf16 as two vectors of 16 f32.
+RVEC_TARGET inline void vsplit_bf16(const uint16_t* p, VF& even, VF& odd) {
+  const __m512i v = _mm512_loadu_si512(p);
+  even = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+  odd = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(int(0xffff0000u))));
 }
 #include "infer/matmul_simd.inc"
 #undef RVEC_TARGET
