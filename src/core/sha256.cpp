@@ -65,4 +65,9 @@ std::string sha256_file(const fs::path& path) {
   return finish_hex(ctx.get());
 }
 
+Sha256::Sha256() : ctx_(new_ctx().release()) {}
+Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+void Sha256::update(const void* data, size_t n) { EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data, n); }
+std::string Sha256::hex() { return finish_hex(static_cast<EVP_MD_CTX*>(ctx_)); }
+
 }  // namespace rvec

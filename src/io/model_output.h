@@ -23,6 +23,9 @@ const std::vector<std::string>& donor_files();
 void copy_donor_files(const std::filesystem::path& donor, const std::filesystem::path& out_dir,
                       std::optional<DType> torch_dtype, const nlohmann::json* config = nullptr);
 
+// SHA-256 (hex) of a file, hashed from a memory map 2 MB at a time (bounded RSS).
+std::string sha256_mapped(const std::filesystem::path& path);
+
 // {"path": abs path, "files": {name: sha256}} for the safetensors files of a model dir.
 nlohmann::json describe_input(const std::filesystem::path& model_dir);
 
