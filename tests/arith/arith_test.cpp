@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <limits>
 
 #include "arith/arith.h"
 #include "arith/arith_helpers.h"
@@ -411,4 +412,59 @@ TEST(Arith, LayerIndex) {
   EXPECT_EQ(arith::layer_index("model.layers.12.mlp.up_proj.weight"), 12);
   EXPECT_EQ(arith::layer_index("model.embed_tokens.weight"), -1);
   EXPECT_EQ(arith::layer_index("model.layers.x.mlp"), -1);
+}
+
+// Tensors spanning many pipeline items (128K elements each) and a vocabulary-row boundary
+// inside an item: values against a hand computation, non-finite counts summed over items,
+// and the extract/apply round trip.
+TEST(Arith, LargeTensorsAcrossPipelineItems) {
+  TmpDir d;
+  auto cfg = qwen_config();
+  const int64_t cols = 1000, rows_t = 700, rows_v = 613;  // 700K / 613K elements
+  std::vector<float> e_t(size_t(rows_t * cols)), e_v(size_t(rows_v * cols)), w_t(300001), w_v(300001);
+  for (size_t i = 0; i < e_t.size(); ++i) e_t[i] = float(i % 256);  // exact in bf16
+  for (size_t i = 0; i < e_v.size(); ++i) e_v[i] = float(int(i % 7) - 3);
+  for (size_t i = 0; i < w_t.size(); ++i) w_t[i] = float(i % 100);
+  for (size_t i = 0; i < w_v.size(); ++i) w_v[i] = 0.5f + float(i % 13) * 1e-3f;
+  w_v[3] = std::numeric_limits<float>::infinity();  // non-finite results in two different items
+  w_v[300000] = std::nanf("");
+  write_model(d / "target", {{"model.embed_tokens.weight", DType::BF16, {rows_t, cols}, e_t},
+                             {"w", DType::F32, {300001}, w_t}}, cfg);
+  write_model(d / "vec", {{"model.embed_tokens.weight", DType::BF16, {rows_v, cols}, e_v},
+                          {"w", DType::F32, {300001}, w_v}}, cfg);
+  auto r = arith::apply(d / "target", {{d / "vec", 2.0}}, opts(d / "out"));
+  EXPECT_EQ(r.nonfinite, 2u);
+  auto m = io::ModelDir::open(d / "out");
+  auto e = values(*m, "model.embed_tokens.weight");
+  ASSERT_EQ(e.size(), e_t.size());
+  for (size_t i = 0; i < e.size(); ++i) {
+    const float want = i < e_v.size() ? bf16_to_f32(f32_to_bf16(e_t[i] + 2.0f * e_v[i])) : e_t[i];
+    ASSERT_EQ(e[i], want) << i;
+  }
+  auto w = values(*m, "w");
+  for (size_t i = 0; i < w.size(); ++i) {
+    if (i == 3 || i == 300000) continue;
+    ASSERT_EQ(w[i], w_t[i] + 2.0f * w_v[i]) << i;
+  }
+  EXPECT_TRUE(std::isinf(w[3]));
+  EXPECT_TRUE(std::isnan(w[300000]));
+  // Round trip through a lossless vector; then a forced bf16 vector reports its rounding error.
+  arith::extract(d / "target", d / "out", opts(d / "v"));
+  arith::apply(d / "target", {{d / "v", 1.0}}, opts(d / "back"));
+  auto back = io::ModelDir::open(d / "back");
+  EXPECT_EQ(bytes(*back, "model.embed_tokens.weight"), bytes(*m, "model.embed_tokens.weight"));
+  auto o = opts(d / "v16");
+  o.out_dtype = DType::BF16;
+  auto rv = arith::extract(d / "target", d / "out", o);
+  double sq = 0, mx = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    const float v = w[i] - w_t[i];
+    const double err = std::fabs(double(bf16_to_f32(f32_to_bf16(v))) - double(v));
+    if (std::isfinite(err)) mx = std::max(mx, err), sq += err * err;
+  }
+  for (auto& t : rv.tensors)
+    if (t.name == "w") {
+      EXPECT_EQ(t.max_round_err, mx);
+      EXPECT_NEAR(t.rms_round_err, std::sqrt(sq / double(w.size())), 1e-12);
+    }
 }

@@ -2,12 +2,15 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_output.h"
 #include "core/error.h"
+#include "core/sha256.h"
 #include "io/model_dir.h"
+#include "io/model_output.h"
 #include "io/safetensors.h"
 #include "io/safetensors_writer.h"
 
@@ -157,5 +160,45 @@ TEST(ModelDir, ShardProblemsAreNamed) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("'ghost'"), std::string::npos) << e.what();
+  }
+}
+
+// Synchronous mode (large appends written straight from the caller's memory, small ones
+// gathered) writes the same bytes as the background mode, shards and index included.
+TEST(SafetensorsWriter, SynchronousModeWritesTheSameFiles) {
+  Tmp t;
+  std::vector<io::TensorSpec> specs = {{"small", DType::F32, {3}},
+                                       {"big", DType::BF16, {400000}},  // 800 KB: direct writes
+                                       {"tail", DType::F32, {70000}},   // 280 KB in uneven chunks
+                                       {"i", DType::I64, {1}}};
+  std::vector<uint8_t> data(800000 + 280000 + 64);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = uint8_t(i * 2654435761u >> 13);
+  for (auto mode : {io::SafetensorsWriter::Mode::Background, io::SafetensorsWriter::Mode::Synchronous}) {
+    const fs::path dir = t.p / (mode == io::SafetensorsWriter::Mode::Background ? "bg" : "sync");
+    fs::create_directories(dir);
+    io::SafetensorsWriter w(dir, specs, 1000000, mode);  // "tail" and "i" in a second shard
+    const uint8_t* p = data.data();
+    for (size_t n : {size_t(4), size_t(8), size_t(300000), size_t(500000), size_t(10), size_t(279990), size_t(8)}) {
+      w.append(p, n);
+      p += n;
+    }
+    w.finish();
+    EXPECT_EQ(w.files().size(), 2u);
+  }
+  for (const char* f : {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                        "model.safetensors.index.json"})
+    EXPECT_EQ(read_file(t.p / "bg" / f), read_file(t.p / "sync" / f)) << f;
+  auto m = io::ModelDir::open(t.p / "sync", false);
+  EXPECT_EQ(std::memcmp(m->get("big").data, data.data() + 12, 800000), 0);
+  EXPECT_EQ(std::memcmp(m->get("tail").data, data.data() + 800012, 280000), 0);
+}
+
+TEST(ModelOutput, MappedSha256MatchesStreamedSha256) {
+  Tmp t;
+  for (size_t n : {size_t(0), size_t(1), size_t(2) << 20, (size_t(5) << 20) + 3}) {
+    std::string s(n, '\0');
+    for (size_t i = 0; i < n; ++i) s[i] = char(i * 7 + (i >> 11));
+    write_file_atomic(t.p / "f", s);
+    EXPECT_EQ(io::sha256_mapped(t.p / "f"), sha256_hex(s)) << n;
   }
 }
