@@ -155,26 +155,26 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
       std::copy_n(w.k.data() + r * KVD, KVD, kv.k_[l].data() + pos[r] * KVD);
       std::copy_n(w.v.data() + r * KVD, KVD, kv.v_[l].data() + pos[r] * KVD);
     }
-    // Causal attention with GQA over each row's cache (positions 0..pos).
+    // Causal attention with GQA over each row's cache (positions 0..pos): one work item per
+    // block of up to 16 consecutive rows of one sequence and one KV head.
+    struct AttItem {
+      int64_t r0, rows, g;
+    };
+    std::vector<AttItem> items;
     int64_t att_work = 0;
-    for (int64_t r = 0; r < n; ++r) att_work += (pos[r] + 1) * QD;
-#pragma omp parallel if (att_work > (int64_t(1) << 18))
-    {
-      std::vector<float> sc;
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t rh = 0; rh < n * nh; ++rh) {
-        const int64_t r = rh / nh, h = rh % nh, g = h / group, T = pos[r] + 1;
-        const KVCache& kv = *rows[r].cache;
-        const float* q = w.q.data() + r * QD + h * hd;
-        const float* kb = kv.k_[l].data() + g * hd;
-        const float* vb = kv.v_[l].data() + g * hd;
-        sc.resize(size_t(T));
-        for (int64_t t = 0; t < T; ++t) sc[t] = dot(q, kb + t * KVD, hd) * att_scale;
-        softmax(sc.data(), T);
-        float* o = w.att.data() + r * QD + h * hd;
-        std::fill_n(o, hd, 0.f);
-        for (int64_t t = 0; t < T; ++t) axpy(sc[t], vb + t * KVD, o, hd);
-      }
+    for (int64_t r = 0; r < n;) {
+      int64_t e = r + 1;
+      while (e < n && e - r < 16 && rows[e].cache == rows[r].cache) ++e;
+      for (int64_t g = 0; g < c.num_kv_heads; ++g) items.push_back({r, e - r, g});
+      att_work += (e - r) * (pos[e - 1] + 1) * QD;
+      r = e;
+    }
+#pragma omp parallel for schedule(dynamic, 1) if (att_work > (int64_t(1) << 18))
+    for (size_t it = 0; it < items.size(); ++it) {
+      const auto [r0, nr, g] = items[it];
+      const KVCache& kv = *rows[r0].cache;
+      attention(w.q.data() + r0 * QD + g * group * hd, QD, group, hd, kv.k_[l].data() + g * hd,
+                kv.v_[l].data() + g * hd, KVD, nr, pos[r0], att_scale, w.att.data() + r0 * QD + g * group * hd, QD);
     }
     matmul(w.att.data(), n, QD, lw.o.w, bias(lw.o), w.tmp.data(), H);
     for (int64_t i = 0; i < n * H; ++i) w.x[i] += w.tmp[i];

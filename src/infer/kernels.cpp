@@ -82,6 +82,20 @@ RVEC_TARGET inline VF vloadw(const void* w, int64_t idx) {
     else return _mm256_cvtph_ps(h);
   }
 }
+RVEC_TARGET inline VF vmul(VF a, VF b) { return _mm256_mul_ps(a, b); }
+RVEC_TARGET inline VF vsub(VF a, VF b) { return _mm256_sub_ps(a, b); }
+// exp: see the AVX-512 version; 2^n is built in the exponent field.
+RVEC_TARGET inline VF vexp(VF x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+  const VF n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  VF r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  VF p = _mm256_set1_ps(1.f / 5040);
+  for (float c : {1.f / 720, 1.f / 120, 1.f / 24, 1.f / 6, 0.5f, 1.f, 1.f}) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
 // Even and odd elements of 16 bf16 as two vectors of 8 f32.
 RVEC_TARGET inline void vsplit_bf16(const uint16_t* p, VF& even, VF& odd) {
   const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
@@ -89,6 +103,7 @@ RVEC_TARGET inline void vsplit_bf16(const uint16_t* p, VF& even, VF& odd) {
   odd = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(int(0xffff0000u))));
 }
 #include "infer/matmul_simd.inc"
+#include "infer/attention_simd.inc"
 #undef RVEC_TARGET
 }  // namespace avx2
 
@@ -114,6 +129,21 @@ RVEC_TARGET inline VF vloadw(const void* w, int64_t idx) {
     else return _mm512_cvtph_ps(h);
   }
 }
+RVEC_TARGET inline VF vmul(VF a, VF b) { return _mm512_mul_ps(a, b); }
+RVEC_TARGET inline VF vsub(VF a, VF b) { return _mm512_sub_ps(a, b); }
+// exp(x): x = n ln2 + r (Cody-Waite, |r| <= ln2/2), e^r by its degree-7 Taylor polynomial
+// (truncation < 1e-8 relative), times 2^n; within ~2 ulp of std::exp. x is clamped to
+// [-87, 88] (exp(-87) ~ 1.6e-38: what softmax and SiLU need).
+RVEC_TARGET inline VF vexp(VF x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+  const VF n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  VF r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  VF p = _mm512_set1_ps(1.f / 5040);
+  for (float c : {1.f / 720, 1.f / 120, 1.f / 24, 1.f / 6, 0.5f, 1.f, 1.f}) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+  return _mm512_scalef_ps(p, n);
+}
 // Even and odd elements of 32 bf16 as two vectors of 16 f32.
 RVEC_TARGET inline void vsplit_bf16(const uint16_t* p, VF& even, VF& odd) {
   const __m512i v = _mm512_loadu_si512(p);
@@ -121,6 +151,7 @@ RVEC_TARGET inline void vsplit_bf16(const uint16_t* p, VF& even, VF& odd) {
   odd = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(int(0xffff0000u))));
 }
 #include "infer/matmul_simd.inc"
+#include "infer/attention_simd.inc"
 #undef RVEC_TARGET
 }  // namespace avx512
 
@@ -349,24 +380,12 @@ RVEC_T5 void axpy_avx512(float s, const float* x, float* y, int64_t n) {
   for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(sv, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
   for (; i < n; ++i) y[i] += s * x[i];
 }
-// exp(x) for the SiLU: x = n ln2 + r (Cody-Waite, |r| <= ln2/2), e^r by its degree-7
-// Taylor polynomial (truncation < 1e-8 relative), times 2^n; within ~2 ulp of std::exp.
-RVEC_T5 inline __m512 exp_avx512(__m512 x) {
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.f / 5040);
-  for (float c : {1.f / 720, 1.f / 120, 1.f / 24, 1.f / 6, 0.5f, 1.f, 1.f}) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-  return _mm512_scalef_ps(p, n);
-}
 RVEC_T5 void silu_mul_avx512(float* g, const float* u, int64_t n) {
   int64_t i = 0;
   const __m512 one = _mm512_set1_ps(1.f);
   for (; i + 16 <= n; i += 16) {
     const __m512 gv = _mm512_loadu_ps(g + i);
-    const __m512 e = exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+    const __m512 e = avx512::vexp(_mm512_sub_ps(_mm512_setzero_ps(), gv));
     _mm512_storeu_ps(g + i, _mm512_mul_ps(_mm512_div_ps(gv, _mm512_add_ps(one, e)), _mm512_loadu_ps(u + i)));
   }
   for (; i < n; ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
@@ -418,6 +437,36 @@ void matmul(const float* x, int64_t n, int64_t ldx, const model::Matrix& W, cons
   if (W.rows <= 0) return;
   const MatmulOut o{&W, bias, y, ldy};
   matmul_multi(x, n, ldx, {&o, 1});
+}
+
+void attention(const float* q, int64_t ldq, int64_t heads, int64_t hd, const float* k, const float* v,
+               int64_t ldkv, int64_t rows, int64_t pos0, float scale, float* out, int64_t ldo) {
+  if (rows <= 0 || heads <= 0) return;
+  const CpuIsa isa = cpu_isa();
+  const int64_t T = pos0 + rows;
+  thread_local std::vector<float> S, kt;
+  if ((isa == CpuIsa::AVX512 && hd % avx512::VW == 0) || (isa == CpuIsa::AVX2 && hd % avx2::VW == 0)) {
+    const int64_t vw = isa == CpuIsa::AVX512 ? avx512::VW : avx2::VW;
+    S.resize(size_t(rows * heads * ((T + vw - 1) / vw * vw)));
+    kt.resize(size_t(hd * vw));
+    if (isa == CpuIsa::AVX512)
+      avx512::attention_simd(q, ldq, heads, hd, k, v, ldkv, rows, pos0, scale, out, ldo, S.data(), kt.data());
+    else
+      avx2::attention_simd(q, ldq, heads, hd, k, v, ldkv, rows, pos0, scale, out, ldo, S.data(), kt.data());
+    return;
+  }
+  // Any head size: one query vector at a time.
+  S.resize(size_t(T));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t h = 0; h < heads; ++h) {
+      const float* qv = q + r * ldq + h * hd;
+      const int64_t n = pos0 + r + 1;
+      for (int64_t t = 0; t < n; ++t) S[t] = dot(qv, k + t * ldkv, hd) * scale;
+      softmax(S.data(), n);
+      float* o = out + r * ldo + h * hd;
+      std::fill_n(o, hd, 0.f);
+      for (int64_t t = 0; t < n; ++t) axpy(S[t], v + t * ldkv, o, hd);
+    }
 }
 
 void rmsnorm(const float* x, const float* w, float* y, int64_t n, double eps) {

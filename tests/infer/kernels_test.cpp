@@ -197,3 +197,52 @@ TEST(Kernels, MatmulMultiEqualsSeparateProducts) {
   const MatmulOut bad[] = {{&a, nullptr, y.data(), rows[0]}, {&b, nullptr, y2.data(), 1}};
   EXPECT_THROW(matmul_multi(x.data(), 1, K, bad), std::exception);
 }
+
+TEST(Kernels, AttentionAllIsasMatchesDoubleReference) {
+  IsaGuard guard;
+  std::mt19937 g(3);
+  std::normal_distribution<float> nd;
+  // hd 64 and 16 (vector paths), 24 (AVX-512 falls back to the any-size path); heads up to 9
+  // (more query vectors than one score block); rows from decode (1) to a prefill block
+  // after a cached prefix (pos0 > 0) and key counts that are not multiples of 16.
+  for (auto [heads, hd, rows, pos0] : {std::tuple{7, 64, 1, 0}, {7, 64, 5, 20}, {2, 16, 16, 0}, {9, 24, 3, 30},
+                                       {1, 64, 33, 0}, {4, 32, 1, 200}}) {
+    const int64_t T = pos0 + rows, ldq = heads * hd + 3, ldkv = hd + 5;
+    std::vector<float> q(rows * ldq), k(T * ldkv), v(T * ldkv);
+    for (auto& x : q) x = nd(g);
+    for (auto& x : k) x = nd(g);
+    for (auto& x : v) x = nd(g);
+    const float scale = 1 / std::sqrt(float(hd));
+    std::vector<double> want(rows * heads * hd);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t h = 0; h < heads; ++h) {
+        const int64_t n = pos0 + r + 1;
+        std::vector<double> s(n);
+        double mx = -1e300, sum = 0;
+        for (int64_t t = 0; t < n; ++t) {
+          for (int64_t d = 0; d < hd; ++d) s[t] += double(q[r * ldq + h * hd + d]) * k[t * ldkv + d];
+          s[t] *= scale;
+          mx = std::max(mx, s[t]);
+        }
+        for (auto& x : s) sum += x = std::exp(x - mx);
+        for (int64_t d = 0; d < hd; ++d) {
+          double o = 0;
+          for (int64_t t = 0; t < n; ++t) o += s[t] / sum * v[t * ldkv + d];
+          want[(r * heads + h) * hd + d] = o;
+        }
+      }
+    for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
+      set_cpu_isa_for_testing(isa);
+      const int64_t ldo = heads * hd + 1;
+      std::vector<float> out(rows * ldo, -7.f);
+      attention(q.data(), ldq, heads, hd, k.data(), v.data(), ldkv, rows, pos0, scale, out.data(), ldo);
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t i = 0; i < heads * hd; ++i)
+          ASSERT_NEAR(out[r * ldo + i], want[r * heads * hd + i], 2e-5)
+              << "isa=" << cpu_isa_name(isa) << " heads=" << heads << " hd=" << hd << " rows=" << rows
+              << " pos0=" << pos0 << " r=" << r << " i=" << i;
+        EXPECT_EQ(out[r * ldo + heads * hd], -7.f);  // nothing written past the heads
+      }
+    }
+  }
+}
