@@ -462,6 +462,20 @@ Report run(const Job& job, const Options& opts) {
     }
     std::erase_if(p.terms, [](const Term& t) { return t.coef == 0.0; });
   }
+  // ---- hashing inputs in the background (overlaps the lossless check and the write) ----
+  // One hash per distinct directory (an input given twice is read once).
+  std::vector<std::shared_future<json>> hashes;
+  if (opts.hash_inputs) {
+    std::map<fs::path, std::shared_future<json>> by_dir;
+    for (auto& x : in) {
+      const fs::path key = fs::weakly_canonical(x.path);
+      auto it = by_dir.find(key);
+      if (it == by_dir.end())
+        it = by_dir.emplace(key, std::async(std::launch::async, [p = x.path] { return io::describe_input(p); })).first;
+      hashes.push_back(it->second);
+    }
+  }
+
   const size_t workers = arith_threads();
   std::vector<Decision> decisions(plans.size());
   if (job.extract_lossless && !opts.out_dtype) {
@@ -492,11 +506,6 @@ Report run(const Job& job, const Options& opts) {
     for (auto& t : p.terms)
       if (t.t->dtype == DType::F64) p.use_f64 = true;
   }
-
-  // ---- hashing inputs in the background ----
-  std::vector<std::future<json>> hashes;
-  if (opts.hash_inputs)
-    for (auto& x : in) hashes.push_back(std::async(std::launch::async, [p = x.path] { return io::describe_input(p); }));
 
   // ---- write ----
   // Items of up to kItem elements are computed by `workers` threads into per-slot buffers
@@ -605,8 +614,8 @@ Report run(const Job& job, const Options& opts) {
   rec["donor"] = fs::absolute(donor).lexically_normal().string();
   json inputs = json::object();
   for (size_t i = 0; i < in.size(); ++i) {
-    json d = opts.hash_inputs ? hashes[i].get()
-                              : json{{"path", fs::absolute(in[i].path).lexically_normal().string()}};
+    json d = opts.hash_inputs ? hashes[i].get() : json::object();
+    d["path"] = fs::absolute(in[i].path).lexically_normal().string();  // as this input spelled it
     inputs[in[i].name] = d;
   }
   rec["inputs"] = inputs;

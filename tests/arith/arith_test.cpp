@@ -468,3 +468,18 @@ TEST(Arith, LargeTensorsAcrossPipelineItems) {
       EXPECT_NEAR(t.rms_round_err, std::sqrt(sq / double(w.size())), 1e-12);
     }
 }
+
+// A directory given twice (target and vector) is hashed once but recorded for both inputs,
+// each with its own spelling of the path.
+TEST(Arith, InputGivenTwiceRecordsBothHashes) {
+  TmpDir d;
+  write_model(d / "a", {{"w", DType::F32, {3}, {1, 2, 3}}}, qwen_config());
+  arith::apply(d / "a", {{d.path / "." / "a", 0.5}}, opts(d / "out"));
+  json rec = json::parse(read_file(d / "out" / "rvec.json"));
+  const std::string want = io::sha256_file(d / "a" / "model.safetensors");
+  ASSERT_EQ(rec["inputs"].size(), 2u);
+  for (auto& [name, in] : rec["inputs"].items()) {
+    EXPECT_EQ(in["sha256"]["model.safetensors"], want) << name;
+    EXPECT_EQ(in["path"], fs::absolute(d / "a").lexically_normal().string()) << name;
+  }
+}
