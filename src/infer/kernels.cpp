@@ -313,7 +313,7 @@ void run_f32(CpuIsa isa, const Plan& p) {
     else avx2::pack_x(p.x, p.n, p.ldx, p.K, p0, p1, xtp);
 #pragma omp barrier
     thread_local std::vector<float> wbuf;
-    wbuf.resize(size_t(mr * p.K));
+    wbuf.resize(size_t(mr * std::min(p.K, v512 ? avx512::kGemmKC : avx2::kGemmKC)));
     for_my_rows(p, mr, [&](const uint8_t* w, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
       if (v512) avx512::gemm<D>(xtp, p.n, w, p.K, o0, o1, bias, y, ldy, wbuf.data());
       else avx2::gemm<D>(xtp, p.n, w, p.K, o0, o1, bias, y, ldy, wbuf.data());
