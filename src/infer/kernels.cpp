@@ -390,6 +390,16 @@ RVEC_T5 void silu_mul_avx512(float* g, const float* u, int64_t n) {
   }
   for (; i < n; ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
 }
+RVEC_T2 void silu_mul_avx2(float* g, const float* u, int64_t n) {
+  int64_t i = 0;
+  const __m256 one = _mm256_set1_ps(1.f);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 gv = _mm256_loadu_ps(g + i);
+    const __m256 e = avx2::vexp(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+    _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(gv, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
+  }
+  for (; i < n; ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+}
 RVEC_T2 float dot_avx2(const float* a, const float* b, int64_t n) {
   __m256 acc = _mm256_setzero_ps();
   int64_t i = 0;
@@ -503,6 +513,7 @@ void scale(float* x, float a, int64_t n) {
 
 void silu_mul(float* g, const float* u, int64_t n) {
   if (cpu_isa() == CpuIsa::AVX512) return silu_mul_avx512(g, u, n);
+  if (cpu_isa() == CpuIsa::AVX2) return silu_mul_avx2(g, u, n);
   for (int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
 }
 
