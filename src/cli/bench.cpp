@@ -87,6 +87,11 @@ rvec::cli::Command cmd(
         std::mt19937 rng(42);
         std::uniform_int_distribution<int32_t> dist(0, c.vocab_size - 1);
         double best_pp = 0, best_tg = 0;
+        {  // untimed: the first pass maps every weight page (page faults, not compute)
+          infer::KVCache warm;
+          std::vector<float> lg(size_t(c.vocab_size));
+          eng.forward({{&warm, 0, true}}, lg.data());
+        }
         for (int rep = 0; rep < a->reps; ++rep) {
           // Engine::forward with one reused logits buffer, as generation does.
           std::vector<infer::KVCache> caches(a->batch);
