@@ -8,7 +8,7 @@
 # loading the model and the task; the "startup" column is that part alone (a --limit 0 run).
 # Usage: bench/eval_bench.sh
 # Env: RVEC_BIN (default build/rvec), MODELS (default /tmp/rvec-bench-models), THREADS (2),
-# LIMIT (100), GEN (256), BATCH (16), OMP_WAIT_POLICY (default passive).
+# LIMIT (100), GEN (256), BATCH (16), TASKS ("gsm8k sciq"), OMP_WAIT_POLICY (default passive).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${RVEC_BIN:-build/rvec}
@@ -36,7 +36,7 @@ time_eval() {
 echo "rvec eval on $dir: $LIMIT documents per task, $THREADS threads, gsm8k --max-gen-tokens $GEN"
 printf '| task | documents | startup (s) | --batch %s (s) | --batch 1 (s) | speed-up |\n' "$BATCH"
 printf '|---|---:|---:|---:|---:|---:|\n'
-for task in gsm8k sciq; do
+for task in ${TASKS:-gsm8k sciq}; do
   t0=$(time_eval "$task" 1 0)
   tb=$(time_eval "$task" "$BATCH" "$LIMIT")
   t1=$(time_eval "$task" 1 "$LIMIT")

@@ -7,6 +7,7 @@
 #include "core/atomic_output.h"
 #include "core/error.h"
 #include "core/sha256.h"
+#include "io/hash_cache.h"
 #include "io/mapped_file.h"
 #include "io/model_dir.h"
 
@@ -68,7 +69,7 @@ json describe_input(const fs::path& model_dir) {
   for (const auto& e : fs::directory_iterator(model_dir))
     if (e.is_regular_file() && e.path().extension() == ".safetensors") st.push_back(e.path());
   std::sort(st.begin(), st.end());
-  for (const auto& p : st) files[p.filename().string()] = sha256_mapped(p);
+  for (const auto& p : st) files[p.filename().string()] = sha256_cached(p, sha256_mapped);
   return {{"path", fs::absolute(model_dir).lexically_normal().string()}, {"sha256", files}};
 }
 

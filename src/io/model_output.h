@@ -26,7 +26,8 @@ void copy_donor_files(const std::filesystem::path& donor, const std::filesystem:
 // SHA-256 (hex) of a file, hashed from a memory map 2 MB at a time (bounded RSS).
 std::string sha256_mapped(const std::filesystem::path& path);
 
-// {"path": abs path, "files": {name: sha256}} for the safetensors files of a model dir.
+// {"path": abs path, "files": {name: sha256}} for the safetensors files of a model dir
+// (hashes from the cache of io/hash_cache.h when the files are unchanged).
 nlohmann::json describe_input(const std::filesystem::path& model_dir);
 
 // Writes out_dir/rvec.json: `record` plus "rvec_version" and "created".
