@@ -241,3 +241,31 @@ TEST(EvalCli, SamplesOptionErrors) {
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.out.find("'gsm8k' is scored on one generation"), std::string::npos) << r.out;
 }
+
+TEST(EvalCli, Bf16DotIsRecordedAndStaysWithinBf16Error) {
+  if (!fs::exists(kModel)) GTEST_SKIP() << "no fixture model at " << kModel;
+  TempDir d("e2e_bf16dot");
+  auto exact = run("eval " + kModel.string() + " --tasks sciq --limit 2 --quiet --out " + (d.p / "f32").string());
+  auto fast = run("eval " + kModel.string() + " --tasks sciq --limit 2 --bf16-dot --quiet --out " + (d.p / "bf").string());
+  ASSERT_EQ(exact.rc, 0) << exact.out;
+  ASSERT_EQ(fast.rc, 0) << fast.out;
+  json je = read_json(find_file(d.p / "f32", "results_", ".json"));
+  json jb = read_json(find_file(d.p / "bf", "results_", ".json"));
+  EXPECT_EQ(je["config"]["model_args"].get<std::string>().find("bf16_dot"), std::string::npos);
+  EXPECT_NE(jb["config"]["model_args"].get<std::string>().find("bf16_dot=True"), std::string::npos);
+  auto se = read_jsonl(find_file(d.p / "f32", "samples_sciq_", ".jsonl"));
+  auto sb = read_jsonl(find_file(d.p / "bf", "samples_sciq_", ".jsonl"));
+  ASSERT_EQ(se.size(), sb.size());
+  double maxdiff = 0;
+  for (size_t i = 0; i < se.size(); ++i)
+    for (size_t c = 0; c < se[i]["output"].size(); ++c) {
+      const double a = se[i]["output"][c][0], b = sb[i]["output"][c][0];
+      EXPECT_NEAR(a, b, 2e-2 * std::abs(a) + 0.05) << i << " " << c;
+      maxdiff = std::max(maxdiff, std::abs(a - b));
+    }
+  std::ifstream cpu("/proc/cpuinfo");
+  std::string info((std::istreambuf_iterator<char>(cpu)), std::istreambuf_iterator<char>());
+  if (info.find("avx512_bf16") != std::string::npos) {
+    EXPECT_GT(maxdiff, 0.0);  // the fast path really ran
+  }
+}
