@@ -13,14 +13,16 @@
 namespace rvec::infer {
 
 enum class MatmulPrecision { F32, BF16Dot };
-// Process-wide; default F32 (exact), or BF16Dot when the environment has RVEC_MATMUL=bf16dot. BF16Dot falls back to F32 where unsupported
-// (no avx512_bf16, non-BF16 weights, odd K).
+// Process-wide; default F32 (exact), or BF16Dot when the environment has
+// RVEC_MATMUL=bf16dot. BF16Dot falls back to F32 where unsupported (no avx512_bf16,
+// non-BF16 weights, odd K with 32 or more rows).
 void set_matmul_precision(MatmulPrecision p);
 MatmulPrecision matmul_precision();
 
 // y[r*ldy + o] = bias[o] + sum_k x[r*ldx + k] * W[o, k] for r < n, o < W.rows
 // (W is [out, in] row-major, as HF stores Linear weights; bias may be null).
-// Parallel over output rows with OpenMP; blocked over K and rows of x for large n.
+// Parallel over output rows with OpenMP; the loop shape depends on n (decode: weights
+// streamed once; prefill: packed panels), see kernels.cpp and matmul_simd.inc.
 void matmul(const float* x, int64_t n, int64_t ldx, const model::Matrix& W, const float* bias, float* y,
             int64_t ldy);
 
