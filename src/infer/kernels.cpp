@@ -238,7 +238,9 @@ RVEC_T5BF void gemm(const uint16_t* xt, int64_t n, const uint16_t* w, int64_t K,
 // Loop shape by the number of x rows n (matmul_simd.inc): up to kGemvMaxRows the weights
 // stream once in memory order (decode is bandwidth-bound); below kGemmMinRows dot tiles;
 // from kGemmMinRows on the gemm shape, whose x panels hold kGemmCols (32) rows and would
-// be mostly padding below that. Measured with `rvec bench --batch N` (bench/infer_bench.sh).
+// be mostly padding below that (a gemm with 16-row panels was tried for 16-31 rows: 20-30%
+// slower than the dot tiles, its micro-kernel being bound by one load per FMA). Measured
+// with `rvec bench --batch N` (bench/infer_bench.sh).
 constexpr int64_t kGemvMaxRows = 4, kGemmMinRows = 32;
 
 // Several products of the same x (q/k/v, gate/up) run in one parallel region: one thread
