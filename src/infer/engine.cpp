@@ -384,6 +384,44 @@ void Engine::generate(const std::vector<GenerationRequest>& reqs,
   };
 
   std::vector<float> lg;  // logits of a step; reused so that big batches do not page-fault every step
+
+  // The first prompt position a request prefills (lm-eval's left truncation keeps the last
+  // max_context - max_new_tokens tokens).
+  auto prompt_start = [&](const GenerationRequest& rq) {
+    const size_t room = opts_.max_context > size_t(rq.max_new_tokens) ? opts_.max_context - rq.max_new_tokens : 1;
+    return rq.prompt.size() > room ? rq.prompt.size() - room : 0;
+  };
+  // Shared prefix: common to every untruncated prompt, and one token shorter than the
+  // shortest (each request still prefills its last token, whose logits it needs).
+  KVCache shared;
+  std::vector<int32_t> shared_tokens;
+  size_t shared_len = 0;
+  if (opts_.share_prefix && reqs.size() >= 2) {
+    const std::vector<int32_t>* first = nullptr;
+    size_t lcp = 0;
+    for (const auto& rq : reqs) {
+      if (rq.prompt.empty() || rq.max_new_tokens <= 0 || prompt_start(rq) != 0) continue;
+      if (!first) {
+        first = &rq.prompt;
+        lcp = rq.prompt.size() - 1;
+        continue;
+      }
+      lcp = std::min(lcp, rq.prompt.size() - 1);
+      lcp = size_t(std::mismatch(first->begin(), first->begin() + lcp, rq.prompt.begin()).first - first->begin());
+    }
+    if (first && lcp >= kMinSharedPrefix) {
+      std::vector<Row> rows;
+      for (size_t t = 0; t < lcp; ++t) rows.push_back({&shared, (*first)[t], false});
+      forward(rows, nullptr);
+      shared_len = lcp;
+      shared_tokens.assign(first->begin(), first->begin() + lcp);
+    }
+  }
+  auto uses_shared = [&](const GenerationRequest& rq) {
+    return shared_len > 0 && prompt_start(rq) == 0 && rq.prompt.size() > shared_len &&
+           std::equal(shared_tokens.begin(), shared_tokens.end(), rq.prompt.begin());
+  };
+
   while (!queue.empty() || !active.empty()) {
     // Admit queued requests and prefill their prompts together.
     std::vector<std::unique_ptr<Active>> fresh;
@@ -407,8 +445,11 @@ void Engine::generate(const std::vector<GenerationRequest>& reqs,
       std::vector<Row> rows;
       for (auto& a : fresh) {
         const auto& p = a->req->prompt;
-        size_t room = opts_.max_context > size_t(a->req->max_new_tokens) ? opts_.max_context - a->req->max_new_tokens : 1;
-        size_t start = p.size() > room ? p.size() - room : 0;
+        size_t start = prompt_start(*a->req);
+        if (uses_shared(*a->req)) {
+          a->kv = shared;  // the prefix's keys and values, then only the rest is prefilled
+          start = shared_len;
+        }
         for (size_t t = start; t < p.size(); ++t) rows.push_back({&a->kv, p[t], t + 1 == p.size()});
       }
       lg.resize(fresh.size() * V);

@@ -54,6 +54,10 @@ struct EngineOptions {
   int threads = 0;           // > 0: omp_set_num_threads(threads) for the process; 0: keep default
   int max_batch = 32;        // sequences decoded together
   size_t max_context = 4096;  // tokens per sequence (prompt + generated)
+  // generate(): the longest common prefix of the prompts (few-shot exemplars, a system
+  // prompt), when at least kMinSharedPrefix tokens, is prefilled once and copied into
+  // each sequence's KV cache instead of being recomputed per prompt.
+  bool share_prefix = true;
 };
 
 // Loaded weights + config (+ tokenizer when the directory has tokenizer.json).
@@ -91,6 +95,7 @@ class KVCache {
 
 class Engine {
  public:
+  static constexpr size_t kMinSharedPrefix = 32;
   explicit Engine(const Model& m, EngineOptions opts = {});
   ~Engine();
   Engine(const Engine&) = delete;

@@ -435,3 +435,37 @@ TEST(EngineScore, SharedContextsGiveTheSameResultsAsSeparateCalls) {
   }
   EXPECT_NEAR(together[4].logprob, lp, 1e-3);
 }
+
+TEST(EngineGenerate, SharedPromptPrefixGivesTheSameTokens) {
+  // Few-shot-like prompts: a common 40-token prefix, then different questions (one prompt
+  // is the prefix plus one token; one is too long for the context and is left-truncated,
+  // so it cannot use the shared prefix).
+  const char* fx = "qwen2_tiny_tied_gqa14x2";
+  auto model = load_model(kFix / fx / "model");
+  auto seq = sequences(fx)[0];
+  std::vector<int32_t> prefix;
+  for (int i = 0; i < 40; ++i) prefix.push_back(seq[size_t(i) % seq.size()] + i % 3);
+  std::vector<GenerationRequest> reqs;
+  for (int q = 0; q < 5; ++q) {
+    GenerationRequest r;
+    r.prompt = prefix;
+    for (int t = 0; t <= q * 3; ++t) r.prompt.push_back(int32_t(7 + 11 * q + t));
+    r.max_new_tokens = 8;
+    reqs.push_back(r);
+  }
+  reqs[4].prompt.insert(reqs[4].prompt.end(), 200, 5);  // 256-token context: truncated
+  auto run = [&](bool share, int batch) {
+    Engine eng(*model, {.threads = 0, .max_batch = batch, .max_context = 256, .share_prefix = share});
+    std::map<size_t, std::vector<int32_t>> out;
+    eng.generate(reqs, [&](size_t i, GenerationResult g) { out[i] = g.tokens; });
+    return out;
+  };
+  auto plain = run(false, 4), shared = run(true, 4), shared1 = run(true, 1);
+  ASSERT_EQ(plain.size(), reqs.size());
+  EXPECT_EQ(shared, plain);
+  EXPECT_EQ(shared1, plain);
+  // and the same as each prompt alone
+  Engine eng(*model, {.threads = 0, .max_batch = 1, .max_context = 256, .share_prefix = false});
+  for (size_t i = 0; i < reqs.size(); ++i)
+    eng.generate({reqs[i]}, [&](size_t, GenerationResult g) { EXPECT_EQ(g.tokens, plain[i]) << i; });
+}
