@@ -84,15 +84,12 @@ RVEC_TARGET inline VF vloadw(const void* w, int64_t idx) {
 }
 RVEC_TARGET inline VF vmul(VF a, VF b) { return _mm256_mul_ps(a, b); }
 RVEC_TARGET inline VF vsub(VF a, VF b) { return _mm256_sub_ps(a, b); }
-// exp: see the AVX-512 version; 2^n is built in the exponent field.
-RVEC_TARGET inline VF vexp(VF x) {
-  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
-  const VF n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  VF r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  VF p = _mm256_set1_ps(1.f / 5040);
-  for (float c : {1.f / 720, 1.f / 120, 1.f / 24, 1.f / 6, 0.5f, 1.f, 1.f}) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+RVEC_TARGET inline VF vdiv(VF a, VF b) { return _mm256_div_ps(a, b); }
+RVEC_TARGET inline VF vmin(VF a, VF b) { return _mm256_min_ps(a, b); }
+RVEC_TARGET inline VF vmax(VF a, VF b) { return _mm256_max_ps(a, b); }
+RVEC_TARGET inline VF vround(VF a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+// p * 2^n for integral n in [-126, 127], built in the exponent field
+RVEC_TARGET inline VF vpow2(VF p, VF n) {
   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
@@ -103,6 +100,7 @@ RVEC_TARGET inline void vsplit_bf16(const uint16_t* p, VF& even, VF& odd) {
   odd = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(int(0xffff0000u))));
 }
 #include "infer/matmul_simd.inc"
+#include "infer/vmath_simd.inc"
 #include "infer/attention_simd.inc"
 #undef RVEC_TARGET
 }  // namespace avx2
@@ -131,19 +129,11 @@ RVEC_TARGET inline VF vloadw(const void* w, int64_t idx) {
 }
 RVEC_TARGET inline VF vmul(VF a, VF b) { return _mm512_mul_ps(a, b); }
 RVEC_TARGET inline VF vsub(VF a, VF b) { return _mm512_sub_ps(a, b); }
-// exp(x): x = n ln2 + r (Cody-Waite, |r| <= ln2/2), e^r by its degree-7 Taylor polynomial
-// (truncation < 1e-8 relative), times 2^n; within ~2 ulp of std::exp. x is clamped to
-// [-87, 88] (exp(-87) ~ 1.6e-38: what softmax and SiLU need).
-RVEC_TARGET inline VF vexp(VF x) {
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
-  const VF n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  VF r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  VF p = _mm512_set1_ps(1.f / 5040);
-  for (float c : {1.f / 720, 1.f / 120, 1.f / 24, 1.f / 6, 0.5f, 1.f, 1.f}) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-  return _mm512_scalef_ps(p, n);
-}
+RVEC_TARGET inline VF vdiv(VF a, VF b) { return _mm512_div_ps(a, b); }
+RVEC_TARGET inline VF vmin(VF a, VF b) { return _mm512_min_ps(a, b); }
+RVEC_TARGET inline VF vmax(VF a, VF b) { return _mm512_max_ps(a, b); }
+RVEC_TARGET inline VF vround(VF a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+RVEC_TARGET inline VF vpow2(VF p, VF n) { return _mm512_scalef_ps(p, n); }  // p * 2^n
 // Even and odd elements of 32 bf16 as two vectors of 16 f32.
 RVEC_TARGET inline void vsplit_bf16(const uint16_t* p, VF& even, VF& odd) {
   const __m512i v = _mm512_loadu_si512(p);
@@ -151,6 +141,7 @@ RVEC_TARGET inline void vsplit_bf16(const uint16_t* p, VF& even, VF& odd) {
   odd = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(int(0xffff0000u))));
 }
 #include "infer/matmul_simd.inc"
+#include "infer/vmath_simd.inc"
 #include "infer/attention_simd.inc"
 #undef RVEC_TARGET
 }  // namespace avx512
@@ -325,16 +316,15 @@ void run_f32(CpuIsa isa, const Plan& p) {
 
 // BF16Dot: x rounded to bf16 (gemv: rows; gemm: panels of pairs of k).
 void run_bf16dot(const Plan& p) {
-  const int64_t K2 = (p.K + 1) / 2 * 2;
   auto u16 = [](const uint8_t* w) { return reinterpret_cast<const uint16_t*>(w); };
   thread_local std::vector<uint16_t> xbuf;  // the caller's; workers get its address
   std::vector<uint16_t>& xb = xbuf;
   if (p.n < kGemmMinRows) {
-    xb.assign(size_t(p.n * K2), 0);
-    for (int64_t r = 0; r < p.n; ++r) from_f32(DType::BF16, p.x + r * p.ldx, xb.data() + r * K2, size_t(p.K));
+    xb.resize(size_t(p.n * p.K));
+    for (int64_t r = 0; r < p.n; ++r) from_f32(DType::BF16, p.x + r * p.ldx, xb.data() + r * p.K, size_t(p.K));
 #pragma omp parallel num_threads(p.threads())
     for_my_rows(p, 16, [&](const uint8_t* w, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
-      bf16dot::gemv(xb.data(), p.n, K2, u16(w), p.K, o0, o1, bias, y, ldy);
+      bf16dot::gemv(xb.data(), p.n, p.K, u16(w), p.K, o0, o1, bias, y, ldy);
     });
     return;
   }
@@ -381,26 +371,6 @@ RVEC_T5 void axpy_avx512(float s, const float* x, float* y, int64_t n) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(sv, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
   for (; i < n; ++i) y[i] += s * x[i];
-}
-RVEC_T5 void silu_mul_avx512(float* g, const float* u, int64_t n) {
-  int64_t i = 0;
-  const __m512 one = _mm512_set1_ps(1.f);
-  for (; i + 16 <= n; i += 16) {
-    const __m512 gv = _mm512_loadu_ps(g + i);
-    const __m512 e = avx512::vexp(_mm512_sub_ps(_mm512_setzero_ps(), gv));
-    _mm512_storeu_ps(g + i, _mm512_mul_ps(_mm512_div_ps(gv, _mm512_add_ps(one, e)), _mm512_loadu_ps(u + i)));
-  }
-  for (; i < n; ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
-}
-RVEC_T2 void silu_mul_avx2(float* g, const float* u, int64_t n) {
-  int64_t i = 0;
-  const __m256 one = _mm256_set1_ps(1.f);
-  for (; i + 8 <= n; i += 8) {
-    const __m256 gv = _mm256_loadu_ps(g + i);
-    const __m256 e = avx2::vexp(_mm256_sub_ps(_mm256_setzero_ps(), gv));
-    _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(gv, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
-  }
-  for (; i < n; ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
 }
 RVEC_T2 float dot_avx2(const float* a, const float* b, int64_t n) {
   __m256 acc = _mm256_setzero_ps();
@@ -514,8 +484,8 @@ void scale(float* x, float a, int64_t n) {
 }
 
 void silu_mul(float* g, const float* u, int64_t n) {
-  if (cpu_isa() == CpuIsa::AVX512) return silu_mul_avx512(g, u, n);
-  if (cpu_isa() == CpuIsa::AVX2) return silu_mul_avx2(g, u, n);
+  if (cpu_isa() == CpuIsa::AVX512) return avx512::silu_mul_simd(g, u, n);
+  if (cpu_isa() == CpuIsa::AVX2) return avx2::silu_mul_simd(g, u, n);
   for (int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
 }
 

@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_output.h"
@@ -17,9 +18,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Points the cache at a scratch directory for one test; restores the environment after.
+// Points the cache at a scratch directory for one test (restoring the environment after)
+// and hashes with a `compute` that counts its calls.
 struct CacheEnv {
   test_util::TempDir dir{"hash_cache"};
+  int calls = 0;
+  std::function<std::string(const fs::path&)> compute = [this](const fs::path& p) {
+    ++calls;
+    return sha256_file(p);
+  };
   CacheEnv() {
     ::setenv("RVEC_CACHE_DIR", (dir.p / "cache").c_str(), 1);
     ::unsetenv("RVEC_HASH_CACHE");
@@ -35,11 +42,8 @@ TEST(HashCache, SecondLookupOfAnUnchangedFileSkipsHashing) {
   CacheEnv env;
   const fs::path f = env.dir.p / "a.safetensors";
   write(f, "abc");
-  int calls = 0;
-  auto compute = [&](const fs::path& p) {
-    ++calls;
-    return sha256_file(p);
-  };
+  auto& compute = env.compute;
+  int& calls = env.calls;
   // SHA-256("abc"), FIPS 180-2 appendix B.1.
   const std::string abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
   EXPECT_EQ(io::sha256_cached(f, compute), abc);
@@ -53,11 +57,8 @@ TEST(HashCache, ChangedFileIsHashedAgain) {
   CacheEnv env;
   const fs::path f = env.dir.p / "a.safetensors";
   write(f, "abc");
-  int calls = 0;
-  auto compute = [&](const fs::path& p) {
-    ++calls;
-    return sha256_file(p);
-  };
+  auto& compute = env.compute;
+  int& calls = env.calls;
   io::sha256_cached(f, compute);
   // Same size, new content and a different mtime (set explicitly: the write may land in
   // the same clock tick).
@@ -81,11 +82,8 @@ TEST(HashCache, CorruptCacheIsIgnoredAndDisabledCacheWritesNothing) {
   write(f, "abc");
   fs::create_directories(env.dir.p / "cache");
   write(env.dir.p / "cache" / "sha256.json", "{not json");
-  int calls = 0;
-  auto compute = [&](const fs::path& p) {
-    ++calls;
-    return sha256_file(p);
-  };
+  auto& compute = env.compute;
+  int& calls = env.calls;
   EXPECT_EQ(io::sha256_cached(f, compute), sha256_hex("abc"));
   auto j = nlohmann::json::parse(read_file(env.dir.p / "cache" / "sha256.json"));  // rewritten, valid
   EXPECT_TRUE(j.contains(fs::absolute(f).lexically_normal().string()));
