@@ -693,7 +693,11 @@ struct ExprParser {
         if (cur().k == Tok::Int) {  // x.0 == x[0]
           a->k = Expr::Item;
           auto idx = mk(Expr::Lit, line);
-          idx->lit = Value::integer(std::stoll(cur().v));
+          try {
+            idx->lit = Value::integer(std::stoll(cur().v));
+          } catch (const std::exception&) {
+            err("bad index");
+          }
           ++p;
           a->a.push_back(std::move(e));
           a->a.push_back(std::move(idx));

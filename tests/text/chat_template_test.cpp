@@ -183,6 +183,10 @@ TEST(ChatTemplate, ErrorsAreClear) {
   err("{{ 'unterminated }}", "unclosed");
   err("{% break %}", "outside a loop");
   err("{{ 1 + 'a' }}", "unsupported operand");
+  // Found by the fuzzer: an index past int64 used to escape as std::out_of_range.
+  err("{{ x.99999999999999999999999 }}", "line 1: bad index");
+  err("{{ 99999999999999999999999 }}", "line 1: bad number");
+  err(std::string("{{ ") + std::string(200, '(') + "1" + std::string(200, ')') + " }}", "nested too deeply");
   auto none = ChatTemplate::from_model_dir(kData / "text");
   EXPECT_FALSE(none.has_value());
 }
