@@ -1,4 +1,4 @@
-// Byte-level BPE tokenizer compatible with Hugging Face tokenizers (see tokenizer.h).
+// BPE tokenizer compatible with Hugging Face tokenizers (see tokenizer.h).
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "text/tokenizer.h"
 
@@ -233,7 +233,8 @@ struct Pcre2CodeFree {
 };
 using Regex = std::unique_ptr<pcre2_code, Pcre2CodeFree>;
 
-Regex compile_regex(const std::string& pattern, bool literal, const std::string& origin) {
+Regex compile_regex(const std::string& pattern, bool literal, const std::string& origin,
+                    const char* what = "pre_tokenizer") {
   int err = 0;
   PCRE2_SIZE off = 0;
   uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
@@ -242,7 +243,7 @@ Regex compile_regex(const std::string& pattern, bool literal, const std::string&
   if (!code) {
     PCRE2_UCHAR buf[256];
     pcre2_get_error_message(err, buf, sizeof buf);
-    fail("{}: pre_tokenizer regex /{}/ does not compile at offset {}: {}", origin, pattern, off,
+    fail("{}: {} regex /{}/ does not compile at offset {}: {}", origin, what, pattern, off,
          reinterpret_cast<const char*>(buf));
   }
   pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
@@ -254,6 +255,108 @@ constexpr const char* kGpt2Pattern =
 
 bool ascii_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
 bool word_byte(unsigned char c) { return std::isalnum(c) || c == '_' || c >= 0x80; }
+
+// Rust's char::is_whitespace (Unicode White_Space), used by the Strip normalizer.
+bool unicode_space(uint32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+         cp == 0x3000;
+}
+
+// Byte length of the UTF-8 character at s[i] (1 for an invalid byte; never past the end).
+size_t char_len(std::string_view s, size_t i) {
+  size_t consumed;
+  bool truncated;
+  size_t len = utf8_seq(reinterpret_cast<const unsigned char*>(s.data()) + i, s.size() - i, consumed, truncated);
+  return len ? len : std::max<size_t>(consumed, 1);
+}
+
+// The byte of a byte-fallback token "<0xAB>" as HF's ByteFallback decoder reads it (Rust
+// u8::from_str_radix on the two characters after "<0x": hex digits of either case, or a
+// '+' and one digit), or -1.
+int parse_byte_token(std::string_view t) {
+  if (t.size() != 6 || t.substr(0, 3) != "<0x" || t[5] != '>') return -1;
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  if (t[3] == '+') return hex(t[4]);
+  int hi = hex(t[3]), lo = hex(t[4]);
+  return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+}
+
+struct MatchDataFree {
+  void operator()(pcre2_match_data* m) const { pcre2_match_data_free(m); }
+};
+using MatchData = std::unique_ptr<pcre2_match_data, MatchDataFree>;
+
+// A Replace pattern ({"String": ...} or {"Regex": ...}) and its replacement; every
+// non-overlapping match, leftmost first, is replaced (empty regex matches are skipped).
+struct Replacer {
+  std::string literal;
+  Regex re;  // set for a Regex pattern
+  std::string content;
+
+  std::string apply(std::string_view s, const std::string& origin) const {
+    std::string out;
+    if (!re) {
+      if (literal.empty()) return std::string(s);
+      size_t pos = 0;
+      for (size_t hit; (hit = s.find(literal, pos)) != std::string_view::npos; pos = hit + literal.size()) {
+        out.append(s.substr(pos, hit - pos));
+        out += content;
+      }
+      out.append(s.substr(pos));
+      return out;
+    }
+    MatchData md(pcre2_match_data_create(2, nullptr));
+    if (!md) fail("{}: out of memory for regex match data", origin);
+    size_t off = 0, prev = 0;
+    const auto* subject = reinterpret_cast<PCRE2_SPTR>(s.data());
+    while (off <= s.size()) {
+      int rc = pcre2_match(re.get(), subject, s.size(), off, PCRE2_NO_UTF_CHECK, md.get(), nullptr);
+      if (rc == PCRE2_ERROR_NOMATCH) break;
+      if (rc < 0) fail("{}: Replace regex failed with PCRE2 error {}", origin, rc);
+      PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
+      size_t ms = ov[0], me = ov[1];
+      if (me <= ms) {
+        if (ms >= s.size()) break;
+        off = ms + char_len(s, ms);
+        continue;
+      }
+      out.append(s.substr(prev, ms - prev));
+      out += content;
+      prev = off = me;
+    }
+    out.append(s.substr(prev));
+    return out;
+  }
+};
+
+Replacer parse_replace(const json& j, const std::string& origin, const char* what) {
+  Replacer r;
+  const json& pat = j.contains("pattern") ? j.at("pattern") : json();
+  if (pat.is_object() && pat.contains("String")) {
+    r.literal = pat.at("String").get<std::string>();
+  } else if (pat.is_object() && pat.contains("Regex")) {
+    r.re = compile_regex(pat.at("Regex").get<std::string>(), false, origin, what);
+  } else {
+    fail("{}: {} Replace pattern must be {{\"String\": ...}} or {{\"Regex\": ...}}", origin, what);
+  }
+  if (!j.contains("content")) fail("{}: {} Replace has no \"content\"", origin, what);
+  r.content = j.at("content").get<std::string>();
+  return r;
+}
+
+// One UTF-8 character from a JSON string (Metaspace replacement, Strip content).
+std::string one_char(const json& v, const std::string& origin, const char* what) {
+  std::string c = v.get<std::string>();
+  if (c.empty() || !utf8_valid(c) || char_len(c, 0) != c.size())
+    fail("{}: {} must be a single character, got \"{}\"", origin, what, c);
+  return c;
+}
 
 }  // namespace
 
@@ -302,10 +405,34 @@ struct AddedToken {
 };
 
 struct PreTok {
-  enum Kind { Split, ByteLevel } kind;
+  enum Kind { Split, ByteLevel, Metaspace } kind;
+  explicit PreTok(Kind k) : kind(k) {}
   Regex re;               // Split pattern, or the GPT-2 regex for ByteLevel(use_regex)
   bool remove = false;    // Split behavior Removed (else Isolated)
   bool prefix_space = false;
+  // Metaspace: spaces become `rep`, which is prepended (always / only to the piece at the
+  // start of the input / never) unless already there; split: cut before every `rep`.
+  std::string rep;
+  enum Scheme { Always, First, Never } scheme = Always;
+  bool split = true;
+};
+
+struct NormStep {
+  enum Kind { NFC, Prepend, Replace, Strip } kind;
+  explicit NormStep(Kind k) : kind(k) {}
+  std::string prepend;
+  Replacer replace;
+  bool left = false, right = false;  // Strip
+};
+
+// Decoders, applied in order to the list of token strings like HF's decode_chain.
+struct DecStep {
+  enum Kind { ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace } kind;
+  explicit DecStep(Kind k) : kind(k) {}
+  Replacer replace;
+  std::string ch;              // Strip content / Metaspace replacement (one character)
+  size_t start = 0, stop = 0;  // Strip
+  bool prepend = true;         // Metaspace: prepend_scheme != never (drop `ch` from token 0)
 };
 
 struct Tokenizer::Impl {
@@ -319,7 +446,16 @@ struct Tokenizer::Impl {
   std::unordered_map<std::string, int32_t> bytes_to_id;
   std::array<int32_t, 256> byte_id;
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges;  // (a,b) -> (rank, merged id)
-  bool nfc = false, ignore_merges = false;
+  bool ignore_merges = false;
+  // byte_mode: a ByteLevel pre-tokenizer, so BPE starts from bytes (byte_id); otherwise
+  // (SentencePiece style) from the characters' own tokens in model_vocab, with
+  // byte_fallback to the "<0xAB>" tokens (fallback_id) and unk (fused if fuse_unk).
+  bool byte_mode = false, byte_fallback = false, fuse_unk = false;
+  std::array<int32_t, 256> fallback_id;
+  std::unordered_map<std::string, int32_t> model_vocab;  // char mode only
+  std::vector<NormStep> norms;
+  std::vector<DecStep> decoders;
+  bool plain_byte_level = false;  // decoders == [ByteLevel]: decode by concatenating id_bytes
   int32_t unk = -1;
   std::optional<int32_t> bos, eos;
   bool add_bos = false;
@@ -331,7 +467,10 @@ struct Tokenizer::Impl {
   static constexpr size_t kCacheMax = 1 << 16, kCacheWordMax = 128;
 
   void bpe(std::string_view word, std::vector<int32_t>& out) const;
-  void encode_text(std::string_view text, std::vector<int32_t>& out, pcre2_match_data* md) const;
+  void encode_text(std::string_view text, bool at_start, std::vector<int32_t>& out, pcre2_match_data* md) const;
+  std::string normalize(std::string_view text) const;
+  std::string token_piece(const std::string& tok) const;
+  std::string run_decoders(std::vector<std::string> toks) const;
   void split_regex(const pcre2_code* re, bool remove, std::string_view s, std::vector<std::string_view>& out,
                    pcre2_match_data* md) const;
 };
@@ -354,11 +493,20 @@ void parse_normalizer(const json& n, Tokenizer::Impl& t) {
   if (n.is_null()) return;
   std::string type = need(n, "type", t.origin, "normalizer").get<std::string>();
   if (type == "NFC") {
-    t.nfc = true;
+    t.norms.emplace_back(NormStep::NFC);
+  } else if (type == "Prepend") {
+    t.norms.emplace_back(NormStep::Prepend).prepend = need(n, "prepend", t.origin, "Prepend normalizer").get<std::string>();
+  } else if (type == "Replace") {
+    t.norms.emplace_back(NormStep::Replace).replace = parse_replace(n, t.origin, "normalizer");
+  } else if (type == "Strip") {
+    NormStep st(NormStep::Strip);
+    st.left = get_bool(n, "strip_left", false);
+    st.right = get_bool(n, "strip_right", false);
+    t.norms.push_back(std::move(st));
   } else if (type == "Sequence") {
     for (const auto& sub : need(n, "normalizers", t.origin, "normalizer Sequence")) parse_normalizer(sub, t);
   } else {
-    fail("{}: unsupported normalizer \"{}\" (supported: NFC, Sequence)", t.origin, type);
+    fail("{}: unsupported normalizer \"{}\" (supported: NFC, Prepend, Replace, Strip, Sequence)", t.origin, type);
   }
 }
 
@@ -369,7 +517,7 @@ void parse_pretokenizer(const json& p, Tokenizer::Impl& t) {
     for (const auto& sub : need(p, "pretokenizers", t.origin, "pre_tokenizer Sequence")) parse_pretokenizer(sub, t);
   } else if (type == "Split") {
     const json& pat = need(p, "pattern", t.origin, "Split pre_tokenizer");
-    PreTok pt{PreTok::Split, nullptr};
+    PreTok pt(PreTok::Split);
     if (pat.is_object() && pat.contains("Regex")) {
       pt.re = compile_regex(pat.at("Regex").get<std::string>(), false, t.origin);
     } else if (pat.is_object() && pat.contains("String")) {
@@ -386,22 +534,69 @@ void parse_pretokenizer(const json& p, Tokenizer::Impl& t) {
     if (get_bool(p, "invert", false)) fail("{}: Split pre_tokenizer with invert=true is not supported", t.origin);
     t.pretoks.push_back(std::move(pt));
   } else if (type == "ByteLevel") {
-    PreTok pt{PreTok::ByteLevel, nullptr};
+    PreTok pt(PreTok::ByteLevel);
     pt.prefix_space = get_bool(p, "add_prefix_space", true);
     if (get_bool(p, "use_regex", true)) pt.re = compile_regex(kGpt2Pattern, false, t.origin);
     t.pretoks.push_back(std::move(pt));
+  } else if (type == "Metaspace") {
+    PreTok pt(PreTok::Metaspace);
+    pt.rep = one_char(need(p, "replacement", t.origin, "Metaspace pre_tokenizer"), t.origin, "Metaspace replacement");
+    std::string scheme = p.contains("prepend_scheme") ? p.at("prepend_scheme").get<std::string>() : "always";
+    if (scheme == "always") {
+      pt.scheme = PreTok::Always;
+    } else if (scheme == "first") {
+      pt.scheme = PreTok::First;
+    } else if (scheme == "never") {
+      pt.scheme = PreTok::Never;
+    } else {
+      fail("{}: unsupported Metaspace prepend_scheme \"{}\" (supported: always, first, never)", t.origin, scheme);
+    }
+    // Old configs: add_prefix_space false means never (HF refuses it with another scheme).
+    if (!get_bool(p, "add_prefix_space", true)) {
+      if (pt.scheme != PreTok::Never)
+        fail("{}: Metaspace add_prefix_space=false does not match prepend_scheme \"{}\"", t.origin, scheme);
+    }
+    pt.split = get_bool(p, "split", true);
+    t.pretoks.push_back(std::move(pt));
   } else {
-    fail("{}: unsupported pre_tokenizer \"{}\" (supported: Sequence, Split, ByteLevel)", t.origin, type);
+    fail("{}: unsupported pre_tokenizer \"{}\" (supported: Sequence, Split, ByteLevel, Metaspace)", t.origin, type);
   }
 }
 
-void check_decoder(const json& d, const std::string& origin) {
-  if (d.is_null()) fail("{}: tokenizer without a decoder is not supported (need ByteLevel)", origin);
+void parse_decoder(const json& d, Tokenizer::Impl& t) {
+  const std::string& origin = t.origin;
+  if (d.is_null()) fail("{}: tokenizer without a decoder is not supported", origin);
   std::string type = need(d, "type", origin, "decoder").get<std::string>();
   if (type == "Sequence") {
-    for (const auto& sub : need(d, "decoders", origin, "decoder Sequence")) check_decoder(sub, origin);
-  } else if (type != "ByteLevel") {
-    fail("{}: unsupported decoder \"{}\" (supported: ByteLevel)", origin, type);
+    for (const auto& sub : need(d, "decoders", origin, "decoder Sequence")) parse_decoder(sub, t);
+  } else if (type == "ByteLevel") {
+    t.decoders.emplace_back(DecStep::ByteLevel);
+  } else if (type == "ByteFallback") {
+    t.decoders.emplace_back(DecStep::ByteFallback);
+  } else if (type == "Fuse") {
+    t.decoders.emplace_back(DecStep::Fuse);
+  } else if (type == "Replace") {
+    t.decoders.emplace_back(DecStep::Replace).replace = parse_replace(d, origin, "decoder");
+  } else if (type == "Strip") {
+    DecStep st(DecStep::Strip);
+    st.ch = one_char(need(d, "content", origin, "Strip decoder"), origin, "Strip decoder content");
+    st.start = need(d, "start", origin, "Strip decoder").get<size_t>();
+    st.stop = need(d, "stop", origin, "Strip decoder").get<size_t>();
+    t.decoders.push_back(std::move(st));
+  } else if (type == "Metaspace") {
+    DecStep st(DecStep::Metaspace);
+    st.ch = one_char(need(d, "replacement", origin, "Metaspace decoder"), origin, "Metaspace replacement");
+    std::string scheme = d.contains("prepend_scheme") ? d.at("prepend_scheme").get<std::string>() : "always";
+    if (scheme != "always" && scheme != "first" && scheme != "never")
+      fail("{}: unsupported Metaspace prepend_scheme \"{}\" (supported: always, first, never)", origin, scheme);
+    if (!get_bool(d, "add_prefix_space", true) && scheme != "never")
+      fail("{}: Metaspace add_prefix_space=false does not match prepend_scheme \"{}\"", origin, scheme);
+    st.prepend = scheme != "never";
+    t.decoders.push_back(std::move(st));
+  } else {
+    fail("{}: unsupported decoder \"{}\" (supported: ByteLevel, ByteFallback, Fuse, Replace, Strip, Metaspace, "
+         "Sequence)",
+         origin, type);
   }
 }
 
@@ -474,8 +669,14 @@ Tokenizer Tokenizer::from_json_string(std::string_view text, const std::string& 
     for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
       if (model.contains(k) && !model.at(k).is_null() && !model.at(k).get<std::string>().empty())
         fail("{}: BPE with {} is not supported", origin, k);
-    if (get_bool(model, "byte_fallback", false)) fail("{}: BPE with byte_fallback is not supported", origin);
+    t->byte_fallback = get_bool(model, "byte_fallback", false);
+    t->fuse_unk = get_bool(model, "fuse_unk", false);
     t->ignore_merges = get_bool(model, "ignore_merges", false);
+    parse_normalizer(j.value("normalizer", json()), *t);
+    parse_pretokenizer(j.value("pre_tokenizer", json()), *t);
+    parse_decoder(j.value("decoder", json()), *t);
+    for (const auto& p : t->pretoks) t->byte_mode |= p.kind == PreTok::ByteLevel;
+    t->plain_byte_level = t->decoders.size() == 1 && t->decoders[0].kind == DecStep::ByteLevel;
 
     const json& vocab = need(model, "vocab", origin, "model");
     if (!vocab.is_object()) fail("{}: model.vocab is not an object", origin);
@@ -485,9 +686,20 @@ Tokenizer Tokenizer::from_json_string(std::string_view text, const std::string& 
     for (const auto& [tok, id] : vocab.items()) set_token(*t, id.get<int32_t>(), tok);
     size_t n_model = t->id_tok.size();
 
-    // Byte-level view of the model vocab.
+    // Byte-level view of the model vocab (byte mode), or the model vocab itself and its
+    // byte-fallback tokens, spelt exactly "<0xAB>" as HF looks them up (char mode).
     t->byte_id.fill(-1);
-    for (size_t id = 0; id < n_model; ++id) {
+    t->fallback_id.fill(-1);
+    if (!t->byte_mode) {
+      t->model_vocab.reserve(vocab.size() * 2);
+      for (const auto& [tok, id] : vocab.items()) {
+        int32_t i = id.get<int32_t>();
+        t->model_vocab[tok] = i;
+        int b = parse_byte_token(tok);
+        if (b >= 0 && tok == fmt::format("<0x{:02X}>", b)) t->fallback_id[size_t(b)] = i;
+      }
+    }
+    for (size_t id = 0; id < n_model && t->byte_mode; ++id) {
       if (!t->present[id]) continue;
       std::string b = byte_level_decode(t->id_tok[id]);
       if (b.size() == 1) {
@@ -553,14 +765,7 @@ Tokenizer Tokenizer::from_json_string(std::string_view text, const std::string& 
 
     t->id_bytes.resize(t->id_tok.size());
     for (size_t id = 0; id < t->id_tok.size(); ++id)
-      if (t->present[id]) t->id_bytes[id] = byte_level_decode(t->id_tok[id]);
-
-    parse_normalizer(j.value("normalizer", json()), *t);
-    parse_pretokenizer(j.value("pre_tokenizer", json()), *t);
-    check_decoder(j.value("decoder", json()), origin);
-    bool has_byte_level = false;
-    for (const auto& p : t->pretoks) has_byte_level |= p.kind == PreTok::ByteLevel;
-    if (!has_byte_level) fail("{}: pre_tokenizer has no ByteLevel step: only byte-level BPE is supported", origin);
+      if (t->present[id]) t->id_bytes[id] = t->token_piece(t->id_tok[id]);
     // BOS from a TemplateProcessing post-processor: {"single": [{"SpecialToken": {"id": "<bos>"}}, ...]}.
     std::function<void(const json&)> post = [&](const json& pp) {
       if (!pp.is_object()) return;
@@ -589,8 +794,9 @@ Tokenizer Tokenizer::from_json_string(std::string_view text, const std::string& 
 void Tokenizer::Impl::bpe(std::string_view word, std::vector<int32_t>& out) const {
   if (word.empty()) return;
   if (ignore_merges) {
-    auto it = bytes_to_id.find(std::string(word));
-    if (it != bytes_to_id.end()) {
+    const auto& whole = byte_mode ? bytes_to_id : model_vocab;
+    auto it = whole.find(std::string(word));
+    if (it != whole.end()) {
       out.push_back(it->second);
       return;
     }
@@ -612,12 +818,47 @@ void Tokenizer::Impl::bpe(std::string_view word, std::vector<int32_t>& out) cons
   };
   std::vector<Sym> sym;
   sym.reserve(word.size());
-  for (unsigned char c : word) {
-    int32_t id = byte_id[c];
-    if (id < 0) id = unk;
-    if (id < 0) continue;  // HF drops chars with no token when there is no unk_token
+  auto add = [&](int32_t id) {
     int32_t i = int32_t(sym.size());
     sym.push_back({id, i - 1, i + 1, true});
+  };
+  if (byte_mode) {
+    for (unsigned char c : word) {
+      int32_t id = byte_id[c];
+      if (id < 0) id = unk;
+      if (id >= 0) add(id);  // HF drops chars with no token when there is no unk_token
+    }
+  } else {
+    // HF BPE::merge_word: each character's token; else its bytes' "<0xAB>" tokens (all
+    // of them or none); else unk, consecutive unks fused when fuse_unk. A pending unk is
+    // only flushed by a known character or the end (byte-fallback tokens go before it).
+    int32_t pending_unk = -1;
+    std::string ch;
+    for (size_t i = 0; i < word.size();) {
+      size_t len = char_len(word, i);
+      ch.assign(word.substr(i, len));
+      i += len;
+      auto it = model_vocab.find(ch);
+      if (it != model_vocab.end()) {
+        if (pending_unk >= 0) add(pending_unk);
+        pending_unk = -1;
+        add(it->second);
+        continue;
+      }
+      if (byte_fallback) {
+        bool all = true;
+        for (unsigned char c : ch) all &= fallback_id[c] >= 0;
+        if (all) {
+          for (unsigned char c : ch) add(fallback_id[c]);
+          continue;
+        }
+      }
+      if (unk >= 0) {
+        if (pending_unk >= 0 && !fuse_unk) add(pending_unk);
+        pending_unk = unk;
+      }
+    }
+    if (pending_unk >= 0) add(pending_unk);
   }
   if (!sym.empty()) sym.back().next = -1;
   struct Cand {
@@ -684,32 +925,103 @@ void Tokenizer::Impl::split_regex(const pcre2_code* re, bool remove, std::string
   if (prev < s.size()) out.push_back(s.substr(prev));
 }
 
-void Tokenizer::Impl::encode_text(std::string_view text, std::vector<int32_t>& out, pcre2_match_data* md) const {
+std::string Tokenizer::Impl::normalize(std::string_view text) const {
+  std::string cur(text);
+  for (const auto& n : norms) {
+    switch (n.kind) {
+      case NormStep::NFC:
+        cur = rvec::text::nfc(cur, origin);
+        break;
+      case NormStep::Prepend:
+        if (!cur.empty()) cur.insert(0, n.prepend);  // HF prepends only to non-empty text
+        break;
+      case NormStep::Replace:
+        cur = n.replace.apply(cur, origin);
+        break;
+      case NormStep::Strip: {
+        size_t b = 0, e = cur.size();
+        const auto* p = reinterpret_cast<const unsigned char*>(cur.data());
+        while (n.left && b < e) {
+          size_t len = char_len(cur, b);
+          if (!unicode_space(decode_cp(p + b, len))) break;
+          b += len;
+        }
+        while (n.right && e > b) {
+          size_t s = e - 1;
+          while (s > b && (p[s] & 0xC0) == 0x80) --s;
+          if (!unicode_space(decode_cp(p + s, e - s))) break;
+          e = s;
+        }
+        cur = cur.substr(b, e - b);
+        break;
+      }
+    }
+  }
+  return cur;
+}
+
+void Tokenizer::Impl::encode_text(std::string_view text, bool at_start, std::vector<int32_t>& out,
+                                  pcre2_match_data* md) const {
   if (text.empty()) return;
   std::string normalized;
-  if (nfc) {
-    normalized = rvec::text::nfc(text, origin);
+  if (!norms.empty()) {
+    normalized = normalize(text);
     text = normalized;
   }
-  std::deque<std::string> storage;  // pieces that got a prefix space
-  std::vector<std::string_view> cur{text}, next;
+  // at0: the piece starts at offset 0 of the original input (Metaspace prepend_scheme first).
+  struct Piece {
+    std::string_view s;
+    bool at0;
+  };
+  std::deque<std::string> storage;  // pieces rewritten by a pre-tokenizer
+  std::vector<Piece> cur{{text, at_start}}, next;
+  std::vector<std::string_view> parts;
   for (const auto& pt : pretoks) {
     next.clear();
-    for (std::string_view piece : cur) {
-      if (pt.kind == PreTok::ByteLevel && pt.prefix_space && !piece.empty() && piece[0] != ' ') {
+    for (Piece piece : cur) {
+      if (pt.kind == PreTok::Metaspace) {
+        std::string& m = storage.emplace_back();
+        for (char c : piece.s) {
+          if (c == ' ') {
+            m += pt.rep;
+          } else {
+            m += c;
+          }
+        }
+        bool prepend = pt.scheme == PreTok::Always || (pt.scheme == PreTok::First && piece.at0);
+        if (prepend && m.compare(0, pt.rep.size(), pt.rep) != 0) m.insert(0, pt.rep);
+        std::string_view v = m;
+        if (!pt.split) {
+          if (!v.empty()) next.push_back({v, piece.at0});
+          continue;
+        }
+        // Split MergedWithNext: every replacement char starts a new piece.
+        size_t from = 0;
+        for (size_t hit = v.find(pt.rep, 1); hit != std::string_view::npos; hit = v.find(pt.rep, hit + 1)) {
+          next.push_back({v.substr(from, hit - from), piece.at0 && from == 0});
+          from = hit;
+        }
+        if (from < v.size()) next.push_back({v.substr(from), piece.at0 && from == 0});
+        continue;
+      }
+      const char* begin = piece.s.data();
+      if (pt.kind == PreTok::ByteLevel && pt.prefix_space && !piece.s.empty() && piece.s[0] != ' ') {
         std::string& sp = storage.emplace_back(size_t(1), ' ');
-        sp.append(piece.data(), piece.size());
-        piece = sp;
+        sp.append(piece.s.data(), piece.s.size());
+        piece.s = sp;
+        begin = sp.data();
       }
       if (pt.re) {
-        split_regex(pt.re.get(), pt.remove, piece, next, md);
-      } else if (!piece.empty()) {
+        parts.clear();
+        split_regex(pt.re.get(), pt.remove, piece.s, parts, md);
+        for (std::string_view p : parts) next.push_back({p, piece.at0 && p.data() == begin});
+      } else if (!piece.s.empty()) {
         next.push_back(piece);
       }
     }
     std::swap(cur, next);
   }
-  for (std::string_view piece : cur) bpe(piece, out);
+  for (const Piece& piece : cur) bpe(piece.s, out);
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool parse_special) const {
@@ -753,23 +1065,143 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool parse_special
       while (start > seg && ascii_space(static_cast<unsigned char>(text[start - 1]))) --start;
     if (hit->rstrip)
       while (end < n && ascii_space(static_cast<unsigned char>(text[end]))) ++end;
-    t.encode_text(text.substr(seg, start - seg), out, md.get());
+    t.encode_text(text.substr(seg, start - seg), seg == 0, out, md.get());
     out.push_back(hit->id);
     seg = i = end;
   }
-  t.encode_text(text.substr(seg), out, md.get());
+  t.encode_text(text.substr(seg), seg == 0, out, md.get());
+  return out;
+}
+
+// The bytes one token stands for on its own: the per-token decoders (ByteLevel, Replace,
+// Metaspace as for a token after the first) and a byte-fallback token's byte; Fuse and
+// Strip act on whole texts and are left out.
+std::string Tokenizer::Impl::token_piece(const std::string& tok) const {
+  std::string s = tok;
+  for (const auto& d : decoders) {
+    switch (d.kind) {
+      case DecStep::ByteLevel:
+        s = byte_level_decode(s);
+        break;
+      case DecStep::Replace:
+        s = d.replace.apply(s, origin);
+        break;
+      case DecStep::ByteFallback:
+        if (int b = parse_byte_token(s); b >= 0) s.assign(1, char(b));
+        break;
+      case DecStep::Metaspace: {
+        Replacer r;
+        r.literal = d.ch;
+        r.content = " ";
+        s = r.apply(s, origin);
+        break;
+      }
+      case DecStep::Fuse:
+      case DecStep::Strip:
+        break;
+    }
+  }
+  return s;
+}
+
+// HF's Decoder::decode_chain for each step in order, then the pieces joined.
+std::string Tokenizer::Impl::run_decoders(std::vector<std::string> toks) const {
+  const std::string kRepl = "\xEF\xBF\xBD";
+  for (const auto& d : decoders) {
+    switch (d.kind) {
+      case DecStep::ByteLevel: {
+        std::string bytes;
+        for (const auto& tk : toks) bytes += byte_level_decode(tk);
+        toks.assign(1, utf8_lossy(bytes));
+        break;
+      }
+      case DecStep::Replace:
+        for (auto& tk : toks) tk = d.replace.apply(tk, origin);
+        break;
+      case DecStep::ByteFallback: {
+        // Runs of "<0xAB>" tokens become their bytes if those are valid UTF-8, else one
+        // U+FFFD per byte.
+        std::vector<std::string> res;
+        std::string run;
+        size_t run_len = 0;
+        auto flush = [&] {
+          if (!run_len) return;
+          if (utf8_valid(run)) {
+            res.push_back(run);
+          } else {
+            for (size_t k = 0; k < run_len; ++k) res.push_back(kRepl);
+          }
+          run.clear();
+          run_len = 0;
+        };
+        for (auto& tk : toks) {
+          int b = parse_byte_token(tk);
+          if (b >= 0) {
+            run += char(b);
+            ++run_len;
+          } else {
+            flush();
+            res.push_back(std::move(tk));
+          }
+        }
+        flush();
+        toks = std::move(res);
+        break;
+      }
+      case DecStep::Fuse: {
+        std::string all;
+        for (const auto& tk : toks) all += tk;
+        toks.assign(1, std::move(all));
+        break;
+      }
+      case DecStep::Strip:
+        for (auto& tk : toks) {
+          std::vector<size_t> pos;  // character starts, then the end
+          for (size_t i = 0; i < tk.size(); i += char_len(tk, i)) pos.push_back(i);
+          size_t nch = pos.size();
+          pos.push_back(tk.size());
+          auto is_c = [&](size_t k) { return tk.compare(pos[k], pos[k + 1] - pos[k], d.ch) == 0; };
+          size_t a = 0, z = nch;
+          while (a < std::min(d.start, nch) && is_c(a)) ++a;
+          for (size_t k = 0; k < d.stop && z > a && is_c(z - 1); ++k) --z;
+          tk = tk.substr(pos[a], pos[z] - pos[a]);
+        }
+        break;
+      case DecStep::Metaspace: {
+        Replacer r;
+        r.literal = d.ch;
+        for (size_t i = 0; i < toks.size(); ++i) {
+          r.content = i == 0 && d.prepend ? "" : " ";
+          toks[i] = r.apply(toks[i], origin);
+        }
+        break;
+      }
+    }
+  }
+  std::string out;
+  for (const auto& tk : toks) out += tk;
   return out;
 }
 
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {
   const Impl& t = *impl_;
-  std::string bytes;
+  if (t.plain_byte_level) {
+    std::string bytes;
+    for (int32_t id : ids) {
+      if (id < 0 || size_t(id) >= t.id_tok.size() || !t.present[size_t(id)]) continue;
+      if (skip_special && t.special[size_t(id)]) continue;
+      bytes += t.id_bytes[size_t(id)];
+    }
+    return utf8_lossy(bytes);
+  }
+  std::vector<std::string> toks;
+  toks.reserve(ids.size());
   for (int32_t id : ids) {
     if (id < 0 || size_t(id) >= t.id_tok.size() || !t.present[size_t(id)]) continue;
     if (skip_special && t.special[size_t(id)]) continue;
-    bytes += t.id_bytes[size_t(id)];
+    toks.push_back(t.id_tok[size_t(id)]);
   }
-  return utf8_lossy(bytes);
+  return t.run_decoders(std::move(toks));
 }
 
 std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
@@ -809,19 +1241,42 @@ std::vector<int32_t> Tokenizer::special_ids() const {
 // ---------------------------------------------------------------- streaming
 StreamDecoder::StreamDecoder(const Tokenizer& tok, bool skip_special) : tok_(&tok), skip_special_(skip_special) {}
 
+// Like HF's DecodeStream: the window ids_ holds the tokens last emitted (ctx_ of them, whose
+// text was prefix_) and the pending ones; the new text is decode(window) past prefix_, so
+// whole-text decoders (Strip, Metaspace's first token) act as they do in decode(). Text is
+// held back while the window's bytes end in an incomplete UTF-8 character.
 std::string StreamDecoder::push(int32_t id) {
-  if (skip_special_ && tok_->is_special(id)) return {};
-  pending_ += tok_->token_bytes(id);
-  size_t tail = utf8_incomplete_tail(pending_);
-  std::string out = utf8_lossy(std::string_view(pending_).substr(0, pending_.size() - tail));
-  pending_.erase(0, pending_.size() - tail);
+  const auto& t = *tok_->impl_;
+  if (id < 0 || size_t(id) >= t.present.size() || !t.present[size_t(id)]) return {};
+  if (skip_special_ && t.special[size_t(id)]) return {};
+  ids_.push_back(id);
+  std::string bytes;
+  for (int32_t i : ids_) bytes += t.id_bytes[size_t(i)];
+  if (utf8_incomplete_tail(bytes) > 0) return {};
+  return emit(false);
+}
+
+std::string StreamDecoder::emit(bool force) {
+  const auto& t = *tok_->impl_;
+  if (ids_.size() == ctx_) return {};
+  std::string text = tok_->decode(ids_, skip_special_);
+  std::string out;
+  if (!force && text.size() <= prefix_.size()) return {};  // nothing new yet
+  if (text.size() >= prefix_.size() && text.compare(0, prefix_.size(), prefix_) == 0) {
+    out = text.substr(prefix_.size());
+  } else {
+    // The window's text does not extend what was emitted (a byte-fallback run that turned
+    // invalid, which encode() never produces): the pending tokens' own bytes.
+    std::string bytes;
+    for (size_t k = ctx_; k < ids_.size(); ++k) bytes += t.id_bytes[size_t(ids_[k])];
+    out = utf8_lossy(bytes);
+  }
+  ids_.erase(ids_.begin(), ids_.begin() + std::ptrdiff_t(ctx_));
+  ctx_ = ids_.size();
+  prefix_ = tok_->decode(ids_, skip_special_);
   return out;
 }
 
-std::string StreamDecoder::flush() {
-  std::string out = utf8_lossy(pending_);
-  pending_.clear();
-  return out;
-}
+std::string StreamDecoder::flush() { return emit(true); }
 
 }  // namespace rvec::text

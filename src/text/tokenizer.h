@@ -1,12 +1,16 @@
-// Byte-level BPE tokenizer that reads Hugging Face `tokenizer.json` files (Qwen2/Qwen2.5,
-// Llama-3, GPT-2 style) and reproduces HF tokenizers' ids exactly:
+// BPE tokenizer that reads Hugging Face `tokenizer.json` files and reproduces HF
+// tokenizers' ids exactly, for byte-level BPE (Qwen2/Qwen2.5, Llama-3, GPT-2 style) and
+// SentencePiece-style BPE with byte fallback (Llama-2, Mistral-7B, TinyLlama):
 //   added tokens (matched first, leftmost-longest; lstrip/rstrip/single_word honoured)
-//   -> normalizer (none | NFC | Sequence of those)
-//   -> pre-tokenizer (Split(regex|string, Isolated|Removed) and ByteLevel(use_regex,
-//      add_prefix_space), or a Sequence of them)
-//   -> BPE by merge rank (ignore_merges supported) with a per-word cache.
-// Decoding follows the ByteLevel decoder (invalid UTF-8 becomes U+FFFD, like Rust's
-// String::from_utf8_lossy). Unsupported components raise rvec::Error naming the file.
+//   -> normalizer (NFC | Prepend | Replace(String|Regex) | Strip | Sequence of those)
+//   -> pre-tokenizer (none | Split(regex|string, Isolated|Removed) | ByteLevel(use_regex,
+//      add_prefix_space) | Metaspace(replacement, prepend_scheme, split) | Sequence)
+//   -> BPE by merge rank (ignore_merges; byte_fallback to "<0xAB>" tokens; unk_token and
+//      fuse_unk) with a per-word cache. With a ByteLevel pre-tokenizer BPE starts from
+//      bytes, otherwise from the characters' own tokens.
+// Decoding runs HF's decoders in order (ByteLevel, Replace, ByteFallback, Fuse, Strip,
+// Metaspace, Sequence); invalid UTF-8 becomes U+FFFD as HF does. Unsupported components
+// raise rvec::Error naming the file and the component.
 // Invalid UTF-8 given to encode() is replaced by U+FFFD first (HF only accepts valid text).
 // A Tokenizer is cheap to copy (shared immutable state); encode/decode are thread-safe.
 #pragma once
@@ -44,7 +48,9 @@ class Tokenizer {
   std::optional<int32_t> eos_id() const;
   bool add_bos() const;
 
-  // The raw bytes a token stands for (ByteLevel-decoded); used by StreamDecoder.
+  // The raw bytes a token stands for on its own (ByteLevel-decoded, or a byte-fallback
+  // token's byte, or the text with the Replace/Metaspace decoders applied); used by
+  // StreamDecoder.
   std::string token_bytes(int32_t id) const;
   // The token ids of special added tokens, in id order.
   std::vector<int32_t> special_ids() const;
@@ -52,13 +58,17 @@ class Tokenizer {
   struct Impl;
 
  private:
+  friend class StreamDecoder;
   explicit Tokenizer(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
   std::shared_ptr<const Impl> impl_;
 };
 
 // Incremental detokenizer: feed ids one by one, get only complete UTF-8 text (never
 // half a character). The concatenation of all push() results and flush() equals
-// Tokenizer::decode of the same ids.
+// Tokenizer::decode of the same ids (decoders such as Strip act on the start of the
+// whole text only). One exception: a run of byte-fallback tokens that is not valid UTF-8
+// as a whole decodes to one U+FFFD per byte in decode() (HF), while the stream has
+// already emitted the run's complete characters; encode() never produces such runs.
 class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer& tok, bool skip_special = false);
@@ -66,9 +76,12 @@ class StreamDecoder {
   std::string flush();  // whatever is pending (an incomplete character becomes U+FFFD)
 
  private:
+  std::string emit(bool force);
   const Tokenizer* tok_;
   bool skip_special_;
-  std::string pending_;
+  std::vector<int32_t> ids_;  // the tokens last emitted (ctx_ of them), then the pending ones
+  size_t ctx_ = 0;
+  std::string prefix_;        // decode of the first ctx_ tokens of ids_
 };
 
 // UTF-8 helpers shared with the chat templates and the CLI.

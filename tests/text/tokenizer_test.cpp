@@ -41,6 +41,18 @@ void check_oracle(const Tokenizer& tok, const fs::path& expected) {
     auto want = c["ids"].get<std::vector<int32_t>>();
     EXPECT_EQ(tok.decode(want), c["decoded"].get<std::string>()) << json(text).dump();
     EXPECT_EQ(tok.decode(want, true), c["decoded_skip_special"].get<std::string>()) << json(text).dump();
+    // Streaming the oracle's ids gives its decoded text, never half a character.
+    for (bool skip : {false, true}) {
+      StreamDecoder sd(tok, skip);
+      std::string acc;
+      for (int32_t id : want) {
+        std::string piece = sd.push(id);
+        EXPECT_TRUE(rvec::text::utf8_valid(piece)) << json(text).dump();
+        acc += piece;
+      }
+      acc += sd.flush();
+      EXPECT_EQ(acc, c[skip ? "decoded_skip_special" : "decoded"].get<std::string>()) << "stream: " << json(text).dump();
+    }
   }
 }
 
@@ -260,4 +272,109 @@ TEST(Tokenizer, BosEosFromConfigAndPostProcessor) {
   EXPECT_EQ(t.bos_id(), 3);
   EXPECT_TRUE(t.add_bos());
   EXPECT_EQ(t.encode("ab"), std::vector<int32_t>{2});  // encode() itself never adds it
+}
+
+// SentencePiece-style BPE (Llama-2 cut to 3300 ids, see tools/make_tiny_llama2.py): legacy
+// normalizer Prepend + Replace, no pre-tokenizer, byte_fallback, decoder Sequence[Replace,
+// ByteFallback, Fuse, Strip].
+TEST(Tokenizer, Llama2StyleMatchesHfTokenizers) {
+  check_oracle(Tokenizer::from_model_dir(kData / "tokenizers/tiny-llama2"), kData / "text/tiny-llama2_expected.json");
+}
+
+// The newer form: no normalizer, Metaspace(prepend_scheme first, split false).
+TEST(Tokenizer, Llama2MetaspaceFirstMatchesHfTokenizers) {
+  check_oracle(Tokenizer::from_model_dir(kData / "tokenizers/tiny-llama2-metaspace"),
+               kData / "text/tiny-llama2-metaspace_expected.json");
+}
+
+// The old Metaspace form (add_prefix_space: prepend always, split) with the Metaspace decoder.
+TEST(Tokenizer, Llama2MetaspaceSplitMatchesHfTokenizers) {
+  check_oracle(Tokenizer::from_model_dir(kData / "tokenizers/tiny-llama2-metaspace-split"),
+               kData / "text/tiny-llama2-metaspace-split_expected.json");
+}
+
+// Optional: the full Llama-2 tokenizer (not committed), e.g.
+// RVEC_LLAMA2_TOKENIZER=/path/to/tokenizer.json RVEC_LLAMA2_EXPECTED=/path/to/expected.json
+TEST(Tokenizer, FullLlama2FromEnvironment) {
+  const char* tj = std::getenv("RVEC_LLAMA2_TOKENIZER");
+  const char* ex = std::getenv("RVEC_LLAMA2_EXPECTED");
+  if (!tj || !ex) GTEST_SKIP() << "RVEC_LLAMA2_TOKENIZER / RVEC_LLAMA2_EXPECTED not set";
+  check_oracle(Tokenizer::from_file(tj), ex);
+}
+
+TEST(Tokenizer, Llama2SpecialsAndBos) {
+  auto t = Tokenizer::from_model_dir(kData / "tokenizers/tiny-llama2");
+  EXPECT_EQ(t.bos_id(), 1);
+  EXPECT_EQ(t.eos_id(), 2);
+  EXPECT_TRUE(t.add_bos());  // add_bos_token: true (and the TemplateProcessing post-processor)
+  EXPECT_EQ(t.token_to_id("<0x0A>"), 13);
+  EXPECT_EQ(t.token_bytes(13), "\n");
+  EXPECT_EQ(t.token_bytes(*t.token_to_id("\u2581the")), " the");
+  EXPECT_EQ(t.special_ids(), (std::vector<int32_t>{0, 1, 2}));
+  EXPECT_EQ(t.encode("<s>", false).size(), 3u);  // "▁<", "s", ">" as plain text
+}
+
+TEST(StreamDecoder, ByteFallbackAndStrip) {
+  auto t = Tokenizer::from_model_dir(kData / "tokenizers/tiny-llama2");
+  // 🪿 is not in the cut vocab: four <0x..> tokens, nothing emitted before the last one.
+  auto ids = t.encode("🪿 hi 🪿");
+  StreamDecoder sd(t);
+  std::vector<std::string> pieces;
+  for (int32_t id : ids) pieces.push_back(sd.push(id));
+  std::string acc;
+  for (auto& p : pieces) acc += p;
+  EXPECT_EQ(acc + sd.flush(), "🪿 hi 🪿");  // the Strip decoder drops only the very first space
+  EXPECT_EQ(pieces[0], "");                // "▁" alone: the stripped leading space
+  EXPECT_EQ(pieces[1], "");
+  EXPECT_EQ(pieces[4], "🪿");
+  // A truncated character at the end comes out of flush() as U+FFFD, like decode().
+  StreamDecoder sd2(t);
+  EXPECT_EQ(sd2.push(ids[1]), "");
+  EXPECT_EQ(sd2.flush(), t.decode(std::vector<int32_t>{ids[1]}));
+  EXPECT_EQ(t.decode(std::vector<int32_t>{ids[1], ids[2]}), "\xEF\xBF\xBD\xEF\xBF\xBD");  // HF: one per byte
+}
+
+TEST(Tokenizer, SentencePieceComponentsAndMalformedInput) {
+  auto load = [](const std::string& extra) {
+    return Tokenizer::from_json_string(
+        R"({"model":{"type":"BPE","byte_fallback":true,"fuse_unk":true,"unk_token":"<unk>",
+            "vocab":{"<unk>":0,"<0x41>":1,"<0xzz>":2,"<0x":3,"a":4,"b":5,"ab":6,"▁":7,"▁ab":8,"<0xC3>":9},
+            "merges":["a b","▁ ab"]},)" + extra + "}",
+        "sp");
+  };
+  const std::string dec =
+      R"("decoder":{"type":"Sequence","decoders":[{"type":"Replace","pattern":{"String":"▁"},"content":" "},
+         {"type":"ByteFallback"},{"type":"Fuse"},{"type":"Strip","content":" ","start":1,"stop":1}]})";
+  auto t = load(R"("normalizer":{"type":"Sequence","normalizers":[{"type":"Prepend","prepend":"▁"},
+                   {"type":"Replace","pattern":{"String":" "},"content":"▁"}]},"pre_tokenizer":null,)" + dec);
+  // "A" falls back to <0x41>; "é" = C3 A9 lacks <0xA9>: unk, fused with the next unknown "ü".
+  EXPECT_EQ(t.encode("ab"), (std::vector<int32_t>{8}));
+  EXPECT_EQ(t.encode("A"), (std::vector<int32_t>{7, 1}));
+  EXPECT_EQ(t.encode("éü"), (std::vector<int32_t>{7, 0}));
+  EXPECT_EQ(t.encode(""), std::vector<int32_t>{});
+  // Malformed byte tokens decode as text; out-of-range ids are skipped.
+  EXPECT_EQ(t.decode(std::vector<int32_t>{2, 3, -7, 1 << 30, 1}), "<0xzz><0xA");
+  EXPECT_EQ(t.decode(std::vector<int32_t>{9}), "\xEF\xBF\xBD");
+  EXPECT_EQ(t.decode(std::vector<int32_t>{7, 7, 4, 7}), " a");  // Strip start 1, stop 1
+  auto bad = [&](const std::string& extra, const std::string& needle) {
+    try {
+      load(extra);
+      ADD_FAILURE() << "no error for " << extra;
+    } catch (const rvec::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("sp:"), std::string::npos) << e.what();
+    }
+  };
+  bad(R"("pre_tokenizer":{"type":"Metaspace","replacement":"ab"},)" + dec, "single character");
+  bad(R"("pre_tokenizer":{"type":"Metaspace","replacement":"▁","prepend_scheme":"sometimes"},)" + dec, "sometimes");
+  bad(R"("pre_tokenizer":{"type":"Metaspace","replacement":"▁","add_prefix_space":false},)" + dec, "add_prefix_space");
+  bad(R"("normalizer":{"type":"Replace","pattern":{"Regex":"("},"content":""},)" + dec, "regex");
+  bad(R"("normalizer":{"type":"NFKC"},)" + dec, "NFKC");
+  bad(R"("decoder":{"type":"CTC"})", "CTC");
+  bad(R"("decoder":{"type":"Strip","content":"","start":1,"stop":0})", "single character");
+  // Regex Replace and the Strip normalizer.
+  auto r = load(R"("normalizer":{"type":"Sequence","normalizers":[{"type":"Strip","strip_left":true,"strip_right":true},
+                   {"type":"Replace","pattern":{"Regex":"\\s+"},"content":"▁"}]},)"
+                R"("pre_tokenizer":{"type":"Metaspace","replacement":"▁","prepend_scheme":"never","split":true},)" + dec);
+  EXPECT_EQ(r.encode(" \u3000ab  ab\t"), (std::vector<int32_t>{6, 8}));
 }
