@@ -38,6 +38,6 @@ void MatmulBf16Dot(benchmark::State& st) { run(st, rvec::infer::MatmulPrecision:
 
 }  // namespace
 
-BENCHMARK(MatmulF32)->Arg(1)->Arg(16)->Arg(64)->Arg(256)->UseRealTime();
-BENCHMARK(MatmulBf16Dot)->Arg(1)->Arg(16)->Arg(64)->Arg(256)->UseRealTime();
+BENCHMARK(MatmulF32)->Arg(1)->Arg(16)->Arg(64)->Arg(128)->Arg(256)->UseRealTime();
+BENCHMARK(MatmulBf16Dot)->Arg(1)->Arg(16)->Arg(64)->Arg(128)->Arg(256)->UseRealTime();
 BENCHMARK_MAIN();

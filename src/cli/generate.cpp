@@ -66,6 +66,11 @@ rvec::cli::Command cmd(
         }
         infer::GenerationRequest req;
         req.prompt = tok->encode(prompt, true);
+        // A raw prompt gets the BOS that HF's tokenizer(prompt) adds (add_bos_token: Llama,
+        // Mistral); a rendered chat template already starts with the bos_token text, and HF's
+        // apply_chat_template tokenizes it without adding another.
+        const bool chat_rendered = a->chat || !a->chat_template.empty();
+        if (!chat_rendered && tok->add_bos() && tok->bos_id()) req.prompt.insert(req.prompt.begin(), *tok->bos_id());
         req.max_new_tokens = a->max_tokens;
         req.sampling = {a->temperature, a->top_p, a->top_k, a->seed};
         req.stop_strings = a->stop;

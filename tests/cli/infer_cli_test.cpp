@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -95,6 +96,36 @@ TEST(InferCli, GenerateChatUsesTemplate) {
                  " --max-tokens 3 2>&1");
     EXPECT_EQ(r.rc, 0) << r.out;
   }
+}
+
+// HF's tokenizer(prompt) prepends BOS when tokenizer_config.json says add_bos_token (Llama,
+// Mistral); a chat template writes bos_token itself, so --chat adds none.
+TEST(InferCli, GenerateAddsBosLikeHfTokenizer) {
+  rvec::test_util::TempDir dir("cli_bos");
+  const fs::path src = kFix / "qwen2_tiny_untied_mha4x4" / "model", m = dir.p / "m";
+  fs::copy(src, m);
+  nlohmann::json cfg;
+  {
+    std::ifstream in(m / "tokenizer_config.json");
+    cfg = nlohmann::json::parse(in);
+  }
+  cfg["add_bos_token"] = true;
+  cfg["bos_token"] = "<|im_start|>";
+  cfg["chat_template"] = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}";
+  std::ofstream(m / "tokenizer_config.json") << cfg.dump();
+  auto prompt_tokens = [](const std::string& out) {
+    const size_t p = out.find("prompt ");
+    return p == std::string::npos ? -1 : std::stoi(out.substr(p + 7));
+  };
+  auto plain = run(kBin + " generate " + q(src) + " --prompt 'Hello, world' --max-tokens 1 2>&1 >/dev/null");
+  auto bos = run(kBin + " generate " + q(m) + " --prompt 'Hello, world' --max-tokens 1 2>&1 >/dev/null");
+  auto chat = run(kBin + " generate " + q(m) + " --chat --prompt 'Hello, world' --max-tokens 1 2>&1 >/dev/null");
+  ASSERT_EQ(plain.rc, 0) << plain.out;
+  ASSERT_EQ(bos.rc, 0) << bos.out;
+  ASSERT_EQ(chat.rc, 0) << chat.out;
+  ASSERT_GT(prompt_tokens(plain.out), 0) << plain.out;
+  EXPECT_EQ(prompt_tokens(bos.out), prompt_tokens(plain.out) + 1) << bos.out;
+  EXPECT_EQ(prompt_tokens(chat.out), prompt_tokens(plain.out) + 1) << chat.out;  // the template's BOS only
 }
 
 TEST(InferCli, ScoreMatchesLogitsAndBenchPrintsJson) {
