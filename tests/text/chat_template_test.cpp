@@ -95,6 +95,34 @@ TEST(ChatTemplate, Llama3Like) {
   }
 }
 
+// The Llama-2-chat and Mistral-Instruct (v0.1/v0.2) templates as their tokenizer_config.json
+// files ship them (tests/data/text/*.jinja): system prompt folded into the first user turn,
+// role alternation enforced with raise_exception.
+TEST(ChatTemplate, Llama2ChatAndMistralInstruct) {
+  auto l2 = ChatTemplate::from_file(kData / "text/llama2_chat.jinja", "<s>", "</s>");
+  EXPECT_EQ(l2.render({{"system", "Be brief."}, {"user", " Hi "}, {"assistant", "Hello! "}, {"user", "2+2?"}}, true),
+            "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n Hi [/INST] Hello! </s><s>[INST] 2+2? [/INST]");
+  EXPECT_EQ(l2.render({{"user", "Hi"}}, true), "<s>[INST] Hi [/INST]");
+  auto mi = ChatTemplate::from_file(kData / "text/mistral_instruct.jinja", "<s>", "</s>");
+  EXPECT_EQ(mi.render({{"user", "Hi"}, {"assistant", "Hello!"}, {"user", "2+2?"}}, true),
+            "<s>[INST] Hi [/INST]Hello!</s>[INST] 2+2? [/INST]");
+  for (const auto* t : {&l2, &mi}) {
+    try {
+      t->render({{"user", "a"}, {"user", "b"}}, true);
+      ADD_FAILURE() << "expected raise_exception";
+    } catch (const rvec::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("Conversation roles must alternate"), std::string::npos) << e.what();
+    }
+  }
+  try {
+    mi.render({{"system", "s"}, {"user", "a"}}, true);
+    ADD_FAILURE() << "expected raise_exception";
+  } catch (const rvec::Error& e) {
+    // a system turn at index 0 breaks the alternation check first
+    EXPECT_NE(std::string(e.what()).find("Conversation roles must alternate"), std::string::npos) << e.what();
+  }
+}
+
 TEST(ChatTemplate, WhitespaceControlTrimAndLstripBlocks) {
   // lstrip_blocks removes the indentation before a block tag, trim_blocks the newline after it.
   EXPECT_EQ(r("  {% if x %}\n    yes\n  {% endif %}\nend", {{"x", true}}), "    yes\nend");
