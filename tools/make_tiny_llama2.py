@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Derive small SentencePiece-style BPE test tokenizers from the real Llama-2 tokenizer.json.
+"""Derive small SentencePiece-style BPE test tokenizers from a Llama-2-style tokenizer.json.
 
     python3 tools/make_tiny_llama2.py LLAMA2_DIR [OUT_ROOT] [--keep N]
 
@@ -18,8 +18,10 @@ kept, so the cut vocabulary tokenizes exactly like HF tokenizers would with that
   tiny-llama2-metaspace-split/  the old Metaspace form ({"add_prefix_space": true}: prepend
                           always, split on "▁") with the Metaspace decoder
 
-The vocabulary is from Llama 2 (Llama 2 Community License, see tests/data/tokenizers/README.md).
+Note: the "llama2" npm package actually ships the Mistral-7B v0.1 vocabulary (same config
+generation as Llama-2); see tests/data/tokenizers/README.md for the provenance and licenses.
 """
+import argparse
 import copy
 import json
 import os
@@ -27,16 +29,13 @@ import sys
 
 
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    keep = 3000
-    if "--keep" in sys.argv:
-        keep = int(sys.argv[sys.argv.index("--keep") + 1])
-        args = [a for a in args if a != str(keep)]
-    if not args:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
-    src = args[0]
-    out_root = args[1] if len(args) > 1 else os.path.join(os.path.dirname(__file__), "..", "tests", "data", "tokenizers")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("src", help="directory with tokenizer.json and tokenizer_config.json")
+    ap.add_argument("out_root", nargs="?",
+                    default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "tokenizers"))
+    ap.add_argument("--keep", type=int, default=3000, help="keep the ids below this (default 3000)")
+    a = ap.parse_args()
+    src, out_root, keep = a.src, a.out_root, a.keep
     with open(os.path.join(src, "tokenizer.json"), encoding="utf-8") as f:
         tok = json.load(f)
     with open(os.path.join(src, "tokenizer_config.json"), encoding="utf-8") as f:

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -274,7 +275,7 @@ TEST(Tokenizer, BosEosFromConfigAndPostProcessor) {
   EXPECT_EQ(t.encode("ab"), std::vector<int32_t>{2});  // encode() itself never adds it
 }
 
-// SentencePiece-style BPE (Llama-2 cut to 3300 ids, see tools/make_tiny_llama2.py): legacy
+// SentencePiece-style BPE (a 32k vocabulary cut to 3300 ids, see tools/make_tiny_llama2.py): legacy
 // normalizer Prepend + Replace, no pre-tokenizer, byte_fallback, decoder Sequence[Replace,
 // ByteFallback, Fuse, Strip].
 TEST(Tokenizer, Llama2StyleMatchesHfTokenizers) {
@@ -293,12 +294,12 @@ TEST(Tokenizer, Llama2MetaspaceSplitMatchesHfTokenizers) {
                kData / "text/tiny-llama2-metaspace-split_expected.json");
 }
 
-// Optional: the full Llama-2 tokenizer (not committed), e.g.
-// RVEC_LLAMA2_TOKENIZER=/path/to/tokenizer.json RVEC_LLAMA2_EXPECTED=/path/to/expected.json
-TEST(Tokenizer, FullLlama2FromEnvironment) {
-  const char* tj = std::getenv("RVEC_LLAMA2_TOKENIZER");
-  const char* ex = std::getenv("RVEC_LLAMA2_EXPECTED");
-  if (!tj || !ex) GTEST_SKIP() << "RVEC_LLAMA2_TOKENIZER / RVEC_LLAMA2_EXPECTED not set";
+// Optional: a full tokenizer that is not committed (the 32k Llama-2/Mistral one, Llama-3, …)
+// against oracle.js output: RVEC_TOKENIZER_JSON=/path/tokenizer.json RVEC_TOKENIZER_EXPECTED=out.json
+TEST(Tokenizer, FullTokenizerFromEnvironment) {
+  const char* tj = std::getenv("RVEC_TOKENIZER_JSON");
+  const char* ex = std::getenv("RVEC_TOKENIZER_EXPECTED");
+  if (!tj || !ex) GTEST_SKIP() << "RVEC_TOKENIZER_JSON / RVEC_TOKENIZER_EXPECTED not set";
   check_oracle(Tokenizer::from_file(tj), ex);
 }
 
@@ -377,4 +378,37 @@ TEST(Tokenizer, SentencePieceComponentsAndMalformedInput) {
                    {"type":"Replace","pattern":{"Regex":"\\s+"},"content":"▁"}]},)"
                 R"("pre_tokenizer":{"type":"Metaspace","replacement":"▁","prepend_scheme":"never","split":true},)" + dec);
   EXPECT_EQ(r.encode(" \u3000ab  ab\t"), (std::vector<int32_t>{6, 8}));
+}
+
+// Random mixes of spaces, ASCII, accents, CJK, emoji (byte fallback) and special tokens:
+// the stream always equals decode(), and without special tokens or a literal "▁" the legacy form
+// round-trips (Prepend adds the "▁" that Strip removes).
+TEST(StreamDecoder, SentencePieceRandomTextsMatchDecode) {
+  const std::vector<std::string> parts = {" ", "  ", "\n", "\t", "a", "the", "Hello", "é", "ß", "中", "語", "🪿",
+                                          "👍🏽", "1", "23", "<s>", "</s>", "▁", "x"};
+  for (const char* dir : {"tiny-llama2", "tiny-llama2-metaspace", "tiny-llama2-metaspace-split"}) {
+    auto t = Tokenizer::from_model_dir(kData / "tokenizers" / dir);
+    uint64_t rng = 12345;
+    for (int n = 0; n < 200; ++n) {
+      std::string text;
+      bool special = false;
+      for (int k = 0, len = int(n % 9) + 1; k < len; ++k) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        const std::string& p = parts[(rng >> 33) % parts.size()];
+        special |= p[0] == '<' || p == "▁";  // literal ▁ decodes as a space
+        text += p;
+      }
+      auto ids = t.encode(text);
+      for (bool skip : {false, true}) {
+        StreamDecoder sd(t, skip);
+        std::string acc;
+        for (int32_t id : ids) acc += sd.push(id);
+        acc += sd.flush();
+        EXPECT_EQ(acc, t.decode(ids, skip)) << dir << " " << json(text).dump();
+      }
+      if (std::string(dir) == "tiny-llama2" && !special) {
+        EXPECT_EQ(t.decode(ids), text) << json(text).dump();
+      }
+    }
+  }
 }
