@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 BIN=${RVEC_BIN:-build/rvec}
 MODELS=${MODELS:-/tmp/rvec-bench-models}
 THREADS=${THREADS:-2} ROUNDS=${ROUNDS:-3} PP=${PP:-128} TG=${TG:-64}
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+# OMP_WAIT_POLICY is left as the caller has it (libgomp's default spins briefly, then
+# sleeps); llama.cpp's own thread pool spins. Run on an idle machine.
 base=tools/llama-cpp-baseline
 [ -d $base/node_modules/node-llama-cpp ] || (cd $base && npm ci --no-audit --no-fund --ignore-scripts >/dev/null)
 sizes=("$@")
