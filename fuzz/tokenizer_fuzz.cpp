@@ -1,7 +1,8 @@
 // libFuzzer target for the text module. The first input byte picks the mode:
 //   0: encode the rest with a small committed byte-level BPE tokenizer (Qwen2.5 cut to
 //      1024 ids), check decode and StreamDecoder agree and re-encoding is stable;
-//   1: parse the rest as a tokenizer.json (must load or throw rvec::Error, never crash);
+//   1: parse the rest as a tokenizer.json (must load or throw rvec::Error, never crash),
+//      then encode, decode and stream-decode a fixed string with it;
 //   2: parse and render the rest as a chat template.
 #include <cstdint>
 #include <cstdlib>
@@ -39,8 +40,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } else if (mode == 1) {
     try {
       auto t = rvec::text::Tokenizer::from_json_string(rest, "fuzz");
-      auto ids = t.encode("Hello, world! 123 <|im_start|> é");
+      auto ids = t.encode("Hello, world! 123 <|im_start|> é \xF0\x9F\x98\x80  x\n");
       (void)t.decode(ids);
+      // Streaming decode of the ids and of arbitrary in-range ids (byte-fallback runs cut
+      // anywhere, unknown ids) must not crash and must emit valid UTF-8.
+      rvec::text::StreamDecoder sd(t);
+      std::string streamed;
+      for (int32_t id : ids) streamed += sd.push(id);
+      streamed += sd.flush();
+      if (!rvec::text::utf8_valid(streamed)) std::abort();
     } catch (const rvec::Error&) {
     }
   } else {

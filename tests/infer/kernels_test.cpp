@@ -69,8 +69,10 @@ TEST(Kernels, MatmulAllIsasDtypesAndShapes) {
 
 TEST(Kernels, MatmulBf16DotWithinBf16Error) {
   if (!cpu_has_avx512_bf16()) GTEST_SKIP() << "no avx512_bf16";
-  // gemv shape (n < 32, odd K allowed) and gemm shape (n >= 32, pairs of k) with tails.
-  for (auto [n, K, out] : {std::tuple{1, 300, 40}, {13, 301, 40}, {40, 300, 29}, {70, 64, 13}}) {
+  // gemv (n <= 4), dot tiles (5..31 rows: 6-row x 4-weight-row tiles, row and weight
+  // tails, odd K with a masked tail) and gemm (n >= 32, pairs of k) shapes with tails.
+  for (auto [n, K, out] : {std::tuple{1, 300, 40}, {4, 33, 7}, {5, 64, 39}, {13, 301, 40}, {31, 300, 42},
+                           {40, 300, 29}, {70, 64, 13}}) {
     std::mt19937 g(unsigned(5 + n));
     std::normal_distribution<float> nd;
     std::vector<float> x(n * K), wf(out * K);
