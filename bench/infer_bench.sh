@@ -4,17 +4,15 @@
 # in the exact f32 path and with --bf16-dot, next to the memory-bandwidth bound that
 # `rvec bench` measures in the same run (read bandwidth / weight bytes per step); prints a
 # Markdown table. Usage: bench/infer_bench.sh [0.5B 1.5B]
-# Env: RVEC_BIN (default build/rvec), MODELS (default /tmp/rvec-bench-models), THREADS (2),
-# OMP_WAIT_POLICY (default passive).
+# Env: RVEC_BIN (default build/rvec), MODELS (default /tmp/rvec-bench-models), THREADS (2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${RVEC_BIN:-build/rvec}
 MODELS=${MODELS:-/tmp/rvec-bench-models}
 THREADS=${THREADS:-2}
-# Idle OpenMP threads sleep instead of spinning: on a shared, oversubscribed machine a
-# spinning barrier waits for descheduled threads (several times slower); on an idle
-# machine OMP_WAIT_POLICY=active is a little faster.
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+# OMP_WAIT_POLICY is left as the caller has it: libgomp's default (spin briefly, then sleep)
+# suits an idle machine; on a shared, oversubscribed one set OMP_WAIT_POLICY=passive (a
+# spinning barrier then waits for descheduled threads).
 sizes=("$@")
 ((${#sizes[@]})) || sizes=(0.5B 1.5B)
 # One JSON object per measurement, then a Markdown table of them.
@@ -29,8 +27,10 @@ for m in "${sizes[@]}"; do
     done
     "$BIN" bench "$dir" --threads "$THREADS" --prompt-tokens 16 --gen-tokens 64 --batch 1 --json $mode >>"$out"
   done
-  "$BIN" bench "$dir" --threads "$THREADS" --prompt-tokens 16 --gen-tokens 32 --batch 16 --json >>"$out"
-  "$BIN" bench "$dir" --threads "$THREADS" --prompt-tokens 16 --gen-tokens 16 --batch 64 --json >>"$out"
+  for mode in "" "--bf16-dot"; do
+    "$BIN" bench "$dir" --threads "$THREADS" --prompt-tokens 16 --gen-tokens 32 --batch 16 --json $mode >>"$out"
+    "$BIN" bench "$dir" --threads "$THREADS" --prompt-tokens 16 --gen-tokens 16 --batch 64 --json $mode >>"$out"
+  done
 done
 python3 - "$out" <<'PY'
 import json, os, sys
