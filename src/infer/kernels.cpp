@@ -296,12 +296,15 @@ RVEC_T5BF void gemm(const uint16_t* xt, int64_t n, const uint16_t* w, int64_t K,
 }  // namespace bf16dot
 
 // Loop shape by the number of x rows n (matmul_simd.inc): up to kGemvMaxRows the weights
-// stream once in memory order (decode is bandwidth-bound); below kGemmMinRows dot tiles;
-// from kGemmMinRows on the gemm shape, whose x panels hold kGemmCols (32) rows and would
-// be mostly padding below that (a gemm with 16-row panels was tried for 16-31 rows: 20-30%
-// slower than the dot tiles, its micro-kernel being bound by one load per FMA). Measured
-// with `rvec bench --batch N` (bench/infer_bench.sh).
-constexpr int64_t kGemvMaxRows = 4, kGemmMinRows = 32;
+// stream once in memory order (decode is bandwidth-bound); then dot tiles; from
+// kGemmMinRows (BF16Dot) or kGemmMinRowsF32 on the gemm shape, whose x panels hold
+// kGemmCols (32) rows. With bf16 pairs the gemm beats the dot tiles from 32 rows on
+// (209 vs 151 GFLOP/s per core at 32 rows); in f32 the dot tiles, which prefetch the next
+// weight tile, match or beat the gemm up to about 128 rows (0.5B batch 32: 104-108 -> 143-146
+// tok/s, batch 64: 129-138 -> 151-157, pp64 178 -> 197). A gemm with 16-row panels was
+// tried for 16-31 rows: 20-30% slower than the dot tiles, its micro-kernel being bound by
+// one load per FMA. Measured with `rvec bench --batch N` (bench/infer_bench.sh).
+constexpr int64_t kGemvMaxRows = 4, kGemmMinRows = 32, kGemmMinRowsF32 = 128;
 
 // Several products of the same x (q/k/v, gate/up) run in one parallel region: one thread
 // wake-up instead of several, x packed once, and each thread takes its share of every
@@ -352,7 +355,7 @@ void run_f32(CpuIsa isa, const Plan& p) {
     return;
   }
   const bool v512 = isa == CpuIsa::AVX512;
-  if (p.n < kGemmMinRows) {
+  if (p.n < kGemmMinRowsF32) {
     const bool stream = p.n <= kGemvMaxRows;
 #pragma omp parallel num_threads(p.threads())
     for_my_rows(p, 16, [&](const uint8_t* w, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
