@@ -190,7 +190,7 @@ void gemv(const uint16_t* xb, int64_t n, int64_t ldx, const uint16_t* w, int64_t
 // Dot tile for 5-31 x rows: R x rows times NW weight rows, pairs of k summed in vector
 // lanes, R*NW accumulators (the same shape as matmul_simd.inc's dot_tile). The four sums of
 // an x row are folded together at the end (interleave-and-add within 128-bit lanes).
-// pf: the next tile's weight rows, prefetched alongside (nullptr: none). The weights
+// pf: the next tile's NW weight rows, prefetched alongside (nullptr: none). The weights
 // stream from memory in 4-row tiles that the hardware prefetchers follow too late at this
 // compute rate (the lm_head ran at ~10 GB/s without it).
 template <int R, int NW>
@@ -250,7 +250,7 @@ void dot_tiles(const uint16_t* xb, int64_t n, int64_t ldx, const uint16_t* w, in
     const int nw = int(std::min<int64_t>(kTileNW, o1 - o));
     for (int64_t r = 0; r < n; r += kTileR) {
       const int rr = int(std::min<int64_t>(kTileR, n - r));
-      const uint16_t* pf = r == 0 && o + kTileNW < o1 ? w + (o + kTileNW) * K : nullptr;
+      const uint16_t* pf = r == 0 && o + 2 * kTileNW <= o1 ? w + (o + kTileNW) * K : nullptr;
       fns[rr - 1][nw - 1](xb + r * ldx, ldx, w + o * K, K, y + r * ldy + o, ldy, bias ? bias + o : nullptr, pf);
     }
   }
