@@ -222,8 +222,9 @@ RVEC_T5BF void dot_tile(const uint16_t* xb, int64_t ldx, const uint16_t* w, int6
   for (int i = 0; i < R; ++i) {
     float sums[NW];
     if constexpr (NW == 4) {
-      const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(acc[i][0], acc[i][1]), _mm512_unpackhi_ps(acc[i][0], acc[i][1]));
-      const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(acc[i][2], acc[i][3]), _mm512_unpackhi_ps(acc[i][2], acc[i][3]));
+      const __m512* a = acc[i];
+      const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a[0], a[1]), _mm512_unpackhi_ps(a[0], a[1]));  // a02 b02 a13 b13
+      const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(a[2], a[3]), _mm512_unpackhi_ps(a[2], a[3]));
       const __m512d abd = _mm512_castps_pd(ab), cdd = _mm512_castps_pd(cd);
       const __m512 abcd = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(abd, cdd)),
                                         _mm512_castpd_ps(_mm512_unpackhi_pd(abd, cdd)));  // a b c d per lane
