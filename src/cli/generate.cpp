@@ -46,7 +46,8 @@ rvec::cli::Command cmd(
         const text::Tokenizer* tok = model->tokenizer();
         if (!tok) fail("{}: no tokenizer.json; generate needs one", a->common.model);
         std::string prompt = a->prompt;
-        if (a->chat || !a->chat_template.empty()) {
+        const bool chat = a->chat || !a->chat_template.empty();
+        if (chat) {
           std::optional<text::ChatTemplate> tpl;
           if (!a->chat_template.empty()) {
             auto base = text::ChatTemplate::from_model_dir(a->common.model);
@@ -69,8 +70,7 @@ rvec::cli::Command cmd(
         // A raw prompt gets the BOS that HF's tokenizer(prompt) adds (add_bos_token: Llama,
         // Mistral); a rendered chat template already starts with the bos_token text, and HF's
         // apply_chat_template tokenizes it without adding another.
-        const bool chat_rendered = a->chat || !a->chat_template.empty();
-        if (!chat_rendered && tok->add_bos() && tok->bos_id()) req.prompt.insert(req.prompt.begin(), *tok->bos_id());
+        if (!chat && tok->add_bos() && tok->bos_id()) req.prompt.insert(req.prompt.begin(), *tok->bos_id());
         req.max_new_tokens = a->max_tokens;
         req.sampling = {a->temperature, a->top_p, a->top_k, a->seed};
         req.stop_strings = a->stop;

@@ -151,7 +151,7 @@ RVEC_TARGET inline void vsplit_bf16(const uint16_t* p, VF& even, VF& odd) {
 // to an f32 lane. Same three loop shapes as matmul_simd.inc, over pairs of k.
 namespace bf16dot {
 #define RVEC_T5BF __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
-constexpr int kGemvRows = 8, kMR = 12, kNV = 2;
+constexpr int kGemvRows = 4, kTileR = 6, kTileNW = 4, kMR = 12, kNV = 2;
 
 // xb: bf16 rows with stride ldx; w: bf16 rows of K (any K: the tail is masked).
 template <int R>
@@ -171,20 +171,13 @@ RVEC_T5BF void gemv_rows(const uint16_t* xb, int64_t ldx, const uint16_t* w, int
   }
 }
 
+// n <= kGemvRows x rows in one pass over this thread's weight rows (more rows: dot_tiles).
 void gemv(const uint16_t* xb, int64_t n, int64_t ldx, const uint16_t* w, int64_t K, int64_t o0, int64_t o1,
           const float* bias, float* y, int64_t ldy) {
   using Fn = void (*)(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, int64_t, const float*, float*,
                       int64_t);
-  static constexpr Fn fns[8] = {&gemv_rows<1>, &gemv_rows<2>, &gemv_rows<3>, &gemv_rows<4>,
-                                &gemv_rows<5>, &gemv_rows<6>, &gemv_rows<7>, &gemv_rows<8>};
-  const int64_t OB = n <= kGemvRows ? o1 - o0 : 16;
-  for (int64_t ob = o0; ob < o1; ob += OB) {
-    const int64_t oe = std::min(o1, ob + OB);
-    for (int64_t r = 0; r < n; r += kGemvRows) {
-      const int rr = int(std::min<int64_t>(kGemvRows, n - r));
-      fns[rr - 1](xb + r * ldx, ldx, w, K, ob, oe, bias, y + r * ldy, ldy);
-    }
-  }
+  static constexpr Fn fns[kGemvRows] = {&gemv_rows<1>, &gemv_rows<2>, &gemv_rows<3>, &gemv_rows<4>};
+  fns[n - 1](xb, ldx, w, K, o0, o1, bias, y, ldy);
 }
 
 // Dot tile for 5-31 x rows: R x rows times NW weight rows, pairs of k summed in vector
@@ -236,8 +229,6 @@ RVEC_T5BF void dot_tile(const uint16_t* xb, int64_t ldx, const uint16_t* w, int6
     for (int j = 0; j < NW; ++j) y[i * ldy + j] = sums[j] + (bias ? bias[j] : 0.f);
   }
 }
-
-constexpr int kTileR = 6, kTileNW = 4;
 
 void dot_tiles(const uint16_t* xb, int64_t n, int64_t ldx, const uint16_t* w, int64_t K, int64_t o0, int64_t o1,
                const float* bias, float* y, int64_t ldy) {
@@ -306,6 +297,7 @@ RVEC_T5BF void gemm(const uint16_t* xt, int64_t n, const uint16_t* w, int64_t K,
 // tried for 16-31 rows: 20-30% slower than the dot tiles, its micro-kernel being bound by
 // one load per FMA. Measured with `rvec bench --batch N` (bench/infer_bench.sh).
 constexpr int64_t kGemvMaxRows = 4, kGemmMinRows = 32, kGemmMinRowsF32 = 128;
+static_assert(bf16dot::kGemvRows == kGemvMaxRows);
 
 // Several products of the same x (q/k/v, gate/up) run in one parallel region: one thread
 // wake-up instead of several, x packed once, and each thread takes its share of every
