@@ -292,6 +292,30 @@ struct MatchDataFree {
 };
 using MatchData = std::unique_ptr<pcre2_match_data, MatchDataFree>;
 
+// Calls f(start, end) for every non-empty match of re in the valid UTF-8 s, leftmost first,
+// non-overlapping; an empty match moves on by one character (HF's regex iteration). `what`
+// names the component in errors.
+template <class F>
+void for_each_match(const pcre2_code* re, std::string_view s, pcre2_match_data* md, const std::string& origin,
+                    const char* what, F&& f) {
+  size_t off = 0;
+  const auto* subject = reinterpret_cast<PCRE2_SPTR>(s.data());
+  while (off <= s.size()) {
+    int rc = pcre2_match(re, subject, s.size(), off, PCRE2_NO_UTF_CHECK, md, nullptr);
+    if (rc == PCRE2_ERROR_NOMATCH) break;
+    if (rc < 0) fail("{}: {} regex failed with PCRE2 error {}", origin, what, rc);
+    PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
+    const size_t ms = ov[0], me = ov[1];
+    if (me <= ms) {
+      if (ms >= s.size()) break;
+      off = ms + char_len(s, ms);
+      continue;
+    }
+    f(ms, me);
+    off = me;
+  }
+}
+
 // A Replace pattern ({"String": ...} or {"Regex": ...}) and its replacement; every
 // non-overlapping match, leftmost first, is replaced (empty regex matches are skipped).
 struct Replacer {
@@ -313,23 +337,12 @@ struct Replacer {
     }
     MatchData md(pcre2_match_data_create(2, nullptr));
     if (!md) fail("{}: out of memory for regex match data", origin);
-    size_t off = 0, prev = 0;
-    const auto* subject = reinterpret_cast<PCRE2_SPTR>(s.data());
-    while (off <= s.size()) {
-      int rc = pcre2_match(re.get(), subject, s.size(), off, PCRE2_NO_UTF_CHECK, md.get(), nullptr);
-      if (rc == PCRE2_ERROR_NOMATCH) break;
-      if (rc < 0) fail("{}: Replace regex failed with PCRE2 error {}", origin, rc);
-      PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
-      size_t ms = ov[0], me = ov[1];
-      if (me <= ms) {
-        if (ms >= s.size()) break;
-        off = ms + char_len(s, ms);
-        continue;
-      }
+    size_t prev = 0;
+    for_each_match(re.get(), s, md.get(), origin, "Replace", [&](size_t ms, size_t me) {
       out.append(s.substr(prev, ms - prev));
       out += content;
-      prev = off = me;
-    }
+      prev = me;
+    });
     out.append(s.substr(prev));
     return out;
   }
@@ -902,26 +915,12 @@ void Tokenizer::Impl::bpe(std::string_view word, std::vector<int32_t>& out) cons
 
 void Tokenizer::Impl::split_regex(const pcre2_code* re, bool remove, std::string_view s,
                                   std::vector<std::string_view>& out, pcre2_match_data* md) const {
-  size_t off = 0, prev = 0;
-  const auto* subject = reinterpret_cast<PCRE2_SPTR>(s.data());
-  while (off <= s.size()) {
-    int rc = pcre2_match(re, subject, s.size(), off, PCRE2_NO_UTF_CHECK, md, nullptr);
-    if (rc == PCRE2_ERROR_NOMATCH) break;
-    if (rc < 0) fail("{}: pre_tokenizer regex failed with PCRE2 error {}", origin, rc);
-    PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
-    size_t ms = ov[0], me = ov[1];
-    if (me <= ms) {  // empty match: skip one character
-      if (ms >= s.size()) break;
-      size_t consumed;
-      bool truncated;
-      size_t len = utf8_seq(reinterpret_cast<const unsigned char*>(s.data()) + ms, s.size() - ms, consumed, truncated);
-      off = ms + std::max<size_t>(len, 1);
-      continue;
-    }
+  size_t prev = 0;
+  for_each_match(re, s, md, origin, "pre_tokenizer", [&](size_t ms, size_t me) {
     if (ms > prev) out.push_back(s.substr(prev, ms - prev));
     if (!remove) out.push_back(s.substr(ms, me - ms));
-    prev = off = me;
-  }
+    prev = me;
+  });
   if (prev < s.size()) out.push_back(s.substr(prev));
 }
 
