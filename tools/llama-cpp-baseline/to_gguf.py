@@ -88,7 +88,12 @@ def gguf_name(hf: str) -> str:
 
 
 def main():
+    if len(sys.argv) != 3:
+        sys.exit("usage: to_gguf.py MODEL_DIR OUT.gguf")
     src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+    for f in ("config.json", "model.safetensors", "tokenizer.json"):
+        if not (src / f).is_file():
+            sys.exit(f"{src}: no {f} (a single-file Qwen2 model directory is needed)")
     cfg = json.loads((src / "config.json").read_text())
     if cfg.get("architectures", [""])[0] != "Qwen2ForCausalLM":
         sys.exit(f"{src}/config.json: only Qwen2ForCausalLM is converted")
