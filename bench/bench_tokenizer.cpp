@@ -3,6 +3,7 @@
 // Rates are per wall-clock second (UseRealTime), comparable with tools/tokenizer-oracle/bench.js.
 // Defaults: tests/data/tokenizers/qwen2.5 and data/gsm8k/test.jsonl (env RVEC_GSM8K
 // overrides; falls back to ../shared/data/gsm8k/test.jsonl when data/ has no copy).
+#include "core/build_info.h"
 #include <benchmark/benchmark.h>
 
 #include <filesystem>

@@ -4,6 +4,7 @@
 //   1: parse the rest as a tokenizer.json (must load or throw rvec::Error, never crash),
 //      then encode, decode and stream-decode a fixed string with it;
 //   2: parse and render the rest as a chat template.
+#include "core/build_info.h"
 #include <cstdint>
 #include <cstdlib>
 #include <string>

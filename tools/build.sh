@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake ninja-build pkg-config git
       nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libyaml-cpp-dev libssl-dev
       libicu-dev libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev
-      bubblewrap python3 python3-numpy time)
+      bubblewrap python3 python3-numpy time
+      libcurl4-openssl-dev libcpp-httplib-dev liblapacke-dev libopenblas-dev ccache)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,6 +19,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 BUILD_DIR=${RVEC_BUILD_DIR:-build}
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+# ccache (when installed) makes rebuilds in other worktrees and CI's second configuration cheap.
+LAUNCHER=()
+command -v ccache >/dev/null && LAUNCHER=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release "${LAUNCHER[@]}" "$@" >/dev/null
 # RVEC_BUILD_TARGETS="a b" builds only those targets (CI uses it for the fuzz targets).
 cmake --build "$BUILD_DIR" ${RVEC_BUILD_TARGETS:+--target $RVEC_BUILD_TARGETS}

@@ -1,3 +1,4 @@
+#include "core/build_info.h"
 #include "arith/testmodel.h"
 
 #include <omp.h>

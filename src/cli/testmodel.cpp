@@ -1,5 +1,6 @@
 // `rvec testmodel`: random-weight HF models with real Qwen2/Llama shapes, and
 // perturbed siblings of an existing model (--like DIR --perturb SCALE).
+#include "core/build_info.h"
 #include <fmt/format.h>
 
 #include <filesystem>

@@ -1,3 +1,4 @@
+#include "core/build_info.h"
 #include "eval/dataset.h"
 
 #include <cstdlib>

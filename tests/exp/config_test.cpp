@@ -1,3 +1,4 @@
+#include "core/build_info.h"
 #include "exp/config.h"
 
 #include <gtest/gtest.h>
