@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "eval/perturb.h"
 #include "eval/runner.h"
+#include "eval/humaneval_exec.h"
 #include "eval/sandbox.h"
 #include "eval/tasks.h"
 #include "infer/kernels.h"
@@ -117,9 +118,11 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
         lim.timeout_s = a->exec_timeout;
         sandbox = std::make_unique<Sandbox>(lim);
         fmt::print(stderr, "rvec eval: HumanEval programs run in sandbox mode '{}'\n", sandbox->mode_name());
-        o.sandbox_mode = sandbox->mode_name();
-        Sandbox* sb = sandbox.get();
-        o.run_program = [sb](const std::string& program) { return sb->run_python(program).passed; };
+        if (sandbox->mode() == rvec::eval::SandboxMode::RlimitsOnly)
+          fmt::print(stderr,
+                     "rvec eval: WARNING: sandbox mode rlimits-only gives NO file-system or network isolation: "
+                     "generated programs can read your files and reach the network (see rvec sandbox-check)\n");
+        rvec::eval::use_sandbox(*sandbox, o);
       }
     ModelOptions mo;
     mo.threads = a->threads;

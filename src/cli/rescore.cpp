@@ -8,6 +8,7 @@
 
 #include "cli/command.h"
 #include "eval/runner.h"
+#include "eval/humaneval_exec.h"
 #include "eval/sandbox.h"
 
 namespace {
@@ -52,9 +53,8 @@ rvec::cli::Command cmd("rescore", "Re-score a samples_<task>.jsonl file (saved o
       SandboxLimits lim;
       lim.timeout_s = a->exec_timeout;
       sandbox = std::make_shared<Sandbox>(lim);
-      o.sandbox_mode = sandbox->mode_name();
+      rvec::eval::use_sandbox(*sandbox, o);
       fmt::print(stderr, "rvec rescore: HumanEval programs run in sandbox mode '{}'\n", o.sandbox_mode);
-      o.run_program = [sandbox](const std::string& program) { return sandbox->run_python(program).passed; };
     }
     EvalResults r = rescore_samples_file(a->samples, o);
     fmt::print("{}", r.markdown());

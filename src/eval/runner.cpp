@@ -48,8 +48,10 @@ std::string now_stamp() {
 json Sample::to_json() const {
   json m = json::object();
   for (auto& [k, v] : metrics) m[k] = v;
-  return json{{"task", task},     {"doc_id", doc_id}, {"doc", doc},           {"prompt", prompt},
-              {"output", output}, {"target", target}, {"filtered", filtered}, {"metrics", m}};
+  json j{{"task", task},     {"doc_id", doc_id}, {"doc", doc},           {"prompt", prompt},
+         {"output", output}, {"target", target}, {"filtered", filtered}, {"metrics", m}};
+  if (!result.is_null()) j["result"] = result;
+  return j;
 }
 
 Task load_task_for(const std::string& name, const EvalOptions& opts) {
@@ -198,9 +200,16 @@ std::vector<std::string> code_programs(const Task& t, Sample& s) {
   return programs;
 }
 
-// pass@k per filter from the pass/fail of code_programs(t, s), in the same order.
-void code_metrics(const Task& t, Sample& s, const std::vector<char>& passed) {
+// pass@k per filter from the results of code_programs(t, s), in the same order.
+void code_metrics(const Task& t, Sample& s, const std::vector<ProgramResult>& results) {
   s.metrics.clear();
+  std::vector<char> passed;
+  s.result = json::array();
+  for (const auto& r : results) {
+    passed.push_back(r.passed ? 1 : 0);
+    s.result.push_back(r.result);
+  }
+  if (s.result.size() == 1) s.result = s.result[0];
   size_t n = passed.size() / t.filters.size();
   for (size_t fi = 0; fi < t.filters.size(); fi++) {
     int c = int(std::count(passed.begin() + long(fi * n), passed.begin() + long((fi + 1) * n), char(1)));
@@ -235,9 +244,9 @@ void score_sample(const Task& t, Sample& s, const EvalOptions& opts) {
   if (is_code_task(t)) {
     if (!opts.run_program) fail("{}: no code sandbox given to run HumanEval programs", t.name);
     auto programs = code_programs(t, s);
-    std::vector<char> passed;
-    for (auto& p : programs) passed.push_back(opts.run_program(p) ? 1 : 0);
-    code_metrics(t, s, passed);
+    std::vector<ProgramResult> results;
+    for (auto& p : programs) results.push_back(opts.run_program(p));
+    code_metrics(t, s, results);
     return;
   }
   if (!s.output.is_string()) fail("{} doc {}: output must be a string", t.name, s.doc_id);
@@ -384,21 +393,21 @@ void score_parallel(const Task& t, std::vector<Sample>& samples, const std::vect
   if (ids.empty()) return;
   if (!opts.run_program) fail("{}: no code sandbox given to run HumanEval programs", t.name);
   std::vector<std::vector<std::string>> programs(ids.size());
-  std::vector<std::vector<char>> passed(ids.size());
+  std::vector<std::vector<ProgramResult>> passed(ids.size());
   std::vector<std::pair<size_t, size_t>> units;  // (index in ids, program)
   for (size_t k = 0; k < ids.size(); k++) {
     programs[k] = code_programs(t, samples[ids[k]]);
-    passed[k].assign(programs[k].size(), 0);
+    passed[k].assign(programs[k].size(), ProgramResult(false));
     for (size_t j = 0; j < programs[k].size(); j++) units.emplace_back(k, j);
   }
   parallel_for(
       units.size(),
       [&](size_t u) {
         auto [k, j] = units[u];
-        passed[k][j] = opts.run_program(programs[k][j]) ? 1 : 0;
+        passed[k][j] = opts.run_program(programs[k][j]);
       },
       [&](size_t u) {
-        if (on_program) on_program(passed[units[u].first][units[u].second] != 0);
+        if (on_program) on_program(passed[units[u].first][units[u].second].passed);
       });
   for (size_t k = 0; k < ids.size(); k++) code_metrics(t, samples[ids[k]], passed[k]);
 }
@@ -628,7 +637,8 @@ EvalResults run_eval(LanguageModel& model, const std::vector<std::string>& names
                   {"think_instruction", opts.think ? json(kThinkInstruction) : json(nullptr)},
                   {"perturbations", opts.perturb},
                   {"data_dir", opts.data_dir ? json(*opts.data_dir) : json(nullptr)},
-                  {"sandbox", opts.sandbox_mode}};
+                  {"sandbox", opts.sandbox_mode},
+                  {"sandbox_protections", opts.sandbox_protections}};
   if (opts.top_p != 1) r.run_config["gen_kwargs"]["top_p"] = opts.top_p;
   if (opts.samples > 1) r.run_config["repeats"] = opts.samples;
   if (!opts.out_dir.empty()) write_outputs(r, opts.out_dir);
@@ -774,7 +784,8 @@ EvalResults rescore_samples_file(const std::string& path, const EvalOptions& opt
   r.run_config = {{"rescored_from", path},
                   {"fewshot_seed", opts.fewshot_seed},
                   {"data_dir", opts.data_dir ? json(*opts.data_dir) : json(nullptr)},
-                  {"sandbox", opts.sandbox_mode}};
+                  {"sandbox", opts.sandbox_mode},
+                  {"sandbox_protections", opts.sandbox_protections}};
   if (!opts.out_dir.empty()) write_outputs(r, opts.out_dir);
   return r;
 }

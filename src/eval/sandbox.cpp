@@ -33,12 +33,18 @@
 #include <thread>
 
 #include "core/error.h"
+#include "eval/sandbox_runner.h"
 
 namespace rvec::eval {
 
 namespace {
 
 constexpr const char* kWorkInside = "/tmp/work";  // the work dir as the program sees it (namespace modes)
+// Unshare mode builds the program's root on a tmpfs mounted here (in its private mount namespace), then
+// pivots into it.
+constexpr const char* kNewRoot = "/tmp";
+constexpr int kReportFd = sandbox_runner::kReportFd;
+static_assert(kReportFd == 5, "child fd layout: 0 header, 1/2 output, 3 status, 4 work dir, 5 report");
 
 // ---------------------------------------------------------------- small host-side helpers
 
@@ -146,6 +152,101 @@ bool per_run_uids_available() {
   return ok;
 }
 
+// What a program sees of the host in the namespace modes: the Python installation, read-only, and
+// nothing else (each mode adds an empty private /tmp and a minimal /dev). Paths are host paths, bound at
+// the same path inside.
+struct RootSpec {
+  std::string exe;                                            // the interpreter (canonical path)
+  std::vector<std::pair<std::string, std::string>> symlinks;  // (target, link): /lib -> usr/lib, ...
+  std::vector<std::string> dirs, files;                       // bound read-only
+};
+
+std::string capture_output(const std::string& cmd) {
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return {};
+  std::string out;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) {
+    if (out.size() < (1u << 20)) out.append(buf, n);
+  }
+  ::pclose(p);
+  return out;
+}
+
+// The interpreter, its standard library and site-packages (as it reports them), the directories of the
+// shared libraries it loads (ldd), the loader cache, and the host's top-level compatibility symlinks.
+RootSpec compute_root(const std::string& python) {
+  namespace fs = std::filesystem;
+  RootSpec r;
+  std::error_code ec;
+  auto canon = [&](const fs::path& p) {
+    auto c = fs::canonical(p, ec);
+    return ec ? std::string() : c.string();
+  };
+  for (const char* top : {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {
+    struct stat st{};
+    if (::lstat(top, &st) != 0 || !S_ISLNK(st.st_mode)) continue;
+    char t[PATH_MAX];
+    ssize_t n = ::readlink(top, t, sizeof t - 1);
+    if (n > 0) r.symlinks.emplace_back(std::string(t, static_cast<size_t>(n)), top);
+  }
+  std::vector<std::string> dirs;
+  std::string out = capture_output(
+      "'" + python +
+      "' -E -c 'import os, site, sys, sysconfig\n"
+      "print(os.path.realpath(sys.executable))\n"
+      "for k in (\"stdlib\", \"platstdlib\", \"purelib\", \"platlib\"): print(sysconfig.get_paths()[k])\n"
+      "for p in site.getsitepackages(): print(p)' 2>/dev/null");
+  size_t pos = 0;
+  bool first = true;
+  while (pos < out.size()) {
+    size_t nl = out.find('\n', pos);
+    if (nl == std::string::npos) nl = out.size();
+    std::string line = out.substr(pos, nl - pos);
+    pos = nl + 1;
+    if (line.empty() || line[0] != '/') continue;
+    if (first) {
+      r.exe = canon(line);
+      first = false;
+    } else if (fs::is_directory(line, ec)) {
+      dirs.push_back(canon(line));
+    }
+  }
+  if (r.exe.empty()) r.exe = canon(python);
+  if (!r.exe.empty()) r.files.push_back(r.exe);
+  // Shared libraries: "libm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x...)" and the loader's own line.
+  out = capture_output("ldd '" + r.exe + "' 2>/dev/null");
+  for (size_t i = 0; (i = out.find('/', i)) != std::string::npos;) {
+    size_t end = out.find_first_of(" \t\n(", i);
+    std::string lib = out.substr(i, end == std::string::npos ? std::string::npos : end - i);
+    i = end == std::string::npos ? out.size() : end;
+    if (!fs::exists(lib, ec)) continue;
+    dirs.push_back(canon(fs::path(lib).parent_path()));  // the loader's symlink (/usr/lib64/ld-linux...)
+    dirs.push_back(canon(fs::path(canon(lib)).parent_path()));  // the library itself
+  }
+  if (fs::is_regular_file("/etc/ld.so.cache", ec)) r.files.push_back("/etc/ld.so.cache");
+  // Distinct directories, none inside another.
+  std::sort(dirs.begin(), dirs.end());
+  for (const auto& d : dirs) {
+    if (d.empty() || d == "/") continue;
+    if (!r.dirs.empty() && (d == r.dirs.back() || d.rfind(r.dirs.back() + "/", 0) == 0)) continue;
+    r.dirs.push_back(d);
+  }
+  std::erase_if(r.files, [&](const std::string& f) {
+    return std::any_of(r.dirs.begin(), r.dirs.end(), [&](const std::string& d) { return f.rfind(d + "/", 0) == 0; });
+  });
+  return r;
+}
+
+const RootSpec& python_root(const std::string& python) {
+  static std::mutex mu;
+  static std::map<std::string, RootSpec> cache;
+  std::lock_guard lock(mu);
+  auto it = cache.find(python);
+  if (it == cache.end()) it = cache.emplace(python, compute_root(python)).first;
+  return it->second;
+}
+
 // ---------------------------------------------------------------- async-signal-safe child helpers
 
 size_t cstrlen(const char* s) {
@@ -231,12 +332,22 @@ struct Plan {
   std::string uid_map, gid_map, tmpfs_opts, shm_opts, workdir_fd_path;
   bool per_run_uid;  // root: uid kSandboxUidBase + pid (else kSandboxFallbackUid)
   rlim_t cpu, mem, fsize, nproc;
+  // Unshare mode's new root, all paths under kNewRoot: directories and files to create as mount points,
+  // symlinks (target, link) and bind mounts (host source, mount point, read-only?).
+  struct Bind {
+    std::string src, dst;
+    bool read_only;
+  };
+  std::vector<std::string> root_dirs, root_files;
+  std::vector<std::pair<std::string, std::string>> root_links;
+  std::vector<Bind> root_binds;
+  std::string root_tmp, root_work, root_shm, root_old;
 };
 
 // Limits applied to the payload (and, except NPROC in bwrap mode, inherited from the first child).
 void apply_limits(const Plan& p, bool with_nproc) {
   set_limit(RLIMIT_CORE, 0, 0, "setrlimit(RLIMIT_CORE)");
-  set_limit(RLIMIT_CPU, p.cpu, p.cpu + 1, "setrlimit(RLIMIT_CPU)");
+  set_limit(RLIMIT_CPU, p.cpu, p.cpu, "setrlimit(RLIMIT_CPU)");  // hard = soft: the program cannot raise it
   set_limit(RLIMIT_AS, p.mem, p.mem, "setrlimit(RLIMIT_AS)");
   set_limit(RLIMIT_FSIZE, p.fsize, p.fsize, "setrlimit(RLIMIT_FSIZE)");
   set_limit(RLIMIT_NOFILE, 1024, 1024, "setrlimit(RLIMIT_NOFILE)");
@@ -250,8 +361,8 @@ void drop_to(uid_t uid) {
   if (::setresuid(uid, uid, uid) != 0) child_fail("setresuid");
 }
 
-// Child (first process of the run). fds: 0 = /dev/null, 1/2 = capture pipes, 3 = status pipe (unshare),
-// 4 = work dir. Never returns.
+// Child (first process of the run). fds: 0 = the runner's header (a pipe), 1/2 = capture pipes, 3 = status
+// pipe (unshare), 4 = work dir, 5 = the runner's report pipe. Never returns.
 [[noreturn]] void child_main(const Plan& p) {
   reset_signals();
   if (::setsid() < 0) child_fail("setsid");
@@ -294,20 +405,19 @@ void drop_to(uid_t uid) {
   pid_t init = ::fork();
   if (init < 0) child_fail("fork(init)");
   if (init > 0) {  // stays outside the PID namespace, exits with the init's status
+    ::close(0);
     ::close(3);
     ::close(4);
+    ::close(kReportFd);
     int st = 0;
     while (::waitpid(init, &st, 0) < 0) {
       if (errno != EINTR) ::_exit(124);
     }
     ::_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
   }
-  // PID 1 of the new namespace: build the file-system view.
+  // PID 1 of the new namespace: build the program's root on a tmpfs, with only the Python installation
+  // (read-only), a private /tmp with the work dir, a minimal /dev and no /proc, then pivot into it.
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) child_fail("mount(/, MS_PRIVATE)");
-  struct mount_attr ro{};
-  ro.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID;
-  if (::syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &ro, sizeof ro) != 0)
-    child_fail("mount_setattr(/, read-only)");
   // The work dir must be reopened in this mount namespace to be bind-mounted (before /tmp is covered).
   {
     ::close(4);
@@ -315,25 +425,46 @@ void drop_to(uid_t uid) {
     if (w < 0) child_fail("open(workdir)");
     if (w != 4 && (::dup2(w, 4) < 0 || ::close(w) != 0)) child_fail("dup2(workdir)");
   }
-  if (::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, p.tmpfs_opts.c_str()) != 0)
+  if (::mount("tmpfs", kNewRoot, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755") != 0)
+    child_fail("mount(tmpfs new root)");
+  for (const auto& d : p.root_dirs)
+    if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) child_fail("mkdir(new root)");
+  for (const auto& [target, link] : p.root_links)
+    if (::symlink(target.c_str(), link.c_str()) != 0) child_fail("symlink(new root)");
+  for (const auto& f : p.root_files) {
+    int fd = ::open(f.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) child_fail("create(mount point)");
+    ::close(fd);
+  }
+  for (const auto& b : p.root_binds) {
+    if (::mount(b.src.c_str(), b.dst.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) child_fail("mount(bind)");
+    struct mount_attr a{};
+    a.attr_set = b.read_only ? (MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV) : MOUNT_ATTR_NOSUID;
+    if (::syscall(SYS_mount_setattr, AT_FDCWD, b.dst.c_str(), AT_RECURSIVE, &a, sizeof a) != 0)
+      child_fail("mount_setattr(bind)");
+  }
+  if (::mount("tmpfs", p.root_tmp.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, p.tmpfs_opts.c_str()) != 0)
     child_fail("mount(tmpfs /tmp)");
-  if (::mkdir(kWorkInside, 0755) != 0) child_fail("mkdir(/tmp/work)");
-  if (::mount(p.workdir_fd_path.c_str(), kWorkInside, nullptr, MS_BIND, nullptr) != 0)
+  if (::mkdir(p.root_work.c_str(), 0755) != 0) child_fail("mkdir(/tmp/work)");
+  if (::mount(p.workdir_fd_path.c_str(), p.root_work.c_str(), nullptr, MS_BIND, nullptr) != 0)
     child_fail("mount(bind workdir)");
-  struct mount_attr rw{};
-  rw.attr_clr = MOUNT_ATTR_RDONLY;
-  if (::syscall(SYS_mount_setattr, AT_FDCWD, kWorkInside, 0, &rw, sizeof rw) != 0)
-    child_fail("mount_setattr(workdir, read-write)");
   ::close(4);
-  // A private /dev/shm (Python's multiprocessing wants one); absent /dev/shm is fine.
-  ::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, p.shm_opts.c_str());
-  if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) child_fail("mount(proc)");
+  if (::mount("tmpfs", p.root_shm.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, p.shm_opts.c_str()) != 0)
+    child_fail("mount(tmpfs /dev/shm)");
+  if (::mkdir(p.root_old.c_str(), 0700) != 0) child_fail("mkdir(old root)");
+  if (::syscall(SYS_pivot_root, kNewRoot, p.root_old.c_str()) != 0) child_fail("pivot_root");
+  if (::chdir("/") != 0) child_fail("chdir(/)");
+  if (::umount2("/.old", MNT_DETACH) != 0) child_fail("umount(old root)");
+  if (::rmdir("/.old") != 0) child_fail("rmdir(old root)");
+  struct mount_attr ro{};
+  ro.attr_set = MOUNT_ATTR_RDONLY;
+  if (::syscall(SYS_mount_setattr, AT_FDCWD, "/", 0, &ro, sizeof ro) != 0) child_fail("mount_setattr(/, read-only)");
   ::sethostname("sandbox", 7);
 
   pid_t payload = ::fork();
   if (payload < 0) child_fail("fork(payload)");
   if (payload == 0) {
-    ::close(3);
+    ::close(3);  // fd 0 (header) and kReportFd stay: the runner uses them
     if (::chdir(kWorkInside) != 0) child_fail("chdir(/tmp/work)");
     apply_limits(p, true);
     if (p.root) drop_to(sandbox_uid);
@@ -342,6 +473,8 @@ void drop_to(uid_t uid) {
     child_fail("execve(python)");
   }
   // init: reap everything; report the payload's wait status on fd 3 and leave (which kills the namespace).
+  ::close(0);
+  ::close(kReportFd);
   for (;;) {
     int st = 0;
     pid_t w = ::waitpid(-1, &st, 0);
@@ -463,60 +596,112 @@ ExecResult run_once(const std::string& program, SandboxMode mode, const SandboxL
   const std::string home = ns ? kWorkInside : workdir;
   p.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + home, "TMPDIR=" + std::string(ns ? "/tmp" : workdir),
            "LANG=C.UTF-8", "LC_ALL=C.UTF-8", "PYTHONHASHSEED=0", "PYTHONDONTWRITEBYTECODE=1"};
-  if (mode == SandboxMode::Bwrap) {
-    p.args = {bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-              "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev",
-              "--proc", "/proc", "--size", std::to_string(std::max<size_t>(lim.file_bytes * 4, 1 << 20)),
-              "--tmpfs", "/tmp", "--bind", workdir, kWorkInside, "--chdir", kWorkInside, "--hostname", "sandbox",
-              "--"};
-    if (!p.per_run_uid) {
-      for (std::string a : {python, std::string("-S"), std::string("-E"), std::string("-c"),
-                            fmt::format("import os,resource as r,sys\nr.setrlimit(r.RLIMIT_NPROC,({0},{0}))\n"
-                                        "os.execv(sys.argv[1],sys.argv[1:])",
-                                        p.nproc)})
-        p.args.push_back(a);
+  const std::string& runner = sandbox_runner::source();
+  if (ns) {
+    const RootSpec& root = python_root(python);
+    if (root.exe.empty()) fail("sandbox: cannot resolve the interpreter {}", python);
+    const std::string tmp_size = std::to_string(std::max<size_t>(lim.file_bytes * 4, 1 << 20));
+    const std::string shm_size = std::to_string(std::max<size_t>(lim.file_bytes, 1 << 20));
+    if (mode == SandboxMode::Bwrap) {
+      p.args = {bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+                "--unshare-cgroup-try", "--die-with-parent", "--new-session"};
+      for (const auto& [target, link] : root.symlinks) p.args.insert(p.args.end(), {"--symlink", target, link});
+      for (const auto& d : root.dirs) p.args.insert(p.args.end(), {"--ro-bind", d, d});
+      for (const auto& f : root.files) p.args.insert(p.args.end(), {"--ro-bind", f, f});
+      p.args.insert(p.args.end(), {"--dev", "/dev", "--size", shm_size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
+                                   "--size", tmp_size, "--tmpfs", "/tmp", "--bind", workdir, kWorkInside, "--chdir",
+                                   kWorkInside, "--hostname", "sandbox", "--remount-ro", "/", "--"});
+      if (!p.per_run_uid) {
+        for (std::string a : {root.exe, std::string("-S"), std::string("-E"), std::string("-c"),
+                              fmt::format("import os,resource as r,sys\nr.setrlimit(r.RLIMIT_NPROC,({0},{0}))\n"
+                                          "os.execv(sys.argv[1],sys.argv[1:])",
+                                          p.nproc)})
+          p.args.push_back(a);
+      }
+    } else {
+      // Unshare: the same view, built by the child (see child_main) from these paths under kNewRoot.
+      const std::string nr = kNewRoot;
+      auto add_dirs = [&](const std::string& path) {  // every ancestor of path, then path itself
+        for (size_t i = 1; i <= path.size(); ++i)
+          if (i == path.size() || path[i] == '/') {
+            std::string d = nr + path.substr(0, i);
+            if (std::find(p.root_dirs.begin(), p.root_dirs.end(), d) == p.root_dirs.end()) p.root_dirs.push_back(d);
+          }
+      };
+      for (const auto& [target, link] : root.symlinks) p.root_links.emplace_back(target, nr + link);
+      for (const auto& d : root.dirs) {
+        add_dirs(d);
+        p.root_binds.push_back({d, nr + d, true});
+      }
+      for (const auto& f : root.files) {
+        add_dirs(std::filesystem::path(f).parent_path().string());
+        p.root_files.push_back(nr + f);
+        p.root_binds.push_back({f, nr + f, true});
+      }
+      add_dirs("/dev/shm");
+      add_dirs("/tmp");
+      for (const char* dev : {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"}) {
+        p.root_files.push_back(nr + dev);
+        p.root_binds.push_back({dev, nr + dev, false});
+      }
+      p.root_tmp = nr + "/tmp";
+      p.root_work = nr + kWorkInside;
+      p.root_shm = nr + "/dev/shm";
+      p.root_old = nr + "/.old";
     }
-    p.args.push_back(python);
-    p.args.push_back("prog.py");
+    p.args.insert(p.args.end(), {root.exe, "-c", runner});
   } else {
-    p.args = {python, "prog.py"};
+    p.args = {python, "-c", runner};
   }
   for (auto& a : p.args) p.argv.push_back(a.data());
   p.argv.push_back(nullptr);
   for (auto& e : p.env) p.envp.push_back(e.data());
   p.envp.push_back(nullptr);
 
-  int out[2], err[2], stat_pipe[2];
+  // The runner's header goes into a pipe before the fork (it fits the pipe buffer), so the child reads it
+  // and then EOF; the report comes back over another pipe.
+  const std::string nonce = sandbox_runner::make_nonce();
+  int hdr[2], rep[2], out[2], err[2], stat_pipe[2];
+  if (::pipe2(hdr, O_CLOEXEC) != 0) fail("sandbox: pipe: {}", std::strerror(errno));
+  Fd hdr_r(hdr[0]), hdr_w(hdr[1]);
+  {
+    std::string h = sandbox_runner::header(nonce);
+    if (::write(hdr_w.fd, h.data(), h.size()) != static_cast<ssize_t>(h.size()))
+      fail("sandbox: pipe write: {}", std::strerror(errno));
+    hdr_w.reset();
+  }
+  if (::pipe2(rep, O_CLOEXEC) != 0) fail("sandbox: pipe: {}", std::strerror(errno));
+  Fd rep_r(rep[0]), rep_w(rep[1]);
   if (::pipe2(out, O_CLOEXEC) != 0) fail("sandbox: pipe: {}", std::strerror(errno));
   Fd out_r(out[0]), out_w(out[1]);
   if (::pipe2(err, O_CLOEXEC) != 0) fail("sandbox: pipe: {}", std::strerror(errno));
   Fd err_r(err[0]), err_w(err[1]);
   if (::pipe2(stat_pipe, O_CLOEXEC) != 0) fail("sandbox: pipe: {}", std::strerror(errno));
   Fd st_r(stat_pipe[0]), st_w(stat_pipe[1]);
-  Fd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   Fd wd(::open(workdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (devnull.fd < 0 || wd.fd < 0) fail("{}: cannot open: {}", workdir, std::strerror(errno));
+  if (wd.fd < 0) fail("{}: cannot open: {}", workdir, std::strerror(errno));
 
   pid_t pid = ::fork();
   if (pid < 0) fail("sandbox: fork: {}", std::strerror(errno));
   if (pid == 0) {
-    // Move the fds to 0..4 without clobbering each other: first lift them above 10.
-    int fds[5] = {devnull.fd, out_w.fd, err_w.fd, st_w.fd, wd.fd};
+    // Move the fds to 0..5 without clobbering each other: first lift them above 10.
+    int fds[6] = {hdr_r.fd, out_w.fd, err_w.fd, st_w.fd, wd.fd, rep_w.fd};
     for (int& f : fds) {
       int g = ::fcntl(f, F_DUPFD, 10);
       if (g < 0) ::_exit(125);
       f = g;
     }
-    for (int i = 0; i < 5; ++i)
+    for (int i = 0; i < 6; ++i)
       if (::dup2(fds[i], i) < 0) ::_exit(125);
-    close_from(5);
+    close_from(6);
     child_main(p);
   }
   out_w.reset();
   err_w.reset();
   st_w.reset();
   wd.reset();
-  devnull.reset();
+  hdr_r.reset();
+  rep_w.reset();
 
   Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   Tail so{lim.output_cap, {}}, se{lim.output_cap, {}};
@@ -524,11 +709,13 @@ ExecResult run_once(const std::string& program, SandboxMode mode, const SandboxL
   bool exited = false;
   std::vector<char> buf(64 << 10);
 
+  sandbox_runner::ReportScanner report(nonce);
   auto pump = [&](int ms) {
-    pollfd fds[3];
+    pollfd fds[4];
     int n = 0;
     if (out_r.fd >= 0) fds[n++] = {out_r.fd, POLLIN, 0};
     if (err_r.fd >= 0) fds[n++] = {err_r.fd, POLLIN, 0};
+    if (rep_r.fd >= 0) fds[n++] = {rep_r.fd, POLLIN, 0};
     int pidx = -1;
     if (!exited && pidfd.fd >= 0) {
       pidx = n;
@@ -546,11 +733,14 @@ ExecResult run_once(const std::string& program, SandboxMode mode, const SandboxL
         continue;
       }
       if (!fds[i].revents) continue;
-      Fd& f = fds[i].fd == out_r.fd ? out_r : err_r;
-      Tail& t = fds[i].fd == out_r.fd ? so : se;
+      Fd& f = fds[i].fd == out_r.fd ? out_r : fds[i].fd == err_r.fd ? err_r : rep_r;
       ssize_t k = ::read(f.fd, buf.data(), buf.size());
       if (k > 0) {
-        t.add(buf.data(), static_cast<size_t>(k));
+        if (&f == &rep_r) {
+          report.add(buf.data(), static_cast<size_t>(k));
+        } else {
+          (&f == &out_r ? so : se).add(buf.data(), static_cast<size_t>(k));
+        }
       } else if (k == 0 || (errno != EINTR && errno != EAGAIN)) {
         f.reset();
       }
@@ -587,7 +777,7 @@ ExecResult run_once(const std::string& program, SandboxMode mode, const SandboxL
   // Drain what is still in the pipes (a process that escaped the group in rlimits-only mode may hold them
   // open: give up after a short grace period).
   auto grace = clock::now() + std::chrono::milliseconds(200);
-  while ((out_r.fd >= 0 || err_r.fd >= 0) && clock::now() < grace) pump(20);
+  while ((out_r.fd >= 0 || err_r.fd >= 0 || rep_r.fd >= 0) && clock::now() < grace) pump(20);
 
   // The payload's own wait status (unshare mode reports it through the status pipe).
   int st = wst;
@@ -603,11 +793,20 @@ ExecResult run_once(const std::string& program, SandboxMode mode, const SandboxL
   }
   if (WIFEXITED(st)) {
     res.exit_code = WEXITSTATUS(st);
+    // bwrap exits with 128 + signal when the program was killed by one.
+    if (mode == SandboxMode::Bwrap && res.exit_code > 128 && res.exit_code < 128 + NSIG) {
+      res.signal = res.exit_code - 128;
+      res.exit_code = -1;
+    }
   } else if (WIFSIGNALED(st)) {
     res.signal = WTERMSIG(st);
   }
-  res.passed = have && !res.timed_out && WIFEXITED(st) && WEXITSTATUS(st) == 0;
   if (!have && !res.timed_out && res.exit_code == 0) res.exit_code = -1;
+  // The verdict is the runner's report alone: the exit status is the program's to choose (sys.exit(0),
+  // os._exit(0), exec of another program ...). A report that arrived before a timeout counts.
+  res.passed = report.passed();
+  res.reported = report.reported();
+  res.error = report.error();
   res.stdout_tail = so.take();
   res.stderr_tail = se.take();
   res.seconds = std::chrono::duration<double>(clock::now() - t0).count();
@@ -703,20 +902,36 @@ std::optional<SandboxMode> parse_sandbox_mode(const std::string& name) {
 std::string ExecResult::status() const {
   if (passed) return "passed";
   if (timed_out) return "timed out";
-  // Last non-empty line of stderr: the exception of a Python traceback.
-  std::string_view s = stderr_tail;
-  while (!s.empty()) {
-    size_t end = s.find_last_not_of(" \t\r\n");
-    if (end == std::string_view::npos) break;
-    s = s.substr(0, end + 1);
-    size_t start = s.find_last_of('\n');
-    std::string_view line = start == std::string_view::npos ? s : s.substr(start + 1);
-    size_t b = line.find_first_not_of(" \t");
-    if (b != std::string_view::npos) return "failed: " + std::string(line.substr(b));
-    s = start == std::string_view::npos ? std::string_view{} : s.substr(0, start);
-  }
+  if (!error.empty()) return "failed: " + error;
+  if (signal == SIGKILL || signal == SIGXCPU) return fmt::format("killed by limit: CPU time ({})", sigabbrev_np(signal));
   if (signal != 0) return fmt::format("failed: killed by signal {} ({})", signal, ::strsignal(signal));
-  return fmt::format("failed: exit code {}", exit_code);
+  if (exit_code == 125) {  // the sandbox itself could not start the program: say why (last stderr line)
+    std::string_view s = stderr_tail;
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.remove_suffix(1);
+    size_t nl = s.find_last_of('\n');
+    return "failed: " + std::string(nl == std::string_view::npos ? s : s.substr(nl + 1));
+  }
+  if (reported) return "failed";
+  return fmt::format("failed: exited before completion (exit code {})", exit_code);
+}
+
+std::vector<std::string> Sandbox::protections(SandboxMode mode) {
+  std::vector<std::string> p = {
+      "verdict: passes only when exec() of the program returns normally (runner report with a per-run nonce)",
+      "rlimits (hard = soft): CPU time, address space, file size, open files, processes, no core files",
+      "wall-clock timeout: the process group is killed",
+  };
+  if (mode == SandboxMode::RlimitsOnly) {
+    p.push_back("NO file-system isolation: the program can read every file the evaluator's user can read");
+    p.push_back("NO network isolation: the program can open TCP and unix-domain sockets");
+    return p;
+  }
+  p.push_back("file system: only the Python installation (read-only), an empty private /tmp, a minimal /dev; no "
+              "/proc, no other host file or unix socket");
+  p.push_back("network: a new network namespace (no interfaces but an unconfigured loopback)");
+  p.push_back("processes: new PID, IPC and UTS namespaces; the whole namespace is killed at the end");
+  p.push_back("/dev/shm and /tmp: size-limited tmpfs");
+  return p;
 }
 
 std::string Sandbox::find_python() {

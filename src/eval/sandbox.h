@@ -1,19 +1,24 @@
 // Execution sandbox for untrusted Python programs (HumanEval completions).
 //
-// Each program runs as `python3 prog.py` in a fresh, empty working directory (removed afterwards), in its
-// own session/process group, with rlimits (CPU time, address space, file size, process count, no core
-// files), a wall-clock timeout after which the whole process group (and, in the namespace modes, the whole
-// PID namespace) is SIGKILLed, stdin from /dev/null and stdout/stderr captured up to a cap (the tail is
-// kept; the rest is drained and discarded so a program printing gigabytes cannot block or exhaust memory).
+// Each program runs under a trusted Python runner (eval/sandbox_runner.h) that passes it only when exec()
+// of it returned normally, reported over a pipe with a per-run nonce; the exit status decides nothing.
+// It runs in a fresh, empty working directory (removed afterwards), in its own session/process group,
+// with rlimits (CPU time, address space, file size, process count, no core files; hard = soft), a
+// wall-clock timeout after which the whole process group (and, in the namespace modes, the whole PID
+// namespace) is SIGKILLed, and stdout/stderr captured up to a cap (the tail is kept; the rest is drained
+// and discarded so a program printing gigabytes cannot block or exhaust memory).
 //
 // Modes, chosen once per process by probing (first that works, each probed by running a real Python
 // program through the full pipeline):
-//   Bwrap       bubblewrap: new user/pid/net/ipc/uts namespaces, `/` bound read-only, fresh /dev, /proc and
-//               tmpfs /tmp, the work dir bound read-write at /tmp/work. RLIMIT_NPROC is set inside the
-//               sandbox's user namespace (by a two-line Python launcher) so it counts only that sandbox's
-//               processes (Linux >= 5.14 counts RLIMIT_NPROC per user namespace).
-//   Unshare     the same isolation done by rvec itself with unshare(2) + mount(2) (root: no user namespace
-//               needed; non-root: inside a user namespace), with a small init as PID 1.
+//   Bwrap       bubblewrap: new user/pid/net/ipc/uts namespaces; the root is a read-only tmpfs holding only
+//               the Python installation (interpreter, stdlib, site-packages, the shared libraries it loads;
+//               all read-only), a size-limited private /tmp with the work dir at /tmp/work, a minimal /dev
+//               (null, zero, full, random, urandom, tty; a size-limited /dev/shm) and no /proc. No host
+//               file, unix socket or D-Bus is reachable. RLIMIT_NPROC is set inside the sandbox's user
+//               namespace (by a two-line Python launcher) so it counts only that sandbox's processes
+//               (Linux >= 5.14 counts RLIMIT_NPROC per user namespace).
+//   Unshare     the same view built by rvec itself with unshare(2), mount(2) and pivot_root(2) (root: no
+//               user namespace needed; non-root: inside a user namespace), with a small init as PID 1.
 //   RlimitsOnly rlimits, process group and a private working directory only; no network or file-system
 //               isolation. Chosen only when neither of the above works; a loud warning is printed.
 // When rvec runs as root, the program never runs as root: it runs as a per-run unprivileged uid
@@ -45,13 +50,17 @@ struct SandboxLimits {
 enum class SandboxMode { Bwrap, Unshare, RlimitsOnly };
 
 struct ExecResult {
-  bool passed = false;     // exited with status 0 within the timeout
+  bool passed = false;     // the runner reported that exec() of the program returned normally (see below)
+  bool reported = false;   // the runner reported a verdict (false: the process ended or was killed first)
+  std::string error;       // the exception that ended exec(), as the runner reported it ("" if none)
   int exit_code = -1;      // exit status, -1 when killed by a signal
   int signal = 0;          // terminating signal, 0 when it exited
   bool timed_out = false;  // killed at the wall-clock timeout
   double seconds = 0;      // wall time
   std::string stdout_tail, stderr_tail;  // last output_cap bytes of each
-  // human-eval / lm-eval style: "passed", "timed out", "failed: <last line of stderr>".
+  // The per-program result, human-eval's `result` field: "passed", "timed out", "failed: <ExceptionName>",
+  // "killed by limit: <which>", "failed: killed by signal N (name)" or "failed: exited before completion
+  // (exit code N)".
   std::string status() const;
 };
 
@@ -65,6 +74,8 @@ class Sandbox {
   explicit Sandbox(SandboxLimits limits = {}, std::optional<SandboxMode> force = {});
 
   SandboxMode mode() const { return mode_; }
+  // What the mode protects against, one line each (rvec sandbox-check, results.json).
+  static std::vector<std::string> protections(SandboxMode mode);
   std::string mode_name() const;  // "bwrap", "unshare", "rlimits-only"
   const SandboxLimits& limits() const { return limits_; }
   const std::string& python() const { return python_; }

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "eval/runner.h"
+#include "eval/humaneval_exec.h"
 #include "eval/sandbox.h"
 #include "eval/tasks.h"
 #include "exp/runner.h"
@@ -57,9 +58,7 @@ class EngineEvaluator : public CellEvaluator {
     bool code = std::any_of(names.begin(), names.end(), [](auto& n) { return n.rfind("humaneval", 0) == 0; });
     if (code) {
       if (!sandbox_) sandbox_ = std::make_unique<eval::Sandbox>();
-      eo.sandbox_mode = sandbox_->mode_name();
-      eval::Sandbox* sb = sandbox_.get();
-      eo.run_program = [sb](const std::string& program) { return sb->run_python(program).passed; };
+      eval::use_sandbox(*sandbox_, eo);
     }
     CellResult out;
     for (auto& n : names) {

