@@ -30,7 +30,6 @@ int main(int argc, char** argv) {
   // --download (accepted after any subcommand) fetches a missing one.
   bool download = false;
   app.add_flag("--download", download, "Download models named ORG/NAME[@REV] that are not in the HF cache");
-  app.fallthrough();
   rvec::io::set_model_resolver([&download](const std::string& name) { return rvec::hub::resolve_model(name, download); });
   auto& cmds = registry();
   std::sort(cmds.begin(), cmds.end(), [](auto& a, auto& b) { return a.name < b.name; });
@@ -38,6 +37,9 @@ int main(int argc, char** argv) {
   for (auto& c : cmds) {
     CLI::App* sub = app.add_subcommand(c.name, c.description);
     runners[sub] = c.setup(*sub);
+    // --download is the main app's; let it follow any (nested) subcommand.
+    sub->fallthrough();
+    for (CLI::App* nested : sub->get_subcommands({})) nested->fallthrough();
   }
   try {
     app.parse(argc, argv);
