@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
 
 #include "test_util.h"
@@ -114,4 +115,43 @@ TEST(FormatsCli, ExportGguf) {
   r = run_shell(run_rvec("export gguf " + m + " -o " + out + " --type q4_k -q"));
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.out.find("q8_0"), std::string::npos) << r.out;
+}
+
+// Qwen3's template as transformers renders it: apply_chat_template(add_generation_prompt=True)
+// ends with "<|im_start|>assistant\n", and enable_thinking=False appends an empty
+// "<think>\n\n</think>\n\n" block. generate's prompt length is that text's token count.
+TEST(FormatsCli, Qwen3ChatTemplateThinkingSwitch) {
+  const std::string m = (fs::path(RVEC_TESTDATA_DIR) / "fixtures/qwen3_tiny_tied_hd32/model").string();
+  auto count = [&](const std::string& text) {
+    auto r = run_shell(std::string(RVEC_BIN) + " tokenize --tokenizer " + m + " --text " + shell_quote(text));
+    EXPECT_EQ(r.rc, 0) << r.out;
+    return std::count(r.out.begin(), r.out.end(), ',') + 1;
+  };
+  auto prompt_tokens = [&](const std::string& flags) {
+    auto r = run_shell(std::string(RVEC_BIN) + " generate " + m + " --chat --prompt hi --max-tokens 1 " + flags +
+                       " 2>&1 >/dev/null");
+    EXPECT_EQ(r.rc, 0) << r.out;
+    auto p = r.out.find("prompt ");
+    return p == std::string::npos ? -1L : std::stol(r.out.substr(p + 7));
+  };
+  const std::string base = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n";
+  EXPECT_EQ(prompt_tokens(""), count(base));
+  EXPECT_EQ(prompt_tokens("--no-thinking"), count(base + "<think>\n\n</think>\n\n"));
+  EXPECT_EQ(prompt_tokens("--chat-template-kwargs '{\"enable_thinking\": false}'"),
+            count(base + "<think>\n\n</think>\n\n"));
+  auto r = run_shell(std::string(RVEC_BIN) + " generate " + m + " --no-thinking --prompt hi 2>&1");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("need --chat"), std::string::npos) << r.out;
+}
+
+// The Qwen3 tokenizer (../shared/data/tokenizers/qwen3): <think> and </think> are added tokens
+// 151667 / 151668; "\n" is byte-level "Ċ" (198) and "x" is byte 120, id 120 - 33 = 87 in the
+// byte alphabet that opens the vocabulary.
+TEST(FormatsCli, Qwen3TokenizerThinkTokens) {
+  const fs::path tj = fs::path(RVEC_SHARED_DIR) / "data/tokenizers/qwen3/tokenizer.json";
+  if (!fs::exists(tj)) GTEST_SKIP() << tj << " not present";
+  auto r = run_shell(std::string(RVEC_BIN) + " tokenize --tokenizer " + tj.string() + " --text " +
+                     shell_quote("<think>\nx</think>"));
+  EXPECT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("[151667,198,87,151668]"), std::string::npos) << r.out;
 }

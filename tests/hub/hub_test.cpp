@@ -50,6 +50,11 @@ class MockHub {
     svr_.Get(R"(/api/models/([^/]+)/([^/]+)/revision/(.+))", [this](const httplib::Request& rq, httplib::Response& rs) {
       ++requests;
       if (!authorized(rq, rs)) return;
+      if (rq.matches[1] == "org" && rq.matches[2] == "old") {  // a renamed repository
+        rs.status = 307;
+        rs.set_header("Location", "/api/models/org/model/revision/" + std::string(rq.matches[3]));
+        return;
+      }
       if (rq.matches[1] != "org" || rq.matches[2] != "model") return not_found(rs);
       nlohmann::json j{{"id", "org/model"}, {"sha", kCommit}, {"siblings", nlohmann::json::array()}};
       for (auto& [n, f] : files) j["siblings"].push_back({{"rfilename", n}});
@@ -58,6 +63,11 @@ class MockHub {
     svr_.Get(R"(/([^/]+)/([^/]+)/resolve/([^/]+)/(.+))", [this](const httplib::Request& rq, httplib::Response& rs) {
       ++requests;
       if (!authorized(rq, rs)) return;
+      if (rq.matches[1] == "org" && rq.matches[2] == "old") {  // relative redirect, followed by HEAD too
+        rs.status = 307;
+        rs.set_header("Location", "/org/model/resolve/" + std::string(rq.matches[3]) + "/" + std::string(rq.matches[4]));
+        return;
+      }
       auto it = files.find(rq.matches[4]);
       if (rq.matches[1] != "org" || rq.matches[2] != "model" || it == files.end()) return not_found(rs);
       const MockFile& f = it->second;
@@ -294,4 +304,13 @@ TEST(HubOffline, NeverTouchesTheNetwork) {
   EXPECT_EQ(io::resolve_model_path("org/model"), tc.dir / "models--org--model" / "snapshots" / kCommit);
   io::set_model_resolver({});
   unsetenv("HF_ENDPOINT");
+}
+
+TEST(HubDownload, RenamedRepositoryRelativeRedirects) {
+  TempCache tc;
+  MockHub h;
+  fs::path snap = hub::download("org/old", opts(h));
+  EXPECT_EQ(snap, tc.dir / "models--org--old" / "snapshots" / kCommit);
+  EXPECT_EQ(read_file(snap / "model.safetensors"), h.files["model.safetensors"].body);
+  EXPECT_EQ(read_file(snap / "config.json"), h.files["config.json"].body);
 }
