@@ -209,12 +209,13 @@ void encode_row(uint32_t type, const float* x, int64_t n, uint8_t* out) {
 }
 
 struct Planned {
-  const io::TensorInfo* src;
+  const io::TensorInfo* src;  // null: `values` (a tensor the converter computes, F32 1-D)
   std::string name;
   uint32_t type;
   int64_t rows, cols;
   int permute_heads = 0;  // Llama/Mistral q/k: heads to permute to GGML's rotary layout
   uint64_t offset = 0, nbytes = 0;
+  std::vector<float> values;
 };
 
 }  // namespace
@@ -260,21 +261,33 @@ void export_model(const fs::path& model_name, const fs::path& out, const ExportO
     case model::Arch::Mistral: arch = "llama"; break;  // llama.cpp runs Mistral as llama
     case model::Arch::Olmo2: arch = "olmo2"; break;
   }
-  if (cfg.rope_scaling.type != "default")
-    fail("{}: rope_scaling '{}' is not supported by rvec's GGUF export", mdir.string(), cfg.rope_scaling.type);
+  if (cfg.rope_scaling.type == "llama3" && arch != "llama")
+    fail("{}: llama3 rope_scaling is exported for llama only", mdir.string());
   if (!o.force && fs::exists(out)) fail("output {} already exists (use --force to replace it)", out.string());
   const bool llama_layout = arch == "llama";
 
   // ---- tensors
   std::vector<Planned> plan;
   uint64_t off = 0;
+  if (cfg.rope_scaling.type == "llama3") {
+    // LlamaModel.generate_extra_tensors: rope_freqs.weight holds, per frequency, the factor
+    // llama.cpp divides the unscaled frequency by (1, `factor`, or the smooth blend).
+    model::ModelConfig plain = cfg;
+    plain.rope_scaling = {};
+    const auto base = plain.rope_inv_freq(), scaled = cfg.rope_inv_freq();
+    Planned p{nullptr, "rope_freqs.weight", kF32, 1, int64_t(base.size()), 0, 0, 0, {}};
+    for (size_t i = 0; i < base.size(); ++i) p.values.push_back(float(base[i] / scaled[i]));
+    p.nbytes = uint64_t(p.cols) * 4;
+    off = align_up(p.nbytes);
+    plan.push_back(std::move(p));
+  }
   for (const auto* t : dir->tensors()) {
     std::string g = gguf_name(t->name, cfg.arch == model::Arch::Olmo2);
     if (g.empty()) continue;
     if (t->name == "lm_head.weight" && cfg.tie_word_embeddings) continue;
     if (!is_arith_dtype(t->dtype)) fail("{}: tensor '{}' has dtype {}", mdir.string(), t->name, dtype_name(t->dtype));
     if (t->shape.empty() || t->shape.size() > 2) fail("{}: tensor '{}' is not 1-D or 2-D", mdir.string(), t->name);
-    Planned p{t, g, 0, t->shape.size() == 2 ? t->shape[0] : 1, t->shape.back()};
+    Planned p{t, g, 0, t->shape.size() == 2 ? t->shape[0] : 1, t->shape.back(), 0, 0, 0, {}};
     const bool one_d = t->shape.size() == 1 || g.find("_norm.weight") != std::string::npos;
     p.type = ggml_type_for(o.type, *t, one_d);
     if (llama_layout && g.find(".attn_q.") != std::string::npos) p.permute_heads = cfg.num_heads;
@@ -353,7 +366,7 @@ void export_model(const fs::path& model_name, const fs::path& out, const ExportO
   Header ti;
   for (const auto& p : plan) {
     ti.str(p.name);
-    const bool two_d = p.src->shape.size() == 2;
+    const bool two_d = p.src && p.src->shape.size() == 2;
     ti.u32(two_d ? 2 : 1);
     ti.u64(uint64_t(p.cols));  // ggml order: ne[0] = row length
     if (two_d) ti.u64(uint64_t(p.rows));
@@ -385,6 +398,11 @@ void export_model(const fs::path& model_name, const fs::path& out, const ExportO
       std::string pad(p.offset - pos, '\0');
       f.write(pad.data(), std::streamsize(pad.size()));
       pos = p.offset;
+    }
+    if (!p.src) {
+      f.write(reinterpret_cast<const char*>(p.values.data()), std::streamsize(p.nbytes));
+      pos += p.nbytes;
+      continue;
     }
     row.resize(size_t(p.cols));
     const uint64_t rb = row_bytes(p.type, p.cols);

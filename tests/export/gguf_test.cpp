@@ -202,6 +202,37 @@ TEST(GgufExport, LlamaQkRowsPermutedToGgmlRotaryLayout) {
   fs::remove_all(m);
 }
 
+// Llama 3.1-style rope scaling: rope_freqs.weight divides each unscaled frequency into the
+// scaled one that transformers' _compute_llama3_parameters gives (checked in config_test).
+TEST(GgufExport, Llama3RopeFactors) {
+  const fs::path src = kFix / "qwen2_tiny_untied_mha4x4" / "model", m = tmp("llama3");
+  fs::remove_all(m);
+  fs::create_directories(m);
+  for (auto& e : fs::directory_iterator(src)) fs::copy_file(e.path(), m / e.path().filename());
+  auto cfg = json::parse(read_file(m / "config.json"));
+  cfg["architectures"] = {"LlamaForCausalLM"};
+  cfg["rope_theta"] = 500000.0;
+  cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                         {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  write_file_atomic(m / "config.json", cfg.dump());
+  auto f = export_read(m, "f16", "llama3");
+  const auto* t = find(f, "rope_freqs.weight");
+  ASSERT_TRUE(t);
+  ASSERT_EQ(t->ne, (std::vector<int64_t>{32}));
+  EXPECT_EQ(t->type, uint32_t(gguf::kF32));
+  const float* r = reinterpret_cast<const float*>(f.data(*t));
+  EXPECT_FLOAT_EQ(r[0], 1.0f);   // wavelength 2π < 8192/4: unscaled
+  EXPECT_FLOAT_EQ(r[31], 8.0f);  // longest wavelength > 8192: divided by `factor`
+  int blended = 0;
+  for (int i = 0; i < 32; ++i) {
+    EXPECT_GE(r[i], 1.0f);
+    EXPECT_LE(r[i], 8.0f);
+    blended += r[i] > 1.0f && r[i] < 8.0f;
+  }
+  EXPECT_GT(blended, 0);
+  fs::remove_all(m);
+}
+
 TEST(GgufExport, ClearErrors) {
   gguf::ExportOptions o;
   o.quiet = true;
