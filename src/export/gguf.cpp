@@ -301,7 +301,10 @@ void export_model(const fs::path& model_name, const fs::path& out, const ExportO
   // ---- metadata (convert_hf_to_gguf's key set for these architectures)
   Header h;
   h.kv_str("general.architecture", arch);
-  h.kv_str("general.name", mdir.filename().string());
+  // A hub snapshot's folder is its commit: name the file after the repository instead.
+  std::string name = fs::exists(model_name) ? mdir.filename().string() : model_name.filename().string();
+  name = name.substr(0, name.find('@'));
+  h.kv_str("general.name", name);
   h.kv_u32(arch + ".block_count", uint32_t(cfg.num_layers));
   h.kv_u32(arch + ".context_length", uint32_t(cfg.max_position_embeddings));
   h.kv_u32(arch + ".embedding_length", uint32_t(cfg.hidden_size));
