@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/model_dir.h"
+#include "io/model_resolver.h"
 #include "io/model_output.h"
 
 namespace fs = std::filesystem;
@@ -337,11 +338,11 @@ Report run(const Job& job, const Options& opts) {
   std::vector<Input> in(job.paths.size());
   for (size_t i = 0; i < in.size(); ++i) {
     in[i].name = job.names[i];
-    in[i].path = job.paths[i];
+    in[i].path = io::resolve_model_path(job.paths[i]);  // ORG/NAME -> its HF cache snapshot
     const fs::path abs_out = fs::absolute(opts.out).lexically_normal();
-    if (fs::absolute(job.paths[i]).lexically_normal() == abs_out)
+    if (fs::absolute(in[i].path).lexically_normal() == abs_out)
       fail("input '{}' ({}) is also the output directory", job.names[i], job.paths[i].string());
-    in[i].dir = io::ModelDir::open(job.paths[i], false);
+    in[i].dir = io::ModelDir::open(in[i].path, false);
   }
   const Input& tgt = in[job.target];
   {
@@ -597,7 +598,7 @@ Report run(const Job& job, const Options& opts) {
       if (!t.lossless) warn(fmt::format("tensor '{}': the round trip is not bit-exact", t.name));
 
   // ---- config, tokenizer, rvec.json ----
-  fs::path donor = opts.donor ? *opts.donor : tgt.path;
+  fs::path donor = opts.donor ? io::resolve_model_path(*opts.donor) : tgt.path;
   std::optional<DType> cfg_dtype;
   {
     std::map<DType, uint64_t> bytes;

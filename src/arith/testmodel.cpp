@@ -54,14 +54,16 @@ std::vector<io::TensorSpec> decoder_tensors(const json& c, DType dt) {
   const int64_t nkv = c.contains("num_key_value_heads") ? geti(c, "num_key_value_heads") : nh;
   const int64_t hd = c.contains("head_dim") && c["head_dim"].is_number_integer() ? c["head_dim"].get<int64_t>() : H / nh;
   std::string mt = c.value("model_type", std::string("qwen2"));
-  if (mt != "qwen2" && mt != "llama" && mt != "mistral") fail("config.json: model_type '{}' is not qwen2/llama/mistral", mt);
+  if (mt != "qwen2" && mt != "llama" && mt != "mistral" && mt != "qwen3" && mt != "olmo2")
+    fail("config.json: model_type '{}' is not qwen2/qwen3/llama/mistral/olmo2", mt);
   const bool bias = mt == "qwen2" || c.value("attention_bias", false);
+  const bool olmo2 = mt == "olmo2", qk_norm = mt == "qwen3" || olmo2;
   const bool tied = c.value("tie_word_embeddings", true);
   std::vector<io::TensorSpec> t;
   t.push_back({"model.embed_tokens.weight", dt, {V, H}});
   for (int64_t l = 0; l < L; ++l) {
     const std::string p = fmt::format("model.layers.{}.", l);
-    t.push_back({p + "input_layernorm.weight", dt, {H}});
+    if (!olmo2) t.push_back({p + "input_layernorm.weight", dt, {H}});
     t.push_back({p + "self_attn.q_proj.weight", dt, {nh * hd, H}});
     if (bias) t.push_back({p + "self_attn.q_proj.bias", dt, {nh * hd}});
     t.push_back({p + "self_attn.k_proj.weight", dt, {nkv * hd, H}});
@@ -69,10 +71,16 @@ std::vector<io::TensorSpec> decoder_tensors(const json& c, DType dt) {
     t.push_back({p + "self_attn.v_proj.weight", dt, {nkv * hd, H}});
     if (bias) t.push_back({p + "self_attn.v_proj.bias", dt, {nkv * hd}});
     t.push_back({p + "self_attn.o_proj.weight", dt, {H, nh * hd}});
+    if (bias && mt != "qwen2") t.push_back({p + "self_attn.o_proj.bias", dt, {H}});
+    if (qk_norm) {  // Qwen3: per head; OLMo2: over the whole projection
+      t.push_back({p + "self_attn.q_norm.weight", dt, {olmo2 ? nh * hd : hd}});
+      t.push_back({p + "self_attn.k_norm.weight", dt, {olmo2 ? nkv * hd : hd}});
+    }
     t.push_back({p + "post_attention_layernorm.weight", dt, {H}});
     t.push_back({p + "mlp.gate_proj.weight", dt, {I, H}});
     t.push_back({p + "mlp.up_proj.weight", dt, {I, H}});
     t.push_back({p + "mlp.down_proj.weight", dt, {H, I}});
+    if (olmo2) t.push_back({p + "post_feedforward_layernorm.weight", dt, {H}});
   }
   t.push_back({"model.norm.weight", dt, {H}});
   if (!tied) t.push_back({"lm_head.weight", dt, {V, H}});
@@ -199,7 +207,7 @@ void write_perturbed(const fs::path& like, double scale, uint64_t seed, const fs
   });
   w.finish();
   prog.finish();
-  io::copy_donor_files(like, dir.tmp(), std::nullopt);
+  io::copy_donor_files(m->path(), dir.tmp(), std::nullopt);
   io::write_rvec_json(dir.tmp(), json{{"operation", "perturb"},
                                       {"like", fs::absolute(like).lexically_normal().string()},
                                       {"scale", scale},

@@ -14,8 +14,9 @@
 
 namespace rvec::arith {
 
-// The tensors of a Qwen2 / Llama / Mistral decoder described by an HF config.json
-// (qkv biases for qwen2, no lm_head when tie_word_embeddings is true).
+// The tensors of a Qwen2 / Qwen3 / Llama / Mistral / OLMo2 decoder described by an HF
+// config.json (qkv biases for qwen2, q/k norms for qwen3/olmo2, no lm_head when
+// tie_word_embeddings is true).
 std::vector<io::TensorSpec> decoder_tensors(const nlohmann::json& config, DType dtype);
 
 // The config of the small preset: Qwen2, hidden 64, 2 layers, 4/2 heads, vocab 1024, tied.

@@ -14,8 +14,8 @@ namespace {
 
 struct Args {
   rvec::cli::InferArgs common;
-  std::string prompt, system, chat_template;
-  bool chat = false;
+  std::string prompt, system, chat_template, template_kwargs;
+  bool chat = false, no_thinking = false;
   int max_tokens = 256;
   float temperature = 0, top_p = 1;
   int top_k = 0;
@@ -32,6 +32,10 @@ rvec::cli::Command cmd(
       app.add_flag("--chat", a->chat, "Wrap the prompt as a user turn with the model's chat template");
       app.add_option("--system", a->system, "System message (with --chat)");
       app.add_option("--chat-template", a->chat_template, "Jinja chat template file overriding the model's");
+      app.add_flag("--no-thinking", a->no_thinking,
+                   "With --chat: enable_thinking=false for the template (Qwen3: an empty <think></think> block)");
+      app.add_option("--chat-template-kwargs", a->template_kwargs,
+                     "With --chat: JSON object of extra template variables, e.g. '{\"enable_thinking\": false}'");
       app.add_option("--max-tokens", a->max_tokens, "Maximum new tokens")->capture_default_str();
       app.add_option("--temperature", a->temperature, "Sampling temperature (0: greedy)")->capture_default_str();
       app.add_option("--top-p", a->top_p, "Nucleus sampling mass")->capture_default_str();
@@ -50,20 +54,30 @@ rvec::cli::Command cmd(
         if (chat) {
           std::optional<text::ChatTemplate> tpl;
           if (!a->chat_template.empty()) {
-            auto base = text::ChatTemplate::from_model_dir(a->common.model);
+            auto base = text::ChatTemplate::from_model_dir(model->dir().path());
             tpl = text::ChatTemplate::from_file(a->chat_template, base ? base->bos_token() : "",
                                                 base ? base->eos_token() : "");
           } else {
-            tpl = text::ChatTemplate::from_model_dir(a->common.model);
+            tpl = text::ChatTemplate::from_model_dir(model->dir().path());
           }
           if (!tpl) fail("{}: the model has no chat template (tokenizer_config.json / chat_template.jinja); "
                          "use --chat-template FILE", a->common.model);
-          std::vector<text::ChatMessage> msgs;
-          if (!a->system.empty()) msgs.push_back({"system", a->system});
-          msgs.push_back({"user", a->prompt});
-          prompt = tpl->render(msgs, true);
-        } else if (!a->system.empty()) {
-          fail("--system needs --chat");
+          nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
+          if (!a->system.empty()) msgs.push_back({{"role", "system"}, {"content", a->system}});
+          msgs.push_back({{"role", "user"}, {"content", a->prompt}});
+          nlohmann::ordered_json extra = nlohmann::ordered_json::object();
+          if (!a->template_kwargs.empty()) {
+            try {
+              extra = nlohmann::ordered_json::parse(a->template_kwargs);
+            } catch (const nlohmann::json::exception& e) {
+              fail("--chat-template-kwargs: invalid JSON: {}", e.what());
+            }
+            if (!extra.is_object()) fail("--chat-template-kwargs: expected a JSON object");
+          }
+          if (a->no_thinking) extra["enable_thinking"] = false;
+          prompt = tpl->render_json(msgs, true, extra);
+        } else if (!a->system.empty() || a->no_thinking || !a->template_kwargs.empty()) {
+          fail("--system, --no-thinking and --chat-template-kwargs need --chat");
         }
         infer::GenerationRequest req;
         req.prompt = tok->encode(prompt, true);

@@ -3,6 +3,7 @@
 #include "core/build_info.h"
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -20,7 +21,7 @@ struct Args {
   std::string out, config, preset, shape, arch, dtype = "bf16", tokenizer, like;
   uint64_t seed = 0;
   double perturb = 0, shard_size = double(rvec::io::kDefaultShardSize);
-  int64_t layers = 0, vocab = 0, hidden = 0, intermediate = 0, heads = 0, kv_heads = 0;
+  int64_t head_dim = 0, layers = 0, vocab = 0, hidden = 0, intermediate = 0, heads = 0, kv_heads = 0;
   bool tied = false, untied = false, force = false, quiet = false, no_tokenizer = false;
 };
 
@@ -39,7 +40,8 @@ rvec::cli::Command cmd("testmodel", "Write a random-weight model with real Qwen2
   app.add_option("--config", a->config, "An HF config.json giving the shapes (e.g. data/configs/Qwen2.5-1.5B-Instruct.json)");
   app.add_option("--preset", a->preset, "tiny: hidden 64, 2 layers, vocab 1024, with a cut-down Qwen2.5 tokenizer");
   app.add_option("--shape", a->shape, "tiny | 0.5b | 1.5b | 7b (Qwen2.5 shapes)");
-  app.add_option("--arch", a->arch, "qwen2 | llama | mistral (default: the config's)");
+  app.add_option("--arch", a->arch, "qwen2 | qwen3 | llama | mistral | olmo2 (default: the config's)");
+  app.add_option("--head-dim", a->head_dim, "Override head_dim (qwen3: independent of hidden / heads)");
   app.add_option("--dtype", a->dtype, "bf16 | f16 | f32 (default bf16)");
   app.add_option("--seed", a->seed, "Random seed (default 0)");
   app.add_option("--layers", a->layers, "Override num_hidden_layers");
@@ -99,8 +101,17 @@ rvec::cli::Command cmd("testmodel", "Write a random-weight model with real Qwen2
       } else if (a->arch == "mistral") {
         c["architectures"] = {"MistralForCausalLM"};
         c["model_type"] = "mistral";
+      } else if (a->arch == "qwen3") {
+        c["architectures"] = {"Qwen3ForCausalLM"};
+        c["model_type"] = "qwen3";
+        c["attention_bias"] = false;
+      } else if (a->arch == "olmo2") {
+        c["architectures"] = {"Olmo2ForCausalLM"};
+        c["model_type"] = "olmo2";
+        c["attention_bias"] = false;
+        c.erase("head_dim");  // Olmo2Config has none: hidden / heads
       } else {
-        rvec::fail("unknown --arch '{}' (expected qwen2, llama or mistral)", a->arch);
+        rvec::fail("unknown --arch '{}' (expected qwen2, qwen3, llama, mistral or olmo2)", a->arch);
       }
     }
     if (a->layers) c["num_hidden_layers"] = a->layers, c["max_window_layers"] = a->layers;
@@ -109,6 +120,10 @@ rvec::cli::Command cmd("testmodel", "Write a random-weight model with real Qwen2
     if (a->intermediate) c["intermediate_size"] = a->intermediate;
     if (a->heads) c["num_attention_heads"] = a->heads;
     if (a->kv_heads) c["num_key_value_heads"] = a->kv_heads;
+    if (a->head_dim) c["head_dim"] = a->head_dim;
+    // head_dim is written out for qwen3: Qwen3Config defaults it to 128, not hidden / heads.
+    if (!c.contains("head_dim") && c.value("model_type", "") == "qwen3")
+      c["head_dim"] = c.value("hidden_size", 0) / std::max(1, c.value("num_attention_heads", 1));
     if (a->tied && a->untied) rvec::fail("--tied and --untied exclude each other");
     if (a->tied) c["tie_word_embeddings"] = true;
     if (a->untied) c["tie_word_embeddings"] = false;

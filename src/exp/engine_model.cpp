@@ -32,11 +32,11 @@ class EngineModel : public LanguageModel {
     eo.max_batch = std::max(1, opts.batch);
     engine_ = std::make_unique<infer::Engine>(*model_, eo);
     if (!opts.chat_template_file.empty()) {
-      auto dir_tpl = text::ChatTemplate::from_model_dir(path);
+      auto dir_tpl = text::ChatTemplate::from_model_dir(model_->dir().path());
       tpl_ = text::ChatTemplate::from_file(opts.chat_template_file, dir_tpl ? dir_tpl->bos_token() : "",
                                            dir_tpl ? dir_tpl->eos_token() : "");
     } else {
-      tpl_ = text::ChatTemplate::from_model_dir(path);
+      tpl_ = text::ChatTemplate::from_model_dir(model_->dir().path());
     }
   }
 

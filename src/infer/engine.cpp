@@ -18,9 +18,10 @@ namespace rvec::infer {
 
 namespace fs = std::filesystem;
 
-std::unique_ptr<Model> load_model(const fs::path& dir) {
+std::unique_ptr<Model> load_model(const fs::path& name) {
   auto m = std::unique_ptr<Model>(new Model());
-  m->dir_ = io::ModelDir::open(dir);
+  m->dir_ = io::ModelDir::open(name);
+  const fs::path dir = m->dir_->path();  // a hub name resolved to its snapshot
   m->cfg_ = model::ModelConfig::from_json(m->dir_->config(), (dir / "config.json").string());
   m->w_ = model::Weights::bind(*m->dir_, m->cfg_);
   if (fs::exists(dir / "tokenizer.json")) m->tok_ = text::Tokenizer::from_model_dir(dir);
@@ -129,16 +130,42 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
   if (hidden) hidden->insert(hidden->end(), w.x.begin(), w.x.begin() + n * H);
 
   const float att_scale = float(1.0 / std::sqrt(double(hd)));
+  const bool post_norms = c.post_block_norms;
+  // x += block output (w.tmp), normalised first when the architecture has post-block norms.
+  auto add_block = [&](const std::vector<float>& post_norm) {
+    if (post_norms)
+      for (int64_t r = 0; r < n; ++r) rmsnorm(w.tmp.data() + r * H, post_norm.data(), w.tmp.data() + r * H, H, c.rms_norm_eps);
+    for (int64_t i = 0; i < n * H; ++i) w.x[i] += w.tmp[i];
+  };
   for (int64_t l = 0; l < L; ++l) {
     const auto& lw = W.layers[l];
-    // --- attention block
-    for (int64_t r = 0; r < n; ++r)
-      rmsnorm(w.x.data() + r * H, lw.input_norm.data(), w.xn.data() + r * H, H, c.rms_norm_eps);
+    // --- attention block (OLMo2 has no input norm: the block sees the residual stream)
+    const float* att_in = w.x.data();
+    if (!post_norms) {
+      for (int64_t r = 0; r < n; ++r)
+        rmsnorm(w.x.data() + r * H, lw.input_norm.data(), w.xn.data() + r * H, H, c.rms_norm_eps);
+      att_in = w.xn.data();
+    }
     auto bias = [](const model::Linear& lin) { return lin.bias.empty() ? nullptr : lin.bias.data(); };
     const MatmulOut qkv[] = {{&lw.q.w, bias(lw.q), w.q.data(), QD},
                              {&lw.k.w, bias(lw.k), w.k.data(), KVD},
                              {&lw.v.w, bias(lw.v), w.v.data(), KVD}};
-    matmul_multi(w.xn.data(), n, H, qkv);
+    matmul_multi(att_in, n, H, qkv);
+    // q/k RMSNorm before RoPE: per head (Qwen3) or over the whole projection (OLMo2).
+    if (c.qk_norm != model::QkNorm::None) {
+      const int64_t qs = c.qk_norm == model::QkNorm::PerHead ? hd : QD;
+      const int64_t ks = c.qk_norm == model::QkNorm::PerHead ? hd : KVD;
+      for (int64_t r = 0; r < n; ++r) {
+        for (int64_t o = 0; o < QD; o += qs) {
+          float* p = w.q.data() + r * QD + o;
+          rmsnorm(p, lw.q_norm.data(), p, qs, c.rms_norm_eps);
+        }
+        for (int64_t o = 0; o < KVD; o += ks) {
+          float* p = w.k.data() + r * KVD + o;
+          rmsnorm(p, lw.k_norm.data(), p, ks, c.rms_norm_eps);
+        }
+      }
+    }
     // RoPE (rotate-half layout) on q and k, then k, v into the cache.
     for (int64_t r = 0; r < n; ++r) {
       const float* cs = w.rope.data() + r * hd;
@@ -177,17 +204,21 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
                 kv.v_[l].data() + g * hd, KVD, nr, pos[r0], att_scale, w.att.data() + r0 * QD + g * group * hd, QD);
     }
     matmul(w.att.data(), n, QD, lw.o.w, bias(lw.o), w.tmp.data(), H);
-    for (int64_t i = 0; i < n * H; ++i) w.x[i] += w.tmp[i];
+    add_block(lw.post_attention_norm);
     // --- MLP block (SwiGLU)
-    for (int64_t r = 0; r < n; ++r)
-      rmsnorm(w.x.data() + r * H, lw.post_attention_norm.data(), w.xn.data() + r * H, H, c.rms_norm_eps);
+    const float* mlp_in = w.x.data();
+    if (!post_norms) {
+      for (int64_t r = 0; r < n; ++r)
+        rmsnorm(w.x.data() + r * H, lw.post_attention_norm.data(), w.xn.data() + r * H, H, c.rms_norm_eps);
+      mlp_in = w.xn.data();
+    }
     const MatmulOut gate_up[] = {{&lw.gate.w, bias(lw.gate), w.gate.data(), I},
                                  {&lw.up.w, bias(lw.up), w.up.data(), I}};
-    matmul_multi(w.xn.data(), n, H, gate_up);
+    matmul_multi(mlp_in, n, H, gate_up);
 #pragma omp parallel for schedule(static) if (n * I > (int64_t(1) << 16))
     for (int64_t r = 0; r < n; ++r) silu_mul(w.gate.data() + r * I, w.up.data() + r * I, I);
     matmul(w.gate.data(), n, I, lw.down.w, bias(lw.down), w.tmp.data(), H);
-    for (int64_t i = 0; i < n * H; ++i) w.x[i] += w.tmp[i];
+    add_block(lw.post_ffw_norm);
     if (hidden) hidden->insert(hidden->end(), w.x.begin(), w.x.begin() + n * H);
   }
   // Final norm + lm_head for the rows that want logits.

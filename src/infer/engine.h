@@ -1,4 +1,4 @@
-// rvec's CPU inference engine for Qwen2 / Llama / Mistral checkpoints.
+// rvec's CPU inference engine for Qwen2 / Qwen3 / Llama / Mistral / OLMo2 checkpoints.
 //
 //   auto model = rvec::infer::load_model("models/Qwen2.5-0.5B-Instruct");
 //   rvec::infer::Engine eng(*model, {.threads = 0, .max_batch = 32});

@@ -1,5 +1,6 @@
 #include "io/model_dir.h"
 
+#include "io/model_resolver.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -26,7 +27,8 @@ json read_json(const fs::path& p) {
 }
 }  // namespace
 
-std::unique_ptr<ModelDir> ModelDir::open(const fs::path& path, bool require_config) {
+std::unique_ptr<ModelDir> ModelDir::open(const fs::path& name, bool require_config) {
+  const fs::path path = resolve_model_path(name);
   auto m = std::unique_ptr<ModelDir>(new ModelDir());
   m->path_ = path;
   if (!fs::is_directory(path)) fail("{}: not a directory (expected a Hugging Face model directory)", path.string());

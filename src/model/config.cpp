@@ -33,6 +33,10 @@ bool get_bool_or(const nlohmann::json& j, const char* key, bool dflt, const std:
 
 }  // namespace
 
+const char* supported_architectures() {
+  return "Qwen2ForCausalLM, Qwen3ForCausalLM, LlamaForCausalLM, MistralForCausalLM, Olmo2ForCausalLM";
+}
+
 std::vector<int32_t> parse_token_id_list(const nlohmann::json& v) {
   std::vector<int32_t> out;
   if (v.is_number_integer()) {
@@ -54,9 +58,13 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& o
   if (c.architecture == "Qwen2ForCausalLM") c.arch = Arch::Qwen2;
   else if (c.architecture == "LlamaForCausalLM") c.arch = Arch::Llama;
   else if (c.architecture == "MistralForCausalLM") c.arch = Arch::Mistral;
+  else if (c.architecture == "Qwen3ForCausalLM") c.arch = Arch::Qwen3;
+  else if (c.architecture == "Olmo2ForCausalLM") c.arch = Arch::Olmo2;
   else
-    fail("{}: unsupported architecture '{}' (rvec runs Qwen2ForCausalLM, LlamaForCausalLM, MistralForCausalLM)",
-         origin, c.architecture);
+    fail("{}: unsupported architecture '{}' (rvec runs {})", origin, c.architecture, supported_architectures());
+  // Mixture-of-experts variants share a family name but not the layer layout.
+  if (j.contains("num_experts") || j.contains("num_local_experts"))
+    fail("{}: mixture-of-experts models are not supported (rvec runs {})", origin, supported_architectures());
 
   c.hidden_size = get_num<int>(j, "hidden_size", origin);
   c.intermediate_size = get_num<int>(j, "intermediate_size", origin);
@@ -70,12 +78,18 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& o
   if (c.num_heads % c.num_kv_heads != 0)
     fail("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", origin, c.num_heads,
          c.num_kv_heads);
-  if (c.hidden_size % c.num_heads != 0 && !j.contains("head_dim"))
+  // Qwen3Config's head_dim defaults to 128, independent of hidden_size / heads.
+  const bool own_head_dim = c.arch == Arch::Qwen3 || (j.contains("head_dim") && !j["head_dim"].is_null());
+  if (c.hidden_size % c.num_heads != 0 && !own_head_dim)
     fail("{}: hidden_size {} is not a multiple of num_attention_heads {}", origin, c.hidden_size, c.num_heads);
-  c.head_dim = get_num_or<int>(j, "head_dim", c.hidden_size / c.num_heads, origin);
+  c.head_dim = get_num_or<int>(j, "head_dim", c.arch == Arch::Qwen3 ? 128 : c.hidden_size / c.num_heads, origin);
   if (c.head_dim <= 0 || c.head_dim % 2 != 0) fail("{}: head_dim {} must be positive and even", origin, c.head_dim);
-  c.rms_norm_eps = get_num_or<double>(j, "rms_norm_eps", 1e-6, origin);
+  c.rms_norm_eps = get_num_or<double>(j, "rms_norm_eps", c.arch == Arch::Olmo2 ? 1e-5 : 1e-6, origin);
   c.rope_theta = get_num_or<double>(j, "rope_theta", 10000.0, origin);
+  // Newer transformers write rope_parameters {rope_type, rope_theta} instead.
+  auto rp = j.find("rope_parameters");
+  if (rp != j.end() && rp->is_object() && rp->contains("rope_theta"))
+    c.rope_theta = get_num<double>(*rp, "rope_theta", origin);
   c.max_position_embeddings = get_num_or<int64_t>(j, "max_position_embeddings", 4096, origin);
   c.tie_word_embeddings = get_bool_or(j, "tie_word_embeddings", false, origin);  // Qwen2/Llama/MistralConfig default
   if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer())
@@ -93,6 +107,15 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& o
     if (get_bool_or(j, "use_sliding_window", false, origin) && j.contains("sliding_window") &&
         j["sliding_window"].is_number_integer())
       c.sliding_window = j["sliding_window"].get<int64_t>();
+  } else if (c.arch == Arch::Qwen3 || c.arch == Arch::Olmo2) {
+    bool ab = get_bool_or(j, "attention_bias", false, origin);
+    c.qkv_bias = ab;
+    c.o_bias = ab;
+    c.qk_norm = c.arch == Arch::Qwen3 ? QkNorm::PerHead : QkNorm::Full;
+    c.post_block_norms = c.arch == Arch::Olmo2;
+    if (get_bool_or(j, "use_sliding_window", false, origin) && j.contains("sliding_window") &&
+        j["sliding_window"].is_number_integer())
+      c.sliding_window = j["sliding_window"].get<int64_t>();
   } else {
     bool ab = get_bool_or(j, "attention_bias", false, origin);
     c.qkv_bias = ab;
@@ -103,6 +126,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& o
   }
 
   auto rs = j.find("rope_scaling");
+  if ((rs == j.end() || rs->is_null()) && rp != j.end() && rp->is_object()) rs = rp;
   if (rs != j.end() && !rs->is_null()) {
     if (!rs->is_object()) fail("{}: rope_scaling must be an object or null", origin);
     std::string type = rs->value("rope_type", rs->value("type", std::string("default")));

@@ -1,5 +1,7 @@
 // Model hyper-parameters from a Hugging Face config.json, for the decoder-only
-// architectures rvec runs: Qwen2ForCausalLM, LlamaForCausalLM, MistralForCausalLM.
+// architectures rvec runs: Qwen2ForCausalLM, LlamaForCausalLM, MistralForCausalLM,
+// Qwen3ForCausalLM (per-head q/k RMSNorm) and Olmo2ForCausalLM (norms after the
+// attention/MLP blocks, q/k RMSNorm over the whole projection).
 // Anything the engine does not implement (other architectures, activations,
 // rope_scaling types) is rejected with an rvec::Error naming the file and key.
 // Sliding-window attention (Mistral/Qwen2 `sliding_window`) is ignored: rvec always
@@ -14,7 +16,14 @@
 
 namespace rvec::model {
 
-enum class Arch { Qwen2, Llama, Mistral };
+enum class Arch { Qwen2, Llama, Mistral, Qwen3, Olmo2 };
+
+// Where the q/k RMSNorm sits: none, per head over head_dim (Qwen3: q_norm/k_norm weights
+// [head_dim]), or over the whole q/k projection (OLMo2: [heads * head_dim]).
+enum class QkNorm { None, PerHead, Full };
+
+// "Qwen2ForCausalLM, LlamaForCausalLM, ..." for error messages.
+const char* supported_architectures();
 
 struct RopeScaling {
   std::string type = "default";  // "default" | "llama3"
@@ -38,6 +47,10 @@ struct ModelConfig {
   bool o_bias = false;    // Llama attention_bias also covers o_proj
   bool mlp_bias = false;  // Llama mlp_bias
   std::optional<int64_t> sliding_window;  // parsed, ignored (see above)
+  QkNorm qk_norm = QkNorm::None;
+  // OLMo2: no input/pre-MLP norms; post_attention_layernorm and post_feedforward_layernorm
+  // normalise each block's output before it is added to the residual stream.
+  bool post_block_norms = false;
 
   // `origin` names the file in error messages.
   static ModelConfig from_json(const nlohmann::json& j, const std::string& origin);

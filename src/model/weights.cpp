@@ -48,8 +48,14 @@ Weights Weights::bind(const io::ModelDir& dir, const ModelConfig& c) {
   for (int l = 0; l < c.num_layers; ++l) {
     std::string p = fmt::format("model.layers.{}.", l);
     LayerWeights lw;
-    lw.input_norm = vec(dir, p + "input_layernorm.weight", H);
+    if (!c.post_block_norms) lw.input_norm = vec(dir, p + "input_layernorm.weight", H);
     lw.post_attention_norm = vec(dir, p + "post_attention_layernorm.weight", H);
+    if (c.post_block_norms) lw.post_ffw_norm = vec(dir, p + "post_feedforward_layernorm.weight", H);
+    if (c.qk_norm != QkNorm::None) {
+      const bool full = c.qk_norm == QkNorm::Full;
+      lw.q_norm = vec(dir, p + "self_attn.q_norm.weight", full ? c.q_dim() : c.head_dim);
+      lw.k_norm = vec(dir, p + "self_attn.k_norm.weight", full ? c.kv_dim() : c.head_dim);
+    }
     lw.q = linear(dir, p + "self_attn.q_proj", c.q_dim(), H, c.qkv_bias);
     lw.k = linear(dir, p + "self_attn.k_proj", c.kv_dim(), H, c.qkv_bias);
     lw.v = linear(dir, p + "self_attn.v_proj", c.kv_dim(), H, c.qkv_bias);

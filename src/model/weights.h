@@ -1,4 +1,4 @@
-// Weights of a Qwen2/Llama/Mistral model bound by their Hugging Face names. Matrices
+// Weights of a Qwen2/Qwen3/Llama/Mistral/OLMo2 model bound by their Hugging Face names. Matrices
 // are used in place from the memory-mapped safetensors files in their stored dtype
 // (BF16, F16 or F32) - no conversion copy of the model; only the small vectors
 // (norm weights, biases) are converted to f32 copies.
@@ -26,7 +26,10 @@ struct Linear {
 };
 
 struct LayerWeights {
-  std::vector<float> input_norm, post_attention_norm;
+  // OLMo2 (post_block_norms): input_norm is empty, post_attention_norm normalises the
+  // attention output and post_ffw_norm the MLP output. Otherwise post_ffw_norm is empty.
+  std::vector<float> input_norm, post_attention_norm, post_ffw_norm;
+  std::vector<float> q_norm, k_norm;  // QkNorm::PerHead: [head_dim]; Full: [q_dim] / [kv_dim]; else empty
   Linear q, k, v, o, gate, up, down;
 };
 

@@ -128,3 +128,59 @@ TEST(Weights, BindsFixtureInPlace) {
     EXPECT_NE(std::string(e.what()).find("mlp.gate_proj.weight"), std::string::npos) << e.what();
   }
 }
+
+TEST(ModelConfig, Qwen3HeadDimNormsAndRopeParameters) {
+  json j = json::parse(R"({"architectures":["Qwen3ForCausalLM"],"hidden_size":1024,"intermediate_size":3072,
+    "num_hidden_layers":28,"num_attention_heads":16,"num_key_value_heads":8,"rms_norm_eps":1e-6,
+    "rope_theta":1000000,"vocab_size":151936,"tie_word_embeddings":true,"hidden_act":"silu",
+    "use_sliding_window":false,"sliding_window":null})");
+  auto c = ModelConfig::from_json(j, "q3");
+  EXPECT_EQ(c.arch, Arch::Qwen3);
+  EXPECT_EQ(c.head_dim, 128);  // Qwen3Config's default, not 1024 / 16
+  EXPECT_EQ(c.q_dim(), 2048);
+  EXPECT_EQ(c.qk_norm, rvec::model::QkNorm::PerHead);
+  EXPECT_FALSE(c.qkv_bias);
+  EXPECT_FALSE(c.post_block_norms);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  // transformers >= 4.56 writes rope_parameters instead of rope_theta.
+  j.erase("rope_theta");
+  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 5e5}};
+  EXPECT_DOUBLE_EQ(ModelConfig::from_json(j, "q3").rope_theta, 5e5);
+  j["attention_bias"] = true;
+  EXPECT_TRUE(ModelConfig::from_json(j, "q3").qkv_bias);
+}
+
+TEST(ModelConfig, Olmo2Defaults) {
+  json j = json::parse(R"({"architectures":["Olmo2ForCausalLM"],"hidden_size":4096,"intermediate_size":11008,
+    "num_hidden_layers":32,"num_attention_heads":32,"vocab_size":100352,"rope_theta":500000,
+    "eos_token_id":100257,"pad_token_id":100277})");
+  auto c = ModelConfig::from_json(j, "o2");
+  EXPECT_EQ(c.arch, Arch::Olmo2);
+  EXPECT_EQ(c.num_kv_heads, 32);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_DOUBLE_EQ(c.rms_norm_eps, 1e-5);  // Olmo2Config default
+  EXPECT_EQ(c.qk_norm, rvec::model::QkNorm::Full);
+  EXPECT_TRUE(c.post_block_norms);
+  EXPECT_FALSE(c.tie_word_embeddings);
+  EXPECT_FALSE(c.qkv_bias);
+}
+
+TEST(ModelConfig, UnsupportedArchitecturesListTheSupportedOnes) {
+  json j = qwen_small();
+  for (const char* a : {"Qwen2MoeForCausalLM", "Gemma2ForCausalLM", "Qwen3MoeForCausalLM"}) {
+    j["architectures"] = {a};
+    try {
+      ModelConfig::from_json(j, "x/config.json");
+      ADD_FAILURE() << a;
+    } catch (const rvec::Error& e) {
+      std::string m = e.what();
+      EXPECT_NE(m.find(a), std::string::npos) << m;
+      for (const char* s : {"Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM",
+                            "Olmo2ForCausalLM"})
+        EXPECT_NE(m.find(s), std::string::npos) << m;
+    }
+  }
+  j["architectures"] = {"Qwen3ForCausalLM"};
+  j["num_experts"] = 128;
+  EXPECT_THROW(ModelConfig::from_json(j, "moe"), rvec::Error);
+}
