@@ -69,7 +69,11 @@ std::optional<int64_t> get_int(const json& b, const char* key, int64_t lo, int64
   const json* v = field(b, key);
   if (!v) return std::nullopt;
   if (!v->is_number_integer()) bad(key, fmt::format("'{}' must be an integer", key));
-  if (v->is_number_unsigned() ? v->get<uint64_t>() > uint64_t(hi) : (v->get<int64_t>() < lo || v->get<int64_t>() > hi))
+  // nlohmann stores non-negative literals as unsigned: compare in the matching type.
+  const bool out = v->is_number_unsigned()
+                       ? (v->get<uint64_t>() > uint64_t(hi) || (lo > 0 && v->get<uint64_t>() < uint64_t(lo)))
+                       : (v->get<int64_t>() < lo || v->get<int64_t>() > hi);
+  if (out)
     bad(key, fmt::format("'{}' must be in [{}, {}], got {}", key, lo, hi, v->dump()));
   return v->get<int64_t>();
 }
