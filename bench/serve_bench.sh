@@ -6,7 +6,9 @@
 # 1 - served tokens/s / in-process tokens/s (target <= 5 %). Prints a Markdown table.
 # Usage: bench/serve_bench.sh
 # Env: RVEC_BIN (default build/rvec), MODELS (/tmp/rvec-bench-models), THREADS (2),
-#      PROMPT (16 prompt tokens), GEN (16 generated tokens), ROUNDS (requests per client, 2).
+#      PROMPT (16 prompt tokens), GEN (16 generated tokens), ROUNDS (requests per client, 1),
+#      REPS (repetitions of `rvec bench` and of concurrency 16, the best is reported; 2). On a shared machine, set
+#      OMP_WAIT_POLICY=passive (see infer_bench.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${RVEC_BIN:-build/rvec}
@@ -14,15 +16,16 @@ MODELS=${MODELS:-/tmp/rvec-bench-models}
 THREADS=${THREADS:-2}
 PROMPT=${PROMPT:-16}
 GEN=${GEN:-16}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-1}
+REPS=${REPS:-2}
 dir=$MODELS/Qwen2.5-0.5B-bf16
 [ -d "$dir" ] || "$BIN" testmodel --config data/configs/Qwen2.5-0.5B-Instruct.json -o "$dir" --dtype bf16 --quiet
 
 out=$(mktemp)
 log=$(mktemp)
 trap 'rm -f "$out" "$log"; [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null || true' EXIT
-"$BIN" bench "$dir" --threads "$THREADS" --prompt-tokens "$PROMPT" --gen-tokens "$GEN" --batch 16 --no-bandwidth \
-  --json >"$out"
+"$BIN" bench "$dir" --threads "$THREADS" --prompt-tokens "$PROMPT" --gen-tokens "$GEN" --batch 16 --reps "$REPS" \
+  --no-bandwidth --json >"$out"
 
 "$BIN" serve "$dir" --port 0 --threads "$THREADS" --batch 64 --served-model-name bench >"$log" 2>/dev/null &
 pid=$!
@@ -30,9 +33,9 @@ for _ in $(seq 600); do grep -q '^listening on' "$log" && break; sleep 0.1; done
 url=$(sed -n 's/^listening on //p' "$log")
 [ -n "$url" ] || { echo "rvec serve did not start" >&2; exit 1; }
 
-python3 - "$url" "$out" "$PROMPT" "$GEN" "$ROUNDS" <<'PY'
+python3 - "$url" "$out" "$PROMPT" "$GEN" "$ROUNDS" "$REPS" <<'PY'
 import http.client, json, statistics, sys, threading, time, urllib.parse
-url, bench_file, P, G, R = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+url, bench_file, P, G, R, REPS = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
 u = urllib.parse.urlparse(url)
 
 def one(i):
@@ -58,8 +61,7 @@ def one(i):
     c.close()
     return (ttft if ttft is not None else time.perf_counter() - t0), toks
 
-rows = []
-for conc in (1, 16, 64):
+def measure(conc):
     res, lock = [], threading.Lock()
     def client(k):
         for r in range(R):
@@ -73,12 +75,17 @@ for conc in (1, 16, 64):
     wall = time.perf_counter() - t0
     tt = sorted(x[0] for x in res)
     p99 = tt[min(len(tt) - 1, int(round(0.99 * (len(tt) - 1))))]
-    rows.append((conc, len(res) / wall, sum(x[1] for x in res) / wall, statistics.median(tt), p99))
+    return (conc, len(res) / wall, sum(x[1] for x in res) / wall, statistics.median(tt), p99)
+
+one(0)  # warm-up (first-touch of the weights)
+# Concurrency 16 (the overhead comparison) as the best of REPS, like `rvec bench --reps`.
+rows = [measure(1), max((measure(16) for _ in range(REPS)), key=lambda r: r[2]), measure(64)]
 
 b = json.loads(open(bench_file).read())
 # In-process: batch 16 prompts prefilled, then G decode steps; tokens/s end to end.
 inproc = 16 * G / (16 * P / b["prefill_tokens_per_s"] + 16 * G / b["decode_tokens_per_s"])
-print(f"model Qwen2.5-0.5B shape (bf16, random), {b['threads']} threads, prompt {P} / generate {G} tokens, matmul {b['matmul']}")
+print(f"model Qwen2.5-0.5B shape (bf16, random), {b['threads']} threads, prompt {P} / generate {G} tokens, "
+      f"matmul {b['matmul']}")
 print("| concurrency | requests/s | generated tok/s | TTFT p50 (s) | TTFT p99 (s) |")
 print("|---|---|---|---|---|")
 for c, rps, tps, p50, p99 in rows:
