@@ -71,7 +71,7 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
   app.add_option("--temperature", a->temperature, "Sampling temperature (default 0: greedy)");
   app.add_option("--top-p", a->top_p, "Nucleus sampling mass with --temperature (default 1)");
   app.add_option("--samples", a->samples,
-                 "Generations per document for pass@k (humaneval, humaneval_instruct; needs --temperature)");
+                 "Generations per document: pass@k (humaneval*), avg@K/pass@K/maj@K (math tasks); needs --temperature");
   app.add_option("--out", a->out, "Output directory (default: eval-out)");
   app.add_flag("--resume", a->resume, "Reuse the samples cached in --out by an interrupted run");
   app.add_option("--data-dir", a->data_dir, "Read task files from DIR (same layout as data/) when present there");

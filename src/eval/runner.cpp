@@ -18,6 +18,7 @@
 #include "core/atomic_output.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "eval/math_scoring.h"
 #include "eval/passk.h"
 #include "eval/perturb.h"
 
@@ -72,6 +73,7 @@ std::vector<int> pass_k_values(int n) {
 
 namespace {
 bool is_code_task(const Task& t) { return t.metric == "pass@k"; }
+bool is_math_task(const Task& t) { return !t.math_metrics.empty(); }
 
 size_t codepoints(const std::string& s) {
   size_t n = 0;
@@ -87,6 +89,9 @@ json task_config(const Task& t, const EvalOptions& o, int n_shot) {
   if (t.metric == "acc") {
     metrics.push_back({{"metric", "acc"}, {"aggregation", "mean"}, {"higher_is_better", true}});
     metrics.push_back({{"metric", "acc_norm"}, {"aggregation", "mean"}, {"higher_is_better", true}});
+  } else if (is_math_task(t)) {
+    for (auto& m : math_metric_names(t, o.samples))
+      metrics.push_back({{"metric", m}, {"aggregation", "mean"}, {"higher_is_better", true}});
   } else if (is_code_task(t)) {
     for (int k : pass_k_values(o.samples))
       metrics.push_back({{"metric", fmt::format("pass@{}", k)}, {"aggregation", "mean"}, {"higher_is_better", true}});
@@ -238,6 +243,10 @@ void score_sample(const Task& t, Sample& s, const EvalOptions& opts) {
     std::vector<char> passed;
     for (auto& p : programs) passed.push_back(opts.run_program(p) ? 1 : 0);
     code_metrics(t, s, passed);
+    return;
+  }
+  if (is_math_task(t)) {
+    score_math_sample(t, s);
     return;
   }
   if (!s.output.is_string()) fail("{} doc {}: output must be a string", t.name, s.doc_id);
@@ -416,9 +425,9 @@ void check_sampling_options(const EvalOptions& o, const std::vector<std::string>
          o.samples, o.samples);
   for (auto& n : tasks)
     for (auto& e : expand_tasks({split_perturbed_name(n).first}))
-      if (!is_code_task(load_task_for(e, o)))
-        fail("--samples {}: only pass@k tasks (humaneval, humaneval_instruct) take several samples per "
-             "document; '{}' is scored on one generation",
+      if (Task t = load_task_for(e, o); !is_code_task(t) && !is_math_task(t))
+        fail("--samples {}: only pass@k tasks (humaneval, humaneval_instruct) and the math tasks take several "
+             "samples per document; '{}' is scored on one generation",
              o.samples, e);
 }
 
