@@ -30,6 +30,9 @@ class EngineModel : public LanguageModel {
     infer::EngineOptions eo;
     eo.threads = opts.threads;
     eo.max_batch = std::max(1, opts.batch);
+    // The model's own context (lm-eval's max_length is max_position_embeddings), so long chains of
+    // thought (math tasks: up to 32k tokens) fit; KV caches grow with use, not with this bound.
+    eo.max_context = size_t(std::max<int64_t>(4096, model_->config().max_position_embeddings));
     engine_ = std::make_unique<infer::Engine>(*model_, eo);
     if (!opts.chat_template_file.empty()) {
       auto dir_tpl = text::ChatTemplate::from_model_dir(path);
