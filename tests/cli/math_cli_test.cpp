@@ -119,4 +119,9 @@ TEST(MathCli, EveryMathTaskRunsOnTheTinyModel) {
   EXPECT_EQ(la[0]["output"].size(), 2u);
   EXPECT_EQ(la[0]["filtered"]["acc"]["correct"].size(), 2u);
   for (size_t i = 0; i < 2; i++) EXPECT_EQ(la[i]["output"], lb[i]["output"]);
+  // aime24's default budget (8192 tokens) does not fit the fixture's 4096-token context: a clear error,
+  // not a prompt truncated to nothing.
+  auto big = run("eval " + kModel.string() + " --tasks aime24 --limit 1 --quiet --out " + (d.p / "big").string());
+  EXPECT_NE(big.rc, 0);
+  EXPECT_NE(big.out.find("lower --max-gen-tokens"), std::string::npos) << big.out;
 }
