@@ -128,6 +128,7 @@ json task_config(const Task& t, const EvalOptions& o, int n_shot) {
                               {"do_sample", o.temperature > 0},
                               {"temperature", o.temperature}};
     if (o.top_p != 1) c["generation_kwargs"]["top_p"] = o.top_p;
+    if (o.top_k != 0) c["generation_kwargs"]["top_k"] = o.top_k;
   }
   if (o.samples > 1) c["repeats"] = o.samples;
   if (is_code_task(t)) c["sandbox"] = o.sandbox_mode;
@@ -416,6 +417,9 @@ void score_parallel(const Task& t, std::vector<Sample>& samples, const std::vect
 void check_sampling_options(const EvalOptions& o, const std::vector<std::string>& tasks) {
   if (o.samples < 1) fail("--samples must be at least 1 (got {})", o.samples);
   if (!(o.top_p > 0 && o.top_p <= 1)) fail("--top-p must be in (0, 1] (got {})", o.top_p);
+  if (o.top_k < 0) fail("--top-k must be >= 0 (got {})", o.top_k);
+  if (o.top_k > 0 && o.temperature <= 0)
+    fail("--top-k {} has no effect with greedy decoding: pass --temperature T > 0", o.top_k);
   if (o.top_p < 1 && o.temperature <= 0)
     fail("--top-p {} has no effect with greedy decoding: pass --temperature T > 0", o.top_p);
   if (o.samples == 1) return;
@@ -481,7 +485,8 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
         }
         size_t k = j["sample"].get<size_t>();
         if (k >= R || !j["output"].is_string() || j.value("seed", uint64_t(0)) != seed_of(id, k) ||
-            j.value("temperature", -1.0) != opts.temperature || j.value("top_p", -1.0) != opts.top_p)
+            j.value("temperature", -1.0) != opts.temperature || j.value("top_p", -1.0) != opts.top_p ||
+            j.value("top_k", 0) != opts.top_k)
           continue;
         gens[id][k] = j["output"].get<std::string>();
       }
@@ -535,7 +540,8 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
       for (size_t id : pending)
         for (size_t k = 0; k < R; k++)
           if (!multi || !gens[id][k]) {
-            reqs.push_back(GenRequest{samples[id].prompt, t.until, max_new, opts.temperature, opts.top_p, seed_of(id, k)});
+            reqs.push_back(GenRequest{samples[id].prompt, t.until, max_new, opts.temperature, opts.top_p, seed_of(id, k),
+                                      opts.top_k});
             slot.emplace_back(id, k);
           }
       model.generate(reqs, [&](size_t i, const std::string& text) {
@@ -555,6 +561,7 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
                              {"seed", seed_of(id, k)},
                              {"temperature", opts.temperature},
                              {"top_p", opts.top_p},
+                             {"top_k", opts.top_k},
                              {"output", *gens[id][k]}});
         prog.add(1, "generated");
         if (std::all_of(gens[id].begin(), gens[id].end(), [](auto& g) { return g.has_value(); })) {
@@ -639,6 +646,7 @@ EvalResults run_eval(LanguageModel& model, const std::vector<std::string>& names
                   {"data_dir", opts.data_dir ? json(*opts.data_dir) : json(nullptr)},
                   {"sandbox", opts.sandbox_mode}};
   if (opts.top_p != 1) r.run_config["gen_kwargs"]["top_p"] = opts.top_p;
+  if (opts.top_k != 0) r.run_config["gen_kwargs"]["top_k"] = opts.top_k;
   if (opts.samples > 1) r.run_config["repeats"] = opts.samples;
   if (!opts.out_dir.empty()) write_outputs(r, opts.out_dir);
   return r;

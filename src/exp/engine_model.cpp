@@ -63,6 +63,7 @@ class EngineModel : public LanguageModel {
       g[i].sampling.temperature = float(reqs[i].temperature);
       g[i].sampling.top_p = float(reqs[i].top_p);
       g[i].sampling.seed = reqs[i].seed;
+      g[i].sampling.top_k = reqs[i].top_k;
       g[i].stop_strings = reqs[i].until;
     }
     std::mutex mu;

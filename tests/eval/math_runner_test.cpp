@@ -67,6 +67,14 @@ TEST(MathRunner, SampledMetrics) {
   EXPECT_NEAR(*r.metrics.at("avg@4,none").stderr_, 0.125, 1e-12);  // sd(0.5, 0.25) / sqrt(2)
   EXPECT_EQ(r.samples[1].filtered["acc"]["correct"], nlohmann::json({false, false, false, true}));
   EXPECT_EQ(r.samples[1].filtered["acc"]["majority"], "7");
+  // --top-k reaches the model with every request, and is recorded in the task's generation kwargs.
+  o.top_k = 5;
+  evaluate_task(m, "amc23", o);
+  ASSERT_FALSE(m.last_gen.empty());
+  EXPECT_EQ(m.last_gen[0].top_k, 5);
+  EvalOptions greedy = opts(1);
+  greedy.top_k = 5;
+  EXPECT_THROW(check_sampling_options(greedy, {"amc23"}), rvec::Error);
 }
 
 TEST(MathRunner, SamplesNeedTemperatureAndRescoreMatches) {
