@@ -22,6 +22,7 @@ struct Args {
   int limit = -1, num_fewshot = -1, max_gen_tokens = -1, batch = 16, threads = 0, samples = 1;
   long long seed = -1;
   double temperature = 0, top_p = 1, exec_timeout = 3.0;
+  int top_k = 0;
   bool chat = false, think = false, resume = false, list = false, quiet = false, bf16_dot = false;
 };
 
@@ -71,8 +72,9 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
   app.add_option("--seed", a->seed, "Seed for few-shot sampling and sampling (lm-eval --seed; default 1234 / 0)");
   app.add_option("--temperature", a->temperature, "Sampling temperature (default 0: greedy)");
   app.add_option("--top-p", a->top_p, "Nucleus sampling mass with --temperature (default 1)");
+  app.add_option("--top-k", a->top_k, "Sample among the K most likely tokens with --temperature (default 0: all)");
   app.add_option("--samples", a->samples,
-                 "Generations per document for pass@k (humaneval, humaneval_instruct; needs --temperature)");
+                 "Generations per document: pass@k (humaneval*), avg@K/pass@K/maj@K (math tasks); needs --temperature");
   app.add_option("--out", a->out, "Output directory (default: eval-out)");
   app.add_flag("--resume", a->resume, "Reuse the samples cached in --out by an interrupted run");
   app.add_option("--data-dir", a->data_dir, "Read task files from DIR (same layout as data/) when present there");
@@ -92,6 +94,7 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
     if (a->seed >= 0) o.fewshot_seed = o.gen_seed = uint64_t(a->seed);
     o.temperature = a->temperature;
     o.top_p = a->top_p;
+    o.top_k = a->top_k;
     o.samples = a->samples;
     o.batch = a->batch;
     o.out_dir = a->out.empty() ? "eval-out" : a->out;

@@ -20,6 +20,7 @@ struct GenRequest {
   double temperature = 0;
   double top_p = 1;  // nucleus sampling mass (temperature > 0 only)
   uint64_t seed = 0;
+  int top_k = 0;     // keep the k most likely tokens (0: no limit; temperature > 0 only)
 };
 struct LoglikRequest {
   std::string context, continuation;

@@ -149,6 +149,74 @@ std::string PyRegex::sub(const std::string& s_in, const std::string& repl) const
   return out;
 }
 
+std::string PyRegex::sub_template(const std::string& s_in, const std::string& repl) const {
+  const std::string s = sanitize_utf8(s_in);
+  std::string out;
+  size_t last = 0;
+  each_match(s, [&](PCRE2_SIZE* ov, int rc) {
+    out.append(s, last, ov[0] - last);
+    auto group = [&](int g) {
+      if (g < rc && ov[2 * g] != PCRE2_UNSET) out.append(s, ov[2 * g], ov[2 * g + 1] - ov[2 * g]);
+    };
+    for (size_t i = 0; i < repl.size(); i++) {
+      char c = repl[i];
+      if (c != '\\' || i + 1 == repl.size()) {
+        out += c;
+        continue;
+      }
+      char n = repl[i + 1];
+      if (n >= '0' && n <= '9') {
+        int g = n - '0';
+        i++;
+        if (i + 1 < repl.size() && repl[i + 1] >= '0' && repl[i + 1] <= '9') g = g * 10 + (repl[++i] - '0');
+        if (g > groups_) fail("regex '{}': invalid group reference {} in '{}'", pattern_, g, repl);
+        group(g);
+      } else if (n == 'g' && i + 2 < repl.size() && repl[i + 2] == '<') {
+        size_t close = repl.find('>', i + 3);
+        if (close == std::string::npos) fail("regex '{}': unterminated \\g< in '{}'", pattern_, repl);
+        int g = std::stoi(repl.substr(i + 3, close - i - 3));
+        if (g > groups_) fail("regex '{}': invalid group reference {} in '{}'", pattern_, g, repl);
+        group(g);
+        i = close;
+      } else if (n == '\\') {
+        out += '\\';
+        i++;
+      } else if (n == 'n') {
+        out += '\n';
+        i++;
+      } else {
+        out += c;
+      }
+    }
+    last = ov[1];
+  });
+  out.append(s, last, std::string::npos);
+  return out;
+}
+
+std::vector<PyRegex::Match> PyRegex::finditer(const std::string& s_in) const {
+  const std::string s = sanitize_utf8(s_in);
+  std::vector<Match> out;
+  each_match(s, [&](PCRE2_SIZE* ov, int rc) {
+    Match m;
+    m.start = ov[0];
+    m.end = ov[1];
+    for (int g = 1; g <= groups_; g++)
+      m.groups.push_back(g < rc && ov[2 * g] != PCRE2_UNSET ? s.substr(ov[2 * g], ov[2 * g + 1] - ov[2 * g]) : "");
+    out.push_back(std::move(m));
+  });
+  return out;
+}
+
+bool PyRegex::match_start(const std::string& s_in) const {
+  const std::string s = sanitize_utf8(s_in);
+  auto* code = static_cast<pcre2_code*>(code_);
+  pcre2_match_data* md = pcre2_match_data_create_from_pattern(code, nullptr);
+  int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), 0, PCRE2_ANCHORED, md, nullptr);
+  pcre2_match_data_free(md);
+  return rc >= 0;
+}
+
 bool PyRegex::search(const std::string& s_in) const {
   const std::string s = sanitize_utf8(s_in);
   bool found = false;

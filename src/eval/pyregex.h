@@ -25,6 +25,17 @@ class PyRegex {
   std::vector<std::vector<std::string>> findall(const std::string& s) const;
   // re.sub(pattern, repl, s) with a literal replacement.
   std::string sub(const std::string& s, const std::string& repl) const;
+  // re.sub with a template: \1..\99 and \g<n> insert groups (unmatched -> ""), \\ a backslash,
+  // \n a newline; other escapes are kept as written.
+  std::string sub_template(const std::string& s, const std::string& repl) const;
+  struct Match {
+    size_t start = 0, end = 0;        // byte offsets in the (UTF-8 sanitised) subject
+    std::vector<std::string> groups;  // group 1.. ("" when unmatched)
+  };
+  // re.finditer: every match with its span.
+  std::vector<Match> finditer(const std::string& s) const;
+  // re.match: a match starting at the beginning of s.
+  bool match_start(const std::string& s) const;
   bool search(const std::string& s) const;
   static std::string escape(const std::string& s);  // re.escape
 

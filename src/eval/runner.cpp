@@ -18,6 +18,7 @@
 #include "core/atomic_output.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "eval/math_scoring.h"
 #include "eval/passk.h"
 #include "eval/perturb.h"
 
@@ -74,6 +75,7 @@ std::vector<int> pass_k_values(int n) {
 
 namespace {
 bool is_code_task(const Task& t) { return t.metric == "pass@k"; }
+bool is_math_task(const Task& t) { return !t.math_metrics.empty(); }
 
 size_t codepoints(const std::string& s) {
   size_t n = 0;
@@ -89,6 +91,9 @@ json task_config(const Task& t, const EvalOptions& o, int n_shot) {
   if (t.metric == "acc") {
     metrics.push_back({{"metric", "acc"}, {"aggregation", "mean"}, {"higher_is_better", true}});
     metrics.push_back({{"metric", "acc_norm"}, {"aggregation", "mean"}, {"higher_is_better", true}});
+  } else if (is_math_task(t)) {
+    for (auto& m : math_metric_names(t, o.samples))
+      metrics.push_back({{"metric", m}, {"aggregation", "mean"}, {"higher_is_better", true}});
   } else if (is_code_task(t)) {
     for (int k : pass_k_values(o.samples))
       metrics.push_back({{"metric", fmt::format("pass@{}", k)}, {"aggregation", "mean"}, {"higher_is_better", true}});
@@ -125,6 +130,7 @@ json task_config(const Task& t, const EvalOptions& o, int n_shot) {
                               {"do_sample", o.temperature > 0},
                               {"temperature", o.temperature}};
     if (o.top_p != 1) c["generation_kwargs"]["top_p"] = o.top_p;
+    if (o.top_k != 0) c["generation_kwargs"]["top_k"] = o.top_k;
   }
   if (o.samples > 1) c["repeats"] = o.samples;
   if (is_code_task(t)) c["sandbox"] = o.sandbox_mode;
@@ -247,6 +253,10 @@ void score_sample(const Task& t, Sample& s, const EvalOptions& opts) {
     std::vector<ProgramResult> results;
     for (auto& p : programs) results.push_back(opts.run_program(p));
     code_metrics(t, s, results);
+    return;
+  }
+  if (is_math_task(t)) {
+    score_math_sample(t, s);
     return;
   }
   if (!s.output.is_string()) fail("{} doc {}: output must be a string", t.name, s.doc_id);
@@ -416,6 +426,9 @@ void score_parallel(const Task& t, std::vector<Sample>& samples, const std::vect
 void check_sampling_options(const EvalOptions& o, const std::vector<std::string>& tasks) {
   if (o.samples < 1) fail("--samples must be at least 1 (got {})", o.samples);
   if (!(o.top_p > 0 && o.top_p <= 1)) fail("--top-p must be in (0, 1] (got {})", o.top_p);
+  if (o.top_k < 0) fail("--top-k must be >= 0 (got {})", o.top_k);
+  if (o.top_k > 0 && o.temperature <= 0)
+    fail("--top-k {} has no effect with greedy decoding: pass --temperature T > 0", o.top_k);
   if (o.top_p < 1 && o.temperature <= 0)
     fail("--top-p {} has no effect with greedy decoding: pass --temperature T > 0", o.top_p);
   if (o.samples == 1) return;
@@ -425,9 +438,9 @@ void check_sampling_options(const EvalOptions& o, const std::vector<std::string>
          o.samples, o.samples);
   for (auto& n : tasks)
     for (auto& e : expand_tasks({split_perturbed_name(n).first}))
-      if (!is_code_task(load_task_for(e, o)))
-        fail("--samples {}: only pass@k tasks (humaneval, humaneval_instruct) take several samples per "
-             "document; '{}' is scored on one generation",
+      if (Task t = load_task_for(e, o); !is_code_task(t) && !is_math_task(t))
+        fail("--samples {}: only pass@k tasks (humaneval, humaneval_instruct) and the math tasks take several "
+             "samples per document; '{}' is scored on one generation",
              o.samples, e);
 }
 
@@ -481,7 +494,8 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
         }
         size_t k = j["sample"].get<size_t>();
         if (k >= R || !j["output"].is_string() || j.value("seed", uint64_t(0)) != seed_of(id, k) ||
-            j.value("temperature", -1.0) != opts.temperature || j.value("top_p", -1.0) != opts.top_p)
+            j.value("temperature", -1.0) != opts.temperature || j.value("top_p", -1.0) != opts.top_p ||
+            j.value("top_k", 0) != opts.top_k)
           continue;
         gens[id][k] = j["output"].get<std::string>();
       }
@@ -535,7 +549,8 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
       for (size_t id : pending)
         for (size_t k = 0; k < R; k++)
           if (!multi || !gens[id][k]) {
-            reqs.push_back(GenRequest{samples[id].prompt, t.until, max_new, opts.temperature, opts.top_p, seed_of(id, k)});
+            reqs.push_back(GenRequest{samples[id].prompt, t.until, max_new, opts.temperature, opts.top_p, seed_of(id, k),
+                                      opts.top_k});
             slot.emplace_back(id, k);
           }
       model.generate(reqs, [&](size_t i, const std::string& text) {
@@ -555,6 +570,7 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
                              {"seed", seed_of(id, k)},
                              {"temperature", opts.temperature},
                              {"top_p", opts.top_p},
+                             {"top_k", opts.top_k},
                              {"output", *gens[id][k]}});
         prog.add(1, "generated");
         if (std::all_of(gens[id].begin(), gens[id].end(), [](auto& g) { return g.has_value(); })) {
@@ -640,6 +656,7 @@ EvalResults run_eval(LanguageModel& model, const std::vector<std::string>& names
                   {"sandbox", opts.sandbox_mode},
                   {"sandbox_protections", opts.sandbox_protections}};
   if (opts.top_p != 1) r.run_config["gen_kwargs"]["top_p"] = opts.top_p;
+  if (opts.top_k != 0) r.run_config["gen_kwargs"]["top_k"] = opts.top_k;
   if (opts.samples > 1) r.run_config["repeats"] = opts.samples;
   if (!opts.out_dir.empty()) write_outputs(r, opts.out_dir);
   return r;

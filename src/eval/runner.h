@@ -35,7 +35,8 @@ struct EvalOptions {
   uint64_t gen_seed = 0;                // sampling seed (temperature > 0)
   double temperature = 0;
   double top_p = 1;                     // nucleus sampling mass (temperature > 0 only)
-  // Generations per document (lm-eval `repeats`): pass@k tasks only (humaneval, humaneval_instruct),
+  int top_k = 0;                        // top-k sampling (0: no limit; temperature > 0 only)
+  // Generations per document (lm-eval `repeats`): pass@k tasks (humaneval, humaneval_instruct) and math tasks,
   // temperature > 0 when > 1. Sample j of document i is generated with seed gen_seed + i*samples + j.
   int samples = 1;
   int batch = 16;                       // recorded in the results (the model does the batching)
@@ -106,7 +107,7 @@ struct EvalResults {
 };
 
 // rvec::Error unless the sampling options suit the tasks: samples >= 1; samples > 1 only with
-// temperature > 0 (greedy samples would be identical) and only for pass@k tasks; top_p in (0, 1],
+// temperature > 0 (greedy samples would be identical) and only for pass@k and math tasks; top_p in (0, 1],
 // below 1 only with temperature > 0. Groups are expanded. run_eval calls it first.
 void check_sampling_options(const EvalOptions& opts, const std::vector<std::string>& tasks);
 // The k of the reported pass@k for n generations per document: 1, 10, 100 up to n.

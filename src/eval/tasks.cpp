@@ -6,6 +6,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "eval/math_tasks.h"
 #include "eval/word2number.h"
 
 namespace rvec::eval {
@@ -385,6 +386,7 @@ Registry& registry() {
     add("sciq", sciq_task);
     add("humaneval", [](const DataSource& d) { return humaneval_task(d, false); });
     add("humaneval_instruct", [](const DataSource& d) { return humaneval_task(d, true); });
+    add_math_tasks([&add](const std::string& name, TaskFactory f) { add(name, std::move(f)); });
     for (auto& sub : bbh_subtasks()) {
       add("bbh_cot_fewshot_" + sub, [sub](const DataSource& d) { return bbh_cot_fewshot(d, sub); }, "bbh");
       add("bbh_zeroshot_" + sub, [sub](const DataSource& d) { return bbh_zeroshot(d, sub); }, "bbh_zeroshot");
@@ -522,7 +524,10 @@ std::vector<std::pair<std::string, std::string>> build_chat_messages(const Task&
                                                                      const std::vector<Doc>& fewshot,
                                                                      const PromptOptions& o) {
   std::vector<std::pair<std::string, std::string>> msgs;
-  if (!t.description.empty()) msgs.emplace_back("system", t.description);
+  if (!t.chat_system.empty())
+    msgs.emplace_back("system", t.chat_system);
+  else if (!t.description.empty())
+    msgs.emplace_back("system", t.description);
   for (auto& ex : fewshot) {
     Doc e = o.fewshot_transform ? o.fewshot_transform(ex) : ex;
     std::string prefix = t.gen_prefix ? t.gen_prefix(e) + " " : "";
@@ -555,7 +560,7 @@ std::string build_prompt(const Task& t, const Doc& doc, const std::vector<Doc>& 
       ctx += t.fewshot_delimiter;
     }
   }
-  ctx += doc_text(t, doc, o);
+  ctx += t.plain_wrap ? t.plain_wrap(doc_text(t, doc, o)) : doc_text(t, doc, o);
   if (t.gen_prefix) ctx += t.target_delimiter + gp;
   return ctx;
 }

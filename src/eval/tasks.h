@@ -9,6 +9,7 @@
 
 #include "eval/dataset.h"
 #include "eval/language_model.h"
+#include "eval/math/grade.h"
 #include "eval/pyrandom.h"
 #include "eval/scoring.h"
 
@@ -21,6 +22,15 @@ enum class SamplerKind { Default, FirstN };
 struct Filter {
   std::string name;
   std::function<std::string(const std::string& response, const Doc& doc)> apply;
+};
+
+// A metric scored by one of eval/math's answer checkers (lm-eval process_results style): the
+// response and the doc's gold text (gold(doc), as grade() takes it) give 0/1 and the extracted answer.
+struct MathMetric {
+  std::string name;  // "acc", "exact_match", "math_verify"
+  math::Scheme scheme = math::Scheme::Qwen;
+  std::string data_name = "math";  // qwen: the toolkit's data name
+  std::function<std::string(const Doc&)> gold;
 };
 
 struct Task {
@@ -42,6 +52,11 @@ struct Task {
   std::vector<Filter> filters;
   std::string metric = "exact_match";  // exact_match | acc (+acc_norm) | pass@k (code, run in the sandbox)
   ExactMatchOptions em;
+  std::vector<MathMetric> math_metrics;  // non-empty: scored by these instead of filters + exact_match
+  std::string chat_system;               // --chat: system turn (instead of the description)
+  // Without --chat: wraps the evaluated doc's user text into the prompt (the Qwen toolkit's
+  // qwen25-math-cot template); empty: the text is the prompt.
+  std::function<std::string(const std::string&)> plain_wrap;
   std::string breakdown_field;  // gsm_plus: report per value of this field too
   bool word_problem = false;    // the `distractor` perturbation applies
   std::vector<std::string> data_files;

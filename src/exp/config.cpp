@@ -15,8 +15,12 @@ namespace fs = std::filesystem;
 namespace rvec::experiment {
 
 std::string TaskConfig::key() const {
-  return fmt::format("{}|limit={}|fewshot={}|chat={}|maxgen={}|data={}", name, limit, num_fewshot, chat ? 1 : 0,
-                     max_gen_tokens, data_dir);
+  std::string k = fmt::format("{}|limit={}|fewshot={}|chat={}|maxgen={}|data={}", name, limit, num_fewshot,
+                              chat ? 1 : 0, max_gen_tokens, data_dir);
+  // Sampling settings only when used, so greedy configurations keep their cache keys.
+  if (samples != 1 || temperature != 0 || top_p != 1)
+    k += fmt::format("|samples={}|temperature={}|top_p={}", samples, temperature, top_p);
+  return k;
 }
 
 std::string ConditionConfig::key() const {
@@ -180,7 +184,8 @@ ExperimentConfig parse_config(const std::string& yaml, const fs::path& base_dir,
     if (t.IsScalar()) {
       tc.name = t.as<std::string>();
     } else {
-      c.keys(t, "a task", {"name", "limit", "num_fewshot", "chat", "max_gen_tokens", "data_dir"});
+      c.keys(t, "a task", {"name", "limit", "num_fewshot", "chat", "max_gen_tokens", "data_dir", "samples", "temperature",
+                           "top_p"});
       if (!t["name"]) c.err(t, "a task needs a `name`");
       tc.name = c.as<std::string>(t["name"], "task name");
       if (t["limit"]) tc.limit = c.as<int64_t>(t["limit"], "limit");
@@ -188,6 +193,9 @@ ExperimentConfig parse_config(const std::string& yaml, const fs::path& base_dir,
       if (t["chat"]) tc.chat = c.as<bool>(t["chat"], "chat");
       if (t["max_gen_tokens"]) tc.max_gen_tokens = c.as<int>(t["max_gen_tokens"], "max_gen_tokens");
       if (t["data_dir"]) tc.data_dir = resolve(c.as<std::string>(t["data_dir"], "data_dir")).string();
+      if (t["samples"]) tc.samples = c.as<int>(t["samples"], "samples");
+      if (t["temperature"]) tc.temperature = c.as<double>(t["temperature"], "temperature");
+      if (t["top_p"]) tc.top_p = c.as<double>(t["top_p"], "top_p");
     }
     cfg.tasks.push_back(tc);
   }

@@ -34,6 +34,9 @@ struct TaskConfig {
   bool chat = false;        // apply the model's chat template
   int max_gen_tokens = 0;   // 0: the task's default
   std::string data_dir;     // "" : the shipped data
+  int samples = 1;          // generations per document (math tasks: avg@K, pass@K, maj@K)
+  double temperature = 0;   // with samples > 1
+  double top_p = 1;
   // Canonical description of everything that changes the task's scores (cache identity).
   std::string key() const;
 };

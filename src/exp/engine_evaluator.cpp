@@ -20,8 +20,11 @@ namespace rvec::experiment {
 namespace {
 
 std::string primary_metric(const eval::TaskResult& r) {
+  // Several generations per problem (--samples K): the per-problem mean accuracy (avg@K).
+  for (auto& [k, v] : r.per_doc)
+    if (k.rfind("avg@", 0) == 0) return k;
   for (const char* k : {"exact_match,strict-match", "acc,none", "pass@1,create_test", "exact_match,get-answer",
-                        "exact_match,flexible-extract"})
+                        "exact_match,flexible-extract", "math_verify,none"})
     if (r.per_doc.count(k)) return k;
   if (r.per_doc.empty()) fail("task {}: the evaluation produced no per-document metric", r.name);
   return r.per_doc.begin()->first;
@@ -46,6 +49,10 @@ class EngineEvaluator : public CellEvaluator {
     if (task.limit > 0) eo.limit = size_t(task.limit);
     if (task.num_fewshot >= 0) eo.num_fewshot = task.num_fewshot;
     if (task.max_gen_tokens > 0) eo.max_gen_tokens = task.max_gen_tokens;
+    eo.samples = task.samples;
+    eo.temperature = task.temperature;
+    eo.top_p = task.top_p;
+    eo.gen_seed = o_.seed;
     eo.chat = task.chat;
     eo.think = cond.think;
     eo.fewshot_seed = o_.seed;

@@ -30,6 +30,9 @@ class EngineModel : public LanguageModel {
     infer::EngineOptions eo;
     eo.threads = opts.threads;
     eo.max_batch = std::max(1, opts.batch);
+    // The model's own context (lm-eval's max_length is max_position_embeddings), so long chains of
+    // thought (math tasks: up to 32k tokens) fit; KV caches grow with use, not with this bound.
+    eo.max_context = max_context_ = size_t(std::max<int64_t>(4096, model_->config().max_position_embeddings));
     engine_ = std::make_unique<infer::Engine>(*model_, eo);
     if (!opts.chat_template_file.empty()) {
       auto dir_tpl = text::ChatTemplate::from_model_dir(model_->dir().path());
@@ -51,9 +54,16 @@ class EngineModel : public LanguageModel {
       g[i].prompt = encode(reqs[i].prompt);
       if (g[i].prompt.empty()) g[i].prompt.push_back(prefix_token());
       g[i].max_new_tokens = reqs[i].max_new_tokens;
+      // The engine keeps the last (context - max_new_tokens) prompt tokens: a budget that fills the
+      // context would leave the model (almost) no prompt, so it is refused rather than run.
+      if (size_t(reqs[i].max_new_tokens) + 16 > max_context_)
+        fail("{}: a generation budget of {} tokens leaves no room for the prompt in the model's context of {} "
+             "tokens (max_position_embeddings); lower --max-gen-tokens",
+             path_, reqs[i].max_new_tokens, max_context_);
       g[i].sampling.temperature = float(reqs[i].temperature);
       g[i].sampling.top_p = float(reqs[i].top_p);
       g[i].sampling.seed = reqs[i].seed;
+      g[i].sampling.top_k = reqs[i].top_k;
       g[i].stop_strings = reqs[i].until;
     }
     std::mutex mu;
@@ -92,6 +102,7 @@ class EngineModel : public LanguageModel {
   }
 
   std::string path_;
+  size_t max_context_ = 4096;  // the engine's context (tokens per sequence)
   std::unique_ptr<infer::Model> model_;
   std::unique_ptr<infer::Engine> engine_;
   std::optional<text::ChatTemplate> tpl_;

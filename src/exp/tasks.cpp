@@ -37,6 +37,24 @@ void register_toy_arith() {
     }
     return t;
   });
+  // The same problems through the math pipeline: a \boxed{} instruction, the Qwen toolkit's
+  // extraction (a box, else its fallbacks: the toy models' "#### N" gives the last number) and
+  // math_equal, so --samples K reports avg@K / pass@K / maj@K.
+  eval::register_task("toy_arith_boxed", [](const eval::DataSource& d) {
+    eval::Task t = eval::load_task("toy_arith", d);
+    t.name = t.alias = "toy_arith_boxed";
+    t.doc_to_text = [](const eval::Doc& x) {
+      return x.at("question").get<std::string>() + "\nPut your final answer within \\boxed{}.";
+    };
+    t.filters.clear();
+    t.metric = "math";
+    t.math_metrics = {{"acc", eval::math::Scheme::Qwen, "gsm8k", [](const eval::Doc& x) {
+                         std::string a = x.at("answer").get<std::string>();
+                         auto p = a.rfind("####");
+                         return eval::py_strip(p == std::string::npos ? a : a.substr(p + 4));
+                       }}};
+    return t;
+  });
 }
 
 std::pair<std::vector<int32_t>, std::vector<int32_t>> lm_eval_encode_pair(const text::Tokenizer& tok,

@@ -16,6 +16,8 @@ namespace rvec::experiment {
 // zero-shot; the prompt is the bare question (meant for --chat: one user message and the
 // generation prompt); greedy, <= 96 new tokens, stop at <|im_end|> / <|endoftext|>;
 // strict-match `#### (\-?[0-9\.\,]+)` (first match) and gsm8k's exact_match normalisation.
+// Also `toy_arith_boxed`: the same problems with a \boxed{} instruction, scored by the math
+// pipeline (Qwen toolkit extraction + math_equal; avg@K / pass@K / maj@K with --samples K).
 void register_toy_arith();
 
 // lm-eval HFLM._encode_pair: trailing whitespace of the context moves to the continuation;

@@ -104,4 +104,13 @@ TEST(ExpConfig, ShippedExamplesParse) {
   EXPECT_EQ(toy.model_path("grpo"), std::filesystem::path(RVEC_SOURCE_DIR) / "data/toy/grpo");
   EXPECT_EQ(toy.tasks[0].name, "toy_arith");
   EXPECT_TRUE(toy.tasks[0].chat);
+  auto math = load_config(std::string(RVEC_SOURCE_DIR) + "/examples/math.yaml");
+  ASSERT_EQ(math.tasks.size(), 5u);
+  EXPECT_EQ(math.tasks[1].name, "aime24");
+  EXPECT_EQ(math.tasks[1].samples, 8);
+  EXPECT_EQ(math.tasks[1].temperature, 0.6);
+  EXPECT_EQ(math.tasks[0].samples, 1);
+  // Sampling settings enter the cache key only when used (greedy keys are unchanged).
+  EXPECT_EQ(math.tasks[0].key().find("samples"), std::string::npos);
+  EXPECT_NE(math.tasks[1].key().find("samples=8"), std::string::npos);
 }
