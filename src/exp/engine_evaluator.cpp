@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "backend/factory.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "eval/runner.h"
@@ -33,10 +34,11 @@ class EngineEvaluator : public CellEvaluator {
   CellResult evaluate(const fs::path& model, const ConditionConfig& cond, const TaskConfig& task) override {
     if (!lm_ || path_ != model) {
       lm_.reset();
-      eval::ModelOptions mo;
-      mo.threads = o_.threads;
-      mo.batch = o_.batch;
-      lm_ = eval::open_model(model.string(), mo);
+      backend::BackendOptions bo;
+      bo.model = model.string();
+      bo.engine.threads = o_.threads;
+      bo.engine.batch = o_.batch;
+      lm_ = backend::open_backend(bo);
       path_ = model;
     }
     if (cond.perturb.size() > 1)

@@ -45,7 +45,7 @@ struct EvaluatorOptions {
   bool quiet = false;    // no per-task progress bars
   std::string data_dir;  // shipped data root override ("" : eval::default_data_root())
 };
-// Cells evaluated with rvec's engine (eval::open_model) and the evaluation harness
+// Cells evaluated with rvec's engine (backend::open_backend) and the evaluation harness
 // (eval::evaluate_task). A condition's `think` and perturbation (at most one per condition)
 // are passed on; group tasks (bbh) are evaluated member by member and pooled per document.
 // The primary metric is the task's first filter's metric (exact_match,strict-match,
