@@ -23,5 +23,9 @@ BUILD_DIR=${RVEC_BUILD_DIR:-build}
 LAUNCHER=()
 command -v ccache >/dev/null && LAUNCHER=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release "${LAUNCHER[@]}" "$@" >/dev/null
+# The OpenAI Node SDK for the serve_openai_node test (pinned by tests/serve/js/package-lock.json).
+if command -v npm >/dev/null && [ ! -d tests/serve/js/node_modules ]; then
+  (cd tests/serve/js && npm ci --no-audit --no-fund --loglevel=error) || echo "npm ci failed: serve_openai_node will be skipped" >&2
+fi
 # RVEC_BUILD_TARGETS="a b" builds only those targets (CI uses it for the fuzz targets).
 cmake --build "$BUILD_DIR" ${RVEC_BUILD_TARGETS:+--target $RVEC_BUILD_TARGETS}

@@ -4,11 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <deque>
 #include <limits>
 #include <map>
 #include <numeric>
-#include <random>
 
 #include "core/atomic_output.h"
 #include "core/error.h"
@@ -287,213 +285,23 @@ int32_t sample_token(const float* logits, int64_t V, const SamplingParams& p, do
   return idx[n - 1];
 }
 
-// ------------------------------------------------------------------ generation
-namespace {
-struct Active {
-  size_t idx;
-  const GenerationRequest* req;
-  KVCache kv;
-  GenerationResult res;
-  std::optional<text::StreamDecoder> dec;
-  std::mt19937_64 rng;
-  int32_t last = 0;
-  size_t streamed = 0;
-  bool done = false;
-};
-
-double uniform01(std::mt19937_64& g) { return double(g() >> 11) * 0x1.0p-53; }
-}  // namespace
-
-void Engine::generate(const std::vector<GenerationRequest>& reqs,
-                      const std::function<void(size_t, GenerationResult)>& on_done,
-                      const std::function<void(size_t, const std::string&)>& on_text) {
-  const int64_t V = m_.config().vocab_size;
-  const text::Tokenizer* tok = m_.tokenizer();
-  for (const auto& r : reqs)
-    if (!r.stop_strings.empty() && !tok) fail("{}: stop strings need a tokenizer.json", m_.dir().path().string());
-  std::deque<size_t> queue;
-  for (size_t i = 0; i < reqs.size(); ++i) queue.push_back(i);
-  std::vector<std::unique_ptr<Active>> active;
-
-  // Appends a sampled token; returns true when the sequence is finished.
-  auto accept = [&](Active& a, int32_t t) {
-    const auto& rq = *a.req;
-    a.res.tokens.push_back(t);
-    a.last = t;
-    bool is_stop = std::find(m_.eos_ids().begin(), m_.eos_ids().end(), t) != m_.eos_ids().end() ||
-                   std::find(rq.stop_tokens.begin(), rq.stop_tokens.end(), t) != rq.stop_tokens.end();
-    if (is_stop) {
-      if (a.dec) a.res.text += a.dec->flush();
-      a.res.finish_reason = "stop_token";
-      return true;
-    }
-    if (a.dec) {
-      size_t before = a.res.text.size();
-      a.res.text += a.dec->push(t);
-      if (!rq.stop_strings.empty() && a.res.text.size() > before) {
-        size_t best = std::string::npos;
-        for (const auto& s : rq.stop_strings) {
-          if (s.empty()) continue;
-          size_t from = before >= s.size() ? before - s.size() + 1 : 0;
-          size_t p = a.res.text.find(s, from);
-          if (p != std::string::npos) best = std::min(best, p);
-        }
-        if (best != std::string::npos) {
-          a.res.text.resize(best);
-          a.res.finish_reason = "stop_string";
-          return true;
-        }
-      }
-    }
-    if (int64_t(a.res.tokens.size()) >= rq.max_new_tokens || size_t(a.kv.size()) + 1 > opts_.max_context) {
-      if (a.dec) {
-        a.res.text += a.dec->flush();
-        // A stop string completed by the flushed tail still cuts the text.
-        size_t best = std::string::npos;
-        for (const auto& s : rq.stop_strings)
-          if (!s.empty()) best = std::min(best, a.res.text.find(s));
-        if (best != std::string::npos) {
-          a.res.text.resize(best);
-          a.res.finish_reason = "stop_string";
-          return true;
-        }
-      }
-      a.res.finish_reason = "length";
-      return true;
-    }
-    return false;
-  };
-  // Streams the part of the text no stop string can still cut (all of it once finished).
-  auto stream = [&](Active& a, bool finished) {
-    if (!on_text) return;
-    size_t hold = 0;
-    if (!finished)
-      for (const auto& s : a.req->stop_strings) hold = std::max(hold, s.empty() ? 0 : s.size() - 1);
-    size_t safe = a.res.text.size() > hold ? a.res.text.size() - hold : 0;
-    // Never split a UTF-8 character.
-    while (safe > a.streamed && safe < a.res.text.size() && (uint8_t(a.res.text[safe]) & 0xC0) == 0x80) --safe;
-    if (safe > a.streamed) {
-      on_text(a.idx, a.res.text.substr(a.streamed, safe - a.streamed));
-      a.streamed = safe;
-    }
-  };
-  auto finish = [&](std::unique_ptr<Active>& a) {
-    stream(*a, true);
-    a->done = true;
-    on_done(a->idx, std::move(a->res));
-  };
-
-  std::vector<float> lg;  // logits of a step; reused so that big batches do not page-fault every step
-
-  // The first prompt position a request prefills (lm-eval's left truncation keeps the last
-  // max_context - max_new_tokens tokens).
-  auto prompt_start = [&](const GenerationRequest& rq) {
-    const size_t room = opts_.max_context > size_t(rq.max_new_tokens) ? opts_.max_context - rq.max_new_tokens : 1;
-    return rq.prompt.size() > room ? rq.prompt.size() - room : 0;
-  };
-  // Shared prefix: common to every untruncated prompt, and one token shorter than the
-  // shortest (each request still prefills its last token, whose logits it needs).
-  KVCache shared;
-  std::vector<int32_t> shared_tokens;
-  size_t shared_len = 0;
-  if (opts_.share_prefix && reqs.size() >= 2) {
-    const std::vector<int32_t>* first = nullptr;
-    size_t lcp = 0;
-    for (const auto& rq : reqs) {
-      if (rq.prompt.empty() || rq.max_new_tokens <= 0 || prompt_start(rq) != 0) continue;
-      if (!first) {
-        first = &rq.prompt;
-        lcp = rq.prompt.size() - 1;
-        continue;
-      }
-      lcp = std::min(lcp, rq.prompt.size() - 1);
-      lcp = size_t(std::mismatch(first->begin(), first->begin() + lcp, rq.prompt.begin()).first - first->begin());
-    }
-    if (first && lcp >= kMinSharedPrefix) {
-      std::vector<Row> rows;
-      for (size_t t = 0; t < lcp; ++t) rows.push_back({&shared, (*first)[t], false});
-      forward(rows, nullptr);
-      shared_len = lcp;
-      shared_tokens.assign(first->begin(), first->begin() + lcp);
-    }
-  }
-  auto uses_shared = [&](const GenerationRequest& rq) {
-    return shared_len > 0 && prompt_start(rq) == 0 && rq.prompt.size() > shared_len &&
-           std::equal(shared_tokens.begin(), shared_tokens.end(), rq.prompt.begin());
-  };
-
-  while (!queue.empty() || !active.empty()) {
-    // Admit queued requests and prefill their prompts together.
-    std::vector<std::unique_ptr<Active>> fresh;
-    while (!queue.empty() && active.size() + fresh.size() < size_t(opts_.max_batch)) {
-      size_t i = queue.front();
-      queue.pop_front();
-      const auto& rq = reqs[i];
-      if (rq.max_new_tokens <= 0) {
-        on_done(i, GenerationResult{{}, "", "length"});
-        continue;
-      }
-      if (rq.prompt.empty()) fail("generate: request {} has an empty prompt", i);
-      auto a = std::make_unique<Active>();
-      a->idx = i;
-      a->req = &rq;
-      a->rng.seed(rq.sampling.seed);
-      if (tok) a->dec.emplace(*tok);
-      fresh.push_back(std::move(a));
-    }
-    if (!fresh.empty()) {
-      std::vector<Row> rows;
-      for (auto& a : fresh) {
-        const auto& p = a->req->prompt;
-        size_t start = prompt_start(*a->req);
-        if (uses_shared(*a->req)) {
-          a->kv = shared;  // the prefix's keys and values, then only the rest is prefilled
-          start = shared_len;
-        }
-        for (size_t t = start; t < p.size(); ++t) rows.push_back({&a->kv, p[t], t + 1 == p.size()});
-      }
-      lg.resize(fresh.size() * V);
-      forward(rows, lg.data());
-      for (size_t j = 0; j < fresh.size(); ++j) {
-        auto& a = fresh[j];
-        int32_t t = sample_token(lg.data() + j * V, V, a->req->sampling, uniform01(a->rng));
-        if (accept(*a, t)) {
-          finish(a);
-        } else {
-          stream(*a, false);
-          active.push_back(std::move(a));
-        }
-      }
-      continue;  // admit more before decoding if there is room
-    }
-    // One decode step for every active sequence.
-    std::vector<Row> rows;
-    for (auto& a : active) rows.push_back({&a->kv, a->last, true});
-    lg.resize(active.size() * V);
-    forward(rows, lg.data());
-    for (size_t j = 0; j < active.size(); ++j) {
-      auto& a = active[j];
-      int32_t t = sample_token(lg.data() + j * V, V, a->req->sampling, uniform01(a->rng));
-      if (accept(*a, t)) finish(a);
-      else stream(*a, false);
-    }
-    std::erase_if(active, [](const std::unique_ptr<Active>& a) { return a->done; });
-  }
+// ------------------------------------------------------------------ scoring
+LogSoftmax::LogSoftmax(const float* l, int64_t V) : logits_(l) {
+  max_ = *std::max_element(l, l + V);
+  double s = 0;
+  for (int64_t v = 0; v < V; ++v) s += std::exp(double(l[v]) - double(max_));
+  log_sum_ = std::log(s);
 }
 
-// ------------------------------------------------------------------ scoring
 namespace {
 // Sum of log-softmax at the continuation tokens; logits [cont.size() * V].
 Engine::Loglik score_cont(const float* lg, int64_t V, const std::vector<int32_t>& cont) {
   Engine::Loglik r{0.0, true};
   for (size_t j = 0; j < cont.size(); ++j) {
     const float* l = lg + j * V;
-    const float mx = *std::max_element(l, l + V);
-    double s = 0;
-    for (int64_t v = 0; v < V; ++v) s += std::exp(double(l[v]) - double(mx));
     const int32_t t = cont[j];
     if (t < 0 || t >= V) fail("loglikelihood: token id {} out of range", t);
-    r.logprob += double(l[t]) - double(mx) - std::log(s);
+    r.logprob += LogSoftmax(l, V)(t);
     if (int32_t(std::max_element(l, l + V) - l) != t) r.is_greedy = false;
   }
   return r;

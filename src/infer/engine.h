@@ -151,6 +151,19 @@ class Engine {
   std::unique_ptr<Work> w_;
 };
 
+// log-softmax of one row of logits, in double: the value every logprob rvec reports comes
+// from (loglikelihood sums, rvec serve's token and top logprobs), so they agree bit for bit.
+class LogSoftmax {
+ public:
+  LogSoftmax(const float* logits, int64_t vocab);
+  double operator()(int32_t t) const { return double(logits_[t]) - double(max_) - log_sum_; }
+
+ private:
+  const float* logits_;
+  float max_;
+  double log_sum_;
+};
+
 // Samples a token from logits [vocab] (temperature/top-k/top-p; greedy when temperature <= 0).
 // `u` is a uniform draw in [0, 1).
 int32_t sample_token(const float* logits, int64_t vocab, const SamplingParams& p, double u);
