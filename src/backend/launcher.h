@@ -27,6 +27,8 @@ struct LaunchOptions {
   bool quiet = false;
 };
 
+// 'it'\''s' : a single-quoted word for /bin/sh.
+std::string shell_quote(const std::string& s);
 // The command for one instance (exposed for tests).
 std::string expand_launch_command(const std::string& tpl, const std::filesystem::path& model, int port,
                                   const std::string& gpu);

@@ -2,6 +2,7 @@
 // /v1/models, /version and /v1/completions in vLLM's response shapes, records every request body,
 // and injects faults (429, 500, a stalled answer, a dropped connection) on chosen requests.
 #pragma once
+#include <fmt/format.h>
 #include <httplib.h>
 
 #include <atomic>
@@ -115,7 +116,7 @@ class MockOpenAI {
       std::vector<int> ids = body["prompt"][0].get<std::vector<int>>();
       json tokens = json::array(), lps = json::array(), tops = json::array(), offs = json::array();
       for (size_t i = 0; i < ids.size(); i++) {
-        tokens.push_back("t" + std::to_string(ids[i]));
+        tokens.push_back(fmt::format("t{}", ids[i]));
         offs.push_back(i);
         if (i == 0) {
           lps.push_back(nullptr), tops.push_back(nullptr);
@@ -123,7 +124,7 @@ class MockOpenAI {
         }
         auto [lp, top1] = token_logprob(ids[i], i);
         lps.push_back(lp);
-        json t = {{"t" + std::to_string(ids[i]), lp}};
+        json t = {{fmt::format("t{}", ids[i]), lp}};
         if (!top1) t["alt"] = lp + 0.5;
         tops.push_back(t);
       }
