@@ -1,5 +1,5 @@
 // A loopback OpenAI-compatible server for client tests, built on cpp-httplib: answers
-// /v1/models, /version and /v1/completions in vLLM's response shapes, records every request body,
+// /v1/models, /version, /v1/completions and /v1/chat/completions in vLLM's response shapes, records every request body,
 // and injects faults (429, 500, a stalled answer, a dropped connection) on chosen requests.
 #pragma once
 #include <fmt/format.h>
@@ -77,6 +77,23 @@ class MockOpenAI {
         std::lock_guard<std::mutex> lk(mu_);
         answered_.push_back(body);
       }
+      res.set_content(reply.dump(), "application/json");
+    });
+    srv_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      json body = json::parse(req.body);
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        n_requests_++;
+        bodies_.push_back(body);
+        answered_.push_back(body);
+      }
+      json choice = {{"index", 0},
+                     {"message", {{"role", "assistant"}, {"content", text(body)}}},
+                     {"logprobs", nullptr},
+                     {"finish_reason", "stop"}};
+      json reply = {{"id", "chatcmpl-mock"}, {"object", "chat.completion"}, {"created", 0}, {"model", model_id},
+                    {"choices", json::array({choice})},
+                    {"usage", {{"prompt_tokens", 10}, {"total_tokens", 15}, {"completion_tokens", 5}}}};
       res.set_content(reply.dump(), "application/json");
     });
     port_ = srv_.bind_to_any_port("127.0.0.1");

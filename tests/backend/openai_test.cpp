@@ -271,3 +271,30 @@ TEST(OpenAIBackend, ApiKeyIsSentAsBearerAndAMissingVariableIsAnError) {
   EXPECT_EQ(m->provenance().dump().find("sk-test"), std::string::npos);  // never recorded
   ::unsetenv("RVEC_TEST_UNSET_KEY_VAR");
 }
+
+TEST(OpenAIBackend, ChatEndpointSendsMessagesAndRefusesLoglikelihood) {
+  MockOpenAI srv;
+  srv.text = [](const json&) { return std::string("#### 4<|im_end|>more"); };
+  auto o = opts_for({srv.url()});
+  o.chat_endpoint = true;
+  auto m = backend::open_openai_model(o);
+  // The harness's chat turns become the request's messages (the prompt records them as JSON).
+  auto prompt = m->apply_chat_template({{"user", "2+2?"}, {"assistant", "#### 4"}, {"user", "1+3?"}}, true);
+  ASSERT_TRUE(prompt);
+  auto out = generate_all(*m, {{*prompt, {"<|im_end|>"}, 16, 0, 1, 3}, {"plain prompt", {}, 8, 0, 1, 4}});
+  EXPECT_EQ(out.at(0), "#### 4");
+  std::map<int, json> by_seed;
+  for (auto& b : srv.bodies()) by_seed[b["seed"].get<int>()] = b;
+  EXPECT_EQ(by_seed[3], (json{{"model", "mock-model"},
+                              {"messages",
+                               {{{"role", "user"}, {"content", "2+2?"}},
+                                {{"role", "assistant"}, {"content", "#### 4"}},
+                                {{"role", "user"}, {"content", "1+3?"}}}},
+                              {"max_tokens", 16},
+                              {"temperature", 0.0},
+                              {"seed", 3},
+                              {"stop", {"<|im_end|>"}}}));
+  // A prompt the harness built without a template is one user message.
+  EXPECT_EQ(by_seed[4]["messages"], (json{{{"role", "user"}, {"content", "plain prompt"}}}));
+  EXPECT_NE(m->loglikelihood_unsupported().find("chat endpoint"), std::string::npos);
+}
