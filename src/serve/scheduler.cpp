@@ -196,8 +196,16 @@ void Scheduler::run() {
       while (!I.incoming.empty()) {
         Incoming in = std::move(I.incoming.front());
         I.incoming.pop_front();
+        auto ticket = in.entry.ticket;
         live.emplace(in.id, std::move(in.entry));
-        gen->add(in.id, std::move(in.gen), {.prompt_logits = in.prompt_logits});
+        try {
+          gen->add(in.id, std::move(in.gen), {.prompt_logits = in.prompt_logits});
+        } catch (const std::exception& e) {  // validation should have caught it; never kill the worker
+          live.erase(in.id);
+          std::lock_guard tl(ticket->m);
+          ticket->error = e.what();
+          ticket->cv.notify_all();
+        }
       }
       for (uint64_t id : I.cancels) {
         gen->cancel(id);

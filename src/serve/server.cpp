@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -63,6 +64,7 @@ struct Server::Impl {
   std::mutex metrics_m;
   std::map<std::pair<std::string, int>, uint64_t> responses;  // (path, status) -> count
   int64_t created = std::time(nullptr);
+  int listen_fd = -1;
 
   Impl(const infer::Model& m, ServerOptions o) : model(m), opts(std::move(o)) {}
   void setup();
@@ -143,6 +145,13 @@ void Server::Impl::setup() {
   so.max_queue = opts.max_queue;
   sched = std::make_unique<Scheduler>(model, so);
 
+  // cpp-httplib 0.11 listens with a backlog of 5, which drops connections when many clients
+  // connect at once; the listening socket is kept to raise it after bind (listen again).
+  svr.set_socket_options([this](socket_t s) {
+    int yes = 1;
+    ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    listen_fd = s;
+  });
   const int nthreads = std::max(4, opts.http_threads);
   svr.new_task_queue = [nthreads] { return new httplib::ThreadPool(size_t(nthreads)); };
   svr.set_payload_max_length(opts.max_body_bytes);
@@ -387,10 +396,10 @@ int Server::bind() {
     int p = I.svr.bind_to_any_port(I.opts.host);
     if (p < 0) fail("cannot bind {} (any port)", I.opts.host);
     I.opts.port = p;
-    return p;
-  }
-  if (!I.svr.bind_to_port(I.opts.host, I.opts.port))
+  } else if (!I.svr.bind_to_port(I.opts.host, I.opts.port)) {
     fail("cannot bind {}:{} (in use, or not a local address?)", I.opts.host, I.opts.port);
+  }
+  if (I.listen_fd >= 0) ::listen(I.listen_fd, SOMAXCONN);
   return I.opts.port;
 }
 
