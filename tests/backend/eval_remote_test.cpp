@@ -155,3 +155,18 @@ TEST(EvalRemote, ThroughRvecServeEqualsInProcess) {
     }
   }
 }
+
+TEST(EvalRemote, ClearErrorsBeforeAnythingRuns) {
+  auto r = test_util::run_shell(rvec_cmd("eval --backend openai --tasks toy_arith 2>&1"));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("--base-url URL is required"), std::string::npos) << r.out;
+  r = test_util::run_shell(rvec_cmd("eval " + kToy + " --base-url http://127.0.0.1:9 --tasks toy_arith 2>&1"));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("--base-url needs --backend openai"), std::string::npos) << r.out;
+  // Nothing listens on port 9 (discard): named, not retried for minutes.
+  r = test_util::run_shell(
+      rvec_cmd("eval --backend openai --base-url http://user:pw@127.0.0.1:9/v1 --tasks toy_arith --quiet 2>&1"));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("no server answers at http://127.0.0.1:9"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("pw"), std::string::npos) << "credentials are never printed";
+}
