@@ -170,3 +170,54 @@ TEST(EvalRemote, ClearErrorsBeforeAnythingRuns) {
   EXPECT_NE(r.out.find("no server answers at http://127.0.0.1:9"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("pw"), std::string::npos) << "credentials are never printed";
 }
+
+// An experiment on a running server (one-model grid) killed mid-cell resumes at request
+// granularity: the cell's finished samples are kept in DIR/partial/ until the cell is written.
+TEST(EvalRemote, ExperimentKilledMidCellResumesFinishedRequests) {
+  const size_t N = 30;
+  auto docs = toy_docs(N);
+  auto tok = text::Tokenizer::from_model_dir(kToy);
+  auto answer = [&](const json& body) {
+    std::string q = tok.decode(body["prompt"].get<std::vector<int32_t>>());
+    for (auto& [question, ans] : docs)
+      if (question == q) return ans + "<|im_end|>";
+    return std::string("unknown prompt");
+  };
+  test_util::TempDir dir("exp_remote_resume");
+  auto write_cfg = [&](const std::string& url) {
+    std::ofstream(dir.p / "exp.yaml") << fmt::format(R"(name: remote
+models: {{sft: {0}/toy/sft, grpo: {0}/toy/grpo, instruct: {0}/toy/instruct}}
+alphas: [0]
+random_control: false
+tasks: [{{name: toy_arith, limit: {1}}}]
+backend: {{kind: openai, base_url: {2}, concurrency: 2}}
+)",
+                                                     RVEC_DATA_DIR, N, url);
+  };
+  std::string run = rvec_cmd("experiment " + (dir.p / "exp.yaml").string() + " --out " + (dir.p / "out").string() + " --quiet");
+  size_t cached = 0;
+  {
+    backend_test::MockOpenAI srv;
+    srv.text = answer;
+    srv.delay_s = 0.05;
+    write_cfg(srv.url());
+    auto r = test_util::run_shell(run + " > /dev/null 2>&1 & echo $!");
+    pid_t pid = std::stoi(r.out);
+    for (int k = 0; k < 400 && srv.answered().size() < 10; k++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    for (int k = 0; k < 200 && ::kill(pid, 0) == 0; k++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    for (auto& e : fs::recursive_directory_iterator(dir.p / "out" / "partial"))
+      if (e.path().filename() == "toy_arith.jsonl") cached = test_util::read_jsonl(e.path()).size();
+    EXPECT_GE(cached, 8u);
+    EXPECT_LT(cached, N);
+  }
+  backend_test::MockOpenAI srv2;  // the "restarted server", on another port: the URL is not part of a cell's identity
+  srv2.text = answer;
+  write_cfg(srv2.url());
+  auto r2 = test_util::run_shell(run + " --resume 2>&1");
+  ASSERT_EQ(r2.rc, 0) << r2.out;
+  EXPECT_EQ(srv2.requests(), N - cached);
+  json res = json::parse(std::ifstream(dir.p / "out" / "results.json"));
+  EXPECT_DOUBLE_EQ(res["rows"][0]["value"].get<double>(), 1.0);
+  EXPECT_FALSE(fs::exists(dir.p / "out" / "partial"));
+}
