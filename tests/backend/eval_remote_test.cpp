@@ -7,6 +7,8 @@
 #include <signal.h>
 
 #include <chrono>
+#include <functional>
+#include <memory>
 #include <cmath>
 #include <fstream>
 #include <thread>
@@ -51,19 +53,27 @@ std::vector<std::pair<std::string, std::string>> toy_docs(size_t n) {
   return v;
 }
 
+// A mock server's completion text for toy_arith prompts (bare questions, as token ids): the
+// right "#### n" (then the stop string the client must cut), or a wrong answer for questions of
+// odd length when `odd_wrong`.
+std::function<std::string(const json&)> toy_answerer(const std::vector<std::pair<std::string, std::string>>& docs,
+                                                     bool odd_wrong) {
+  auto tok = std::make_shared<text::Tokenizer>(text::Tokenizer::from_model_dir(kToy));
+  return [docs, tok, odd_wrong](const json& body) {
+    std::string q = tok->decode(body["prompt"].get<std::vector<int32_t>>());
+    for (auto& [question, ans] : docs)
+      if (question == q) return odd_wrong && q.size() % 2 ? std::string("#### -1") : ans + "<|im_end|>";
+    return std::string("unknown prompt");
+  };
+}
+
 }  // namespace
 
 TEST(EvalRemote, KillNineThenResumeRedoesOnlyUncachedRequests) {
   const size_t N = 40;
   auto docs = toy_docs(N);
-  auto tok = text::Tokenizer::from_model_dir(kToy);
   // Answers right for questions of even length, wrong otherwise; the expectation is counted here.
-  auto answer = [&](const json& body) {
-    std::string q = tok.decode(body["prompt"].get<std::vector<int32_t>>());
-    for (auto& [question, ans] : docs)
-      if (question == q) return q.size() % 2 == 0 ? ans + "<|im_end|>" : std::string("#### -1");
-    return std::string("unknown prompt");
-  };
+  auto answer = toy_answerer(docs, true);
   double expected = 0;
   for (auto& [q, a] : docs) expected += q.size() % 2 == 0;
   expected /= double(N);
@@ -176,13 +186,7 @@ TEST(EvalRemote, ClearErrorsBeforeAnythingRuns) {
 TEST(EvalRemote, ExperimentKilledMidCellResumesFinishedRequests) {
   const size_t N = 30;
   auto docs = toy_docs(N);
-  auto tok = text::Tokenizer::from_model_dir(kToy);
-  auto answer = [&](const json& body) {
-    std::string q = tok.decode(body["prompt"].get<std::vector<int32_t>>());
-    for (auto& [question, ans] : docs)
-      if (question == q) return ans + "<|im_end|>";
-    return std::string("unknown prompt");
-  };
+  auto answer = toy_answerer(docs, false);
   test_util::TempDir dir("exp_remote_resume");
   auto write_cfg = [&](const std::string& url) {
     std::ofstream(dir.p / "exp.yaml") << fmt::format(R"(name: remote
