@@ -1,10 +1,12 @@
-// `rvec eval MODEL --tasks ...`: lm-evaluation-harness-compatible evaluation with rvec's engine.
+// `rvec eval MODEL --tasks ...`: lm-evaluation-harness-compatible evaluation with rvec's engine;
+// `rvec eval --backend openai --base-url URL --tasks ...`: the same through OpenAI-compatible servers.
 // `rvec eval --list-tasks` prints the task names (no model needed).
 #include <fmt/format.h>
 
 #include <filesystem>
 #include <memory>
 
+#include "backend/factory.h"
 #include "cli/command.h"
 #include "core/error.h"
 #include "eval/perturb.h"
@@ -12,6 +14,7 @@
 #include "eval/humaneval_exec.h"
 #include "eval/sandbox.h"
 #include "eval/tasks.h"
+#include "exp/tasks.h"
 #include "infer/kernels.h"
 
 namespace {
@@ -24,6 +27,8 @@ struct Args {
   double temperature = 0, top_p = 1, exec_timeout = 3.0;
   int top_k = 0;
   bool chat = false, think = false, resume = false, list = false, quiet = false, bf16_dot = false;
+  std::string backend = "engine";
+  rvec::backend::OpenAIOptions openai;
 };
 
 std::vector<std::string> split_commas(const std::string& s) {
@@ -53,7 +58,7 @@ int list_tasks() {
 rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH, GSM-Plus (lm-eval compatible)",
                        [](CLI::App& app) {
   auto a = std::make_shared<Args>();
-  app.add_option("model", a->model, "Model directory (HF checkpoint)");
+  app.add_option("model", a->model, "Model directory (HF checkpoint; with --backend openai optional: its tokenizer)");
   app.add_option("--tasks", a->tasks, "Comma-separated task or group names (see --list-tasks)");
   app.add_flag("--list-tasks", a->list, "List the tasks and exit");
   app.add_option("--limit", a->limit, "Evaluate only the first N documents of each task");
@@ -80,10 +85,28 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
   app.add_option("--data-dir", a->data_dir, "Read task files from DIR (same layout as data/) when present there");
   app.add_option("--exec-timeout", a->exec_timeout, "HumanEval: seconds per program (default 3)");
   app.add_flag("--quiet", a->quiet, "No progress output");
+  app.add_option("--backend", a->backend, "engine (rvec's, in-process; default) or openai (OpenAI-compatible servers)")
+      ->check(CLI::IsMember({"engine", "openai"}));
+  auto& o = a->openai;
+  app.add_option("--base-url", o.base_urls, "openai: server URL, root or /v1 (repeat for data parallelism)");
+  app.add_option("--served-model", o.served_model, "openai: model id to request (default: first of /v1/models)");
+  app.add_option("--api-key-env", o.api_key_env, "openai: environment variable holding the API key");
+  app.add_option("--tokenizer", o.tokenizer,
+                 "openai: model dir with tokenizer.json and chat template (default: the server's /tokenizer_info "
+                 "and /tokenize)");
+  app.add_option("--concurrency", o.concurrency, "openai: requests in flight per server (default 8)");
+  app.add_option("--timeout", o.timeout_s, "openai: seconds per request (default 600)");
+  app.add_option("--max-retries", o.max_retries, "openai: retries per request on connection errors, 429, 5xx (default 5)");
+  app.add_flag("--chat-endpoint", o.chat_endpoint, "openai: generate through /v1/chat/completions (server-side template)");
   return [a]() -> int {
     using namespace rvec::eval;
+    rvec::experiment::register_toy_arith();  // the toy family's task (rvec demo) is evaluable too
     if (a->list) return list_tasks();
-    if (a->model.empty()) rvec::fail("eval: a MODEL directory is required (or --list-tasks)");
+    const bool remote = a->backend == "openai";
+    if (remote && !a->model.empty() && a->openai.tokenizer.empty()) a->openai.tokenizer = a->model;
+    if (!remote && a->model.empty()) rvec::fail("eval: a MODEL directory is required (or --backend openai, --list-tasks)");
+    if (remote && a->openai.base_urls.empty()) rvec::fail("eval --backend openai: --base-url URL is required");
+    if (!remote && !a->openai.base_urls.empty()) rvec::fail("eval: --base-url needs --backend openai");
     EvalOptions o;
     if (a->limit >= 0) o.limit = size_t(a->limit);
     if (a->num_fewshot >= 0) o.num_fewshot = a->num_fewshot;
@@ -102,8 +125,11 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
     if (!a->data_dir.empty()) o.data_dir = a->data_dir;
     o.quiet = a->quiet;
     o.model_name = a->model;
-    o.model_args = fmt::format("batch={},threads={},chat={}{}", a->batch, a->threads, a->chat,
-                               a->bf16_dot ? ",bf16_dot=True" : "");
+    o.model_args = remote ? fmt::format("backend=openai,concurrency={},chat={}{}", a->openai.concurrency, a->chat,
+                                        a->openai.chat_endpoint ? ",chat_endpoint=True" : "")
+                          : fmt::format("batch={},threads={},chat={}{}", a->batch, a->threads, a->chat,
+                                        a->bf16_dot ? ",bf16_dot=True" : "");
+    if (remote) o.model_name.clear();  // the served model id names it
     if (a->bf16_dot) rvec::infer::set_matmul_precision(rvec::infer::MatmulPrecision::BF16Dot);
     auto names = split_commas(a->tasks);
     if (names.empty()) rvec::fail("eval: --tasks is empty");
@@ -127,11 +153,16 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
                      "generated programs can read your files and reach the network (see rvec sandbox-check)\n");
         rvec::eval::use_sandbox(*sandbox, o);
       }
-    ModelOptions mo;
-    mo.threads = a->threads;
-    mo.batch = a->batch;
-    mo.chat_template_file = a->chat_template;
-    auto model = open_model(a->model, mo);
+    rvec::backend::BackendOptions bo;
+    bo.kind = a->backend;
+    bo.model = a->model;
+    bo.openai = a->openai;
+    bo.openai.chat_template_file = a->chat_template;
+    bo.openai.quiet = a->quiet;
+    bo.engine.threads = a->threads;
+    bo.engine.batch = a->batch;
+    bo.engine.chat_template_file = a->chat_template;
+    auto model = rvec::backend::open_backend(bo);
     EvalResults r = run_eval(*model, names, o);
     fmt::print("{}", r.markdown());
     fmt::print("results: {}/results_{}.json\n", o.out_dir, r.datetime);

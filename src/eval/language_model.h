@@ -1,11 +1,11 @@
-// The model as the evaluation harness sees it. eval does not link the inference
-// engine: `open_model` is declared here and defined by the experiment module
-// (src/exp/engine_model.cpp), which adapts rvec's batched engine to this interface.
-// Tests use a scripted implementation.
+// The model as the evaluation harness sees it. eval does not link the inference engine or any
+// HTTP client: src/backend implements this interface (rvec's engine in-process, OpenAI-compatible
+// servers) and the CLI / experiment hand a LanguageModel to the runner. Tests script one.
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <utility>
@@ -44,16 +44,15 @@ class LanguageModel {
   // Chat template rendering for --chat (nullopt: the model has no template -> clear error if --chat).
   virtual std::optional<std::string> apply_chat_template(
       const std::vector<std::pair<std::string, std::string>>& role_content, bool add_generation_prompt) const = 0;
+  // Where the results came from, recorded as config.backend in results_*.json (kind, endpoints,
+  // served model, server version ...); null: nothing to record.
+  virtual nlohmann::json provenance() const { return nullptr; }
+  // "" when loglikelihood() works; otherwise why not (run_eval then names the tasks that need
+  // it and stops before any request is made).
+  virtual std::string loglikelihood_unsupported() const { return ""; }
+  // A short throughput note for the progress line (e.g. "3.1 req/s 420 tok/s"); "" for none.
+  virtual std::string throughput() const { return ""; }
 };
-
-struct ModelOptions {
-  int threads = 0;  // 0: all cores
-  int batch = 16;   // maximum concurrent sequences
-  std::string chat_template_file;  // overrides the model's chat template when set
-};
-
-// Defined in src/exp/engine_model.cpp (links the inference engine).
-std::unique_ptr<LanguageModel> open_model(const std::string& path, const ModelOptions& opts);
 
 // lm-eval's stop rule: the text before the first occurrence of any `until` string.
 std::string cut_at_stop(const std::string& text, const std::vector<std::string>& until);

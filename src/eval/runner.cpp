@@ -1,6 +1,7 @@
 #include "eval/runner.h"
 
 #include <fcntl.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -529,7 +530,9 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
     if (done[i]) running_sum += first_metric(samples[i]);
   Progress prog(t.name, N * R, multi ? "samples" : "docs", opts.quiet);
   auto status = [&] {
-    return n_done ? fmt::format("{} {:.3f}", key0.substr(0, key0.find(',')), running_sum / double(n_done)) : "";
+    std::string s = n_done ? fmt::format("{} {:.3f}", key0.substr(0, key0.find(',')), running_sum / double(n_done)) : "";
+    std::string tp = model.throughput();
+    return tp.empty() ? s : s.empty() ? tp : s + " | " + tp;
   };
   prog.set(multi ? gens_cached : n_done, status());
   std::mutex mu;
@@ -572,7 +575,7 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
                              {"top_p", opts.top_p},
                              {"top_k", opts.top_k},
                              {"output", *gens[id][k]}});
-        prog.add(1, "generated");
+        prog.add(1, model.throughput().empty() ? "generated" : "generated | " + model.throughput());
         if (std::all_of(gens[id].begin(), gens[id].end(), [](auto& g) { return g.has_value(); })) {
           samples[id].output = json::array();
           for (auto& g : gens[id]) samples[id].output.push_back(*g);
@@ -637,6 +640,15 @@ EvalResults run_eval(LanguageModel& model, const std::vector<std::string>& names
     }
     if (!any) fail("--perturb {}: applies to none of the tasks requested", p);
   }
+  if (std::string why = model.loglikelihood_unsupported(); !why.empty()) {
+    std::vector<std::string> need;
+    for (auto& tn : all)
+      if (load_task_for(tn, opts).type == OutputType::MultipleChoice) need.push_back(tn);
+    if (!need.empty())
+      fail("{}: these tasks are scored by log-likelihood, which this backend cannot serve: {} ({}); "
+           "nothing was sent",
+           model.name(), fmt::join(need, ", "), why);
+  }
   for (auto& tn : all) r.tasks.push_back(evaluate_task(model, tn, opts));
   r.groups = aggregate_groups(r.tasks);
   r.run_config = {{"model", opts.model_name.empty() ? model.name() : opts.model_name},
@@ -658,6 +670,7 @@ EvalResults run_eval(LanguageModel& model, const std::vector<std::string>& names
   if (opts.top_p != 1) r.run_config["gen_kwargs"]["top_p"] = opts.top_p;
   if (opts.top_k != 0) r.run_config["gen_kwargs"]["top_k"] = opts.top_k;
   if (opts.samples > 1) r.run_config["repeats"] = opts.samples;
+  if (json p = model.provenance(); !p.is_null()) r.run_config["backend"] = p;
   if (!opts.out_dir.empty()) write_outputs(r, opts.out_dir);
   return r;
 }

@@ -29,6 +29,12 @@ std::string ConditionConfig::key() const {
   return fmt::format("{}|think={}|perturb={}", name, think ? 1 : 0, p);
 }
 
+std::string BackendConfig::key() const {
+  if (kind == "engine") return "";
+  return fmt::format("backend={}|launch={}|served={}|chat_endpoint={}", kind, launch, served_model,
+                     chat_endpoint ? 1 : 0);
+}
+
 const fs::path& ExperimentConfig::model_path(const std::string& n) const {
   auto it = models.find(n);
   if (it == models.end()) fail("{}: model '{}' is used but not listed under `models`", origin, n);
@@ -101,7 +107,7 @@ ExperimentConfig parse_config(const std::string& yaml, const fs::path& base_dir,
   cfg.origin = origin;
   c.keys(root, "the experiment config",
          {"name", "models", "targets", "vectors", "vector", "alphas", "conditions", "tasks", "random_control", "eval",
-          "out", "keep_models"});
+          "out", "keep_models", "backend"});
   auto resolve = [&](const std::string& p) {
     fs::path q(p);
     return q.is_absolute() ? q : (base_dir / q).lexically_normal();
@@ -217,6 +223,51 @@ ExperimentConfig parse_config(const std::string& yaml, const fs::path& base_dir,
     if (e["threads"]) cfg.threads = c.as<int>(e["threads"], "threads");
     if (e["batch"]) cfg.batch = c.as<int>(e["batch"], "batch");
     if (e["seed"]) cfg.seed = c.as<uint64_t>(e["seed"], "seed");
+  }
+  if (auto b = root["backend"]) {
+    c.keys(b, "backend",
+           {"kind", "launch", "instances", "gpus", "port", "ready_timeout", "stop_grace", "base_url", "served_model",
+            "api_key_env", "concurrency", "max_retries", "timeout", "chat_endpoint"});
+    BackendConfig& bc = cfg.backend;
+    if (b["kind"]) bc.kind = c.as<std::string>(b["kind"], "backend.kind");
+    if (bc.kind != "engine" && bc.kind != "openai")
+      c.err(b["kind"], fmt::format("backend.kind '{}' is not one of: engine, openai", bc.kind));
+    if (b["launch"]) bc.launch = c.as<std::string>(b["launch"], "backend.launch");
+    if (b["instances"]) bc.instances = c.as<int>(b["instances"], "backend.instances");
+    if (auto g = b["gpus"]) {
+      if (g.IsScalar()) bc.gpus.push_back(c.as<std::string>(g, "backend.gpus"));
+      else
+        for (auto x : g) bc.gpus.push_back(c.as<std::string>(x, "backend.gpus"));
+    }
+    if (b["port"]) bc.port = c.as<int>(b["port"], "backend.port");
+    if (b["ready_timeout"]) bc.ready_timeout = c.as<double>(b["ready_timeout"], "backend.ready_timeout");
+    if (b["stop_grace"]) bc.stop_grace = c.as<double>(b["stop_grace"], "backend.stop_grace");
+    if (auto u = b["base_url"]) {
+      if (u.IsScalar()) bc.base_urls.push_back(c.as<std::string>(u, "backend.base_url"));
+      else
+        for (auto x : u) bc.base_urls.push_back(c.as<std::string>(x, "backend.base_url"));
+    }
+    if (b["served_model"]) bc.served_model = c.as<std::string>(b["served_model"], "backend.served_model");
+    if (b["api_key_env"]) bc.api_key_env = c.as<std::string>(b["api_key_env"], "backend.api_key_env");
+    if (b["concurrency"]) bc.concurrency = c.as<int>(b["concurrency"], "backend.concurrency");
+    if (b["max_retries"]) bc.max_retries = c.as<int>(b["max_retries"], "backend.max_retries");
+    if (b["timeout"]) bc.timeout = c.as<double>(b["timeout"], "backend.timeout");
+    if (b["chat_endpoint"]) bc.chat_endpoint = c.as<bool>(b["chat_endpoint"], "backend.chat_endpoint");
+    if (bc.kind == "openai") {
+      if (bc.launch.empty() == bc.base_urls.empty())
+        c.err(b, "backend (kind openai) needs exactly one of `launch` (managed servers) and `base_url` (a running one)");
+      if (!bc.launch.empty() && bc.launch.find("{port}") == std::string::npos)
+        c.err(b["launch"], "backend.launch must contain {port}");
+      if (!bc.launch.empty() && bc.launch.find("{model}") == std::string::npos)
+        c.err(b["launch"], "backend.launch must contain {model}");
+    } else if (!bc.launch.empty() || !bc.base_urls.empty()) {
+      c.err(b, "backend.launch / backend.base_url need kind: openai");
+    }
+    if (bc.instances < 1) c.err(b["instances"], "backend.instances must be at least 1");
+    if (bc.concurrency < 1) c.err(b["concurrency"], "backend.concurrency must be at least 1");
+    if (!(bc.ready_timeout > 0)) c.err(b["ready_timeout"], "backend.ready_timeout must be positive");
+    if (!(bc.timeout > 0)) c.err(b["timeout"], "backend.timeout must be positive");
+    if (bc.max_retries < 0) c.err(b["max_retries"], "backend.max_retries must be >= 0");
   }
   if (root["out"]) cfg.out = resolve(c.as<std::string>(root["out"], "out"));
   if (root["keep_models"]) cfg.keep_models = c.as<bool>(root["keep_models"], "keep_models");

@@ -16,6 +16,13 @@
 //   eval: {threads: 0, batch: 16, seed: 1234}
 //   out: rvec-experiment
 //   keep_models: false
+//   backend:                            # default: rvec's engine in-process
+//     kind: openai
+//     launch: "vllm serve {model} --port {port} --dtype bfloat16 --seed 1234"   # managed servers
+//     instances: 2
+//     gpus: [0, 1]
+//     ready_timeout: 900
+//     # or, for a grid of one model: base_url: http://127.0.0.1:8000/v1
 //
 // Unknown keys are errors (a typo must not silently change the experiment).
 #pragma once
@@ -59,6 +66,25 @@ struct ControlConfig {
   std::vector<double> alphas{1.0, -1.0};
 };
 
+// Where cells are evaluated: rvec's engine (kind engine), or OpenAI-compatible servers (kind
+// openai) that rvec launches per model from `launch`, or one already running at `base_url`.
+struct BackendConfig {
+  std::string kind = "engine";    // engine | openai
+  std::string launch;             // command template: {model}, {port}, {gpu}
+  int instances = 1;
+  std::vector<std::string> gpus;  // CUDA_VISIBLE_DEVICES of instance i: gpus[i % size]
+  int port = 0;                   // first port (0: free ports)
+  double ready_timeout = 900, stop_grace = 30;
+  std::vector<std::string> base_urls;  // an existing server (one-model grids only)
+  std::string served_model, api_key_env;
+  int concurrency = 8, max_retries = 5;
+  double timeout = 600;
+  bool chat_endpoint = false;
+  // What changes scores (part of each cell's fingerprint when not the engine): kind, launch
+  // template, endpoint kind. Ports, instances and GPUs do not.
+  std::string key() const;
+};
+
 struct ExperimentConfig {
   std::string name = "experiment";
   std::map<std::string, std::filesystem::path> models;
@@ -72,6 +98,7 @@ struct ExperimentConfig {
   bool keep_models = false;
   int threads = 0, batch = 16;
   uint64_t seed = 1234;
+  BackendConfig backend;
 
   const std::filesystem::path& model_path(const std::string& name) const;  // throws naming the config
   std::string origin;  // the config file (for messages)

@@ -1,8 +1,12 @@
-// CellEvaluator on top of rvec's engine and the evaluation harness.
+// CellEvaluator on top of a backend (rvec's engine, or OpenAI-compatible servers) and the
+// evaluation harness.
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 
+#include "backend/factory.h"
+#include "backend/launcher.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "eval/runner.h"
@@ -36,11 +40,8 @@ class EngineEvaluator : public CellEvaluator {
 
   CellResult evaluate(const fs::path& model, const ConditionConfig& cond, const TaskConfig& task) override {
     if (!lm_ || path_ != model) {
-      lm_.reset();
-      eval::ModelOptions mo;
-      mo.threads = o_.threads;
-      mo.batch = o_.batch;
-      lm_ = eval::open_model(model.string(), mo);
+      release();
+      lm_ = open(model);
       path_ = model;
     }
     if (cond.perturb.size() > 1)
@@ -59,6 +60,10 @@ class EngineEvaluator : public CellEvaluator {
     eo.batch = o_.batch;
     eo.quiet = o_.quiet;
     eo.model_name = model.string();
+    if (o_.backend.kind != "engine" && !cell_cache_.empty()) {
+      eo.out_dir = cell_cache_.string();  // the runner's per-sample resume cache (cache/<task>.jsonl)
+      eo.resume = true;
+    }
     if (!task.data_dir.empty()) eo.data_dir = task.data_dir;
     if (!o_.data_dir.empty()) eo.shipped_data_dir = o_.data_dir;
     std::vector<std::string> names = eval::expand_tasks({task.name});
@@ -84,17 +89,64 @@ class EngineEvaluator : public CellEvaluator {
     out.value = mean(out.per_doc);
     out.std_err = stderr_of_mean(out.per_doc);
     if (code) out.extra["sandbox"] = sandbox_->mode_name();
+    if (nlohmann::json p = lm_->provenance(); !p.is_null()) out.extra["backend"] = p;
     return out;
   }
 
   void release() override {
     lm_.reset();
+    servers_.reset();  // stops the model's servers
     path_.clear();
   }
 
+  void begin_cell(const fs::path& dir) override { cell_cache_ = dir; }
+
  private:
+  std::unique_ptr<eval::LanguageModel> open(const fs::path& model) {
+    const BackendConfig& bc = o_.backend;
+    backend::BackendOptions bo;
+    bo.kind = bc.kind;
+    bo.model = model.string();
+    bo.engine.threads = o_.threads;
+    bo.engine.batch = o_.batch;
+    if (bc.kind == "engine") return backend::open_backend(bo);
+    backend::OpenAIOptions& oo = bo.openai;
+    oo.tokenizer = model.string();  // prompts, chat templates and tokens come from the model dir
+    oo.served_model = bc.served_model;
+    oo.api_key_env = bc.api_key_env;
+    oo.concurrency = bc.concurrency;
+    oo.timeout_s = bc.timeout;
+    oo.max_retries = bc.max_retries;
+    oo.chat_endpoint = bc.chat_endpoint;
+    oo.quiet = o_.quiet;
+    if (!bc.launch.empty()) {
+      backend::LaunchOptions lo;
+      lo.command = bc.launch;
+      lo.instances = bc.instances;
+      lo.gpus = bc.gpus;
+      lo.first_port = bc.port;
+      lo.ready_timeout_s = bc.ready_timeout;
+      lo.stop_grace_s = bc.stop_grace;
+      lo.log_dir = o_.log_dir.empty() ? fs::path("servers") : o_.log_dir;
+      lo.log_name = model.filename().string();
+      lo.quiet = o_.quiet;
+      servers_ = std::make_unique<backend::ServerGroup>(lo, model);
+      oo.base_urls = servers_->urls();
+      // A server that dies is restarted; its requests wait (one instance) or move to the others,
+      // so the retry budget covers a restart.
+      oo.max_retries = std::max(bc.max_retries, 5 + int(std::ceil(bc.ready_timeout / oo.retry_max_s)));
+      oo.endpoint_cooldown_s = 5;
+    } else {
+      oo.base_urls = bc.base_urls;
+    }
+    return backend::open_backend(bo);
+  }
+
+
   EvaluatorOptions o_;
+  std::unique_ptr<backend::ServerGroup> servers_;  // declared before lm_: the client goes first
   std::unique_ptr<eval::LanguageModel> lm_;
+  fs::path cell_cache_;
   fs::path path_;
   std::unique_ptr<eval::Sandbox> sandbox_;
 };
@@ -112,6 +164,8 @@ RunSummary run_with_engine_and_print(const ExperimentConfig& cfg, const RunOptio
   eo.seed = cfg.seed;
   eo.quiet = opts.quiet;
   eo.data_dir = data_dir;
+  eo.backend = cfg.backend;
+  eo.log_dir = (opts.out.empty() ? cfg.out : opts.out) / "servers";
   auto evaluator = make_engine_evaluator(eo);
   auto ops = make_arith_ops();
   RunSummary s = run_experiment(cfg, opts, *evaluator, *ops);

@@ -87,6 +87,7 @@ std::string cell_fingerprint(const ExperimentConfig& cfg, const Variant& v, cons
                      format_alpha(v.alpha), v.control ? fmt::format("seed{}", cfg.control.seed) : "no");
   }
   s += fmt::format("cond={}|task={}|evalseed={}", c.key(), t.key(), cfg.seed);
+  if (std::string b = cfg.backend.key(); !b.empty()) s += "|" + b;  // engine cells keep their fingerprints
   return fmt::format("{:016x}", fnv1a(s));
 }
 
@@ -415,6 +416,11 @@ RunSummary run_experiment(const ExperimentConfig& cfg, const RunOptions& opts, C
     if (!fs::is_directory(path)) fail("{}: model '{}': {} is not a directory", cfg.origin, name, path.string());
 
   std::vector<Variant> variants = plan_variants(cfg);
+  if (!cfg.backend.base_urls.empty() && variants.size() != 1)
+    fail("{}: backend.base_url is one running server, which serves one model, but this grid evaluates {} models "
+         "(targets x alphas, random control); use backend.launch to start servers per model, or reduce the grid "
+         "to one model (alphas: [0], random_control: false)",
+         cfg.origin, variants.size());
   struct Cell {
     const Variant* v;
     const ConditionConfig* c;
@@ -497,6 +503,10 @@ RunSummary run_experiment(const ExperimentConfig& cfg, const RunOptions& opts, C
       auto tc = std::chrono::steady_clock::now();
       log(fmt::format("[{}/{}] evaluating {} | {} | {}", computed + sum.cells_cached + 1, cells.size(), v.id,
                       c->c->name, c->t->name));
+      // Samples finished within the cell are cached here (remote backends), so an interrupted
+      // cell resumes at request granularity; the folder goes once the cell is written.
+      fs::path partial = sum.out / "partial" / c->fp;
+      evaluator.begin_cell(partial);
       CellResult r = evaluator.evaluate(model, *c->c, *c->t);
       if (r.per_doc.size() != size_t(r.n))
         fail("evaluation of {} on {} returned {} per-document scores for n = {}", c->t->name, v.id, r.per_doc.size(),
@@ -507,6 +517,10 @@ RunSummary run_experiment(const ExperimentConfig& cfg, const RunOptions& opts, C
                 {"task_key", c->t->key()}, {"metric", r.metric},   {"value", r.value},     {"stderr", r.std_err},
                 {"n", r.n},              {"per_doc", r.per_doc},   {"extra", r.extra},    {"seconds", secs}};
       write_file_atomic(c->file, j.dump());
+      {
+        std::error_code ec;
+        fs::remove_all(partial, ec);
+      }
       done[c->fp] = j;
       ++computed;
       log(fmt::format("      {} = {:.2f}% ± {:.2f} (n={}, {:.1f}s)", r.metric, r.value * 100, r.std_err * 100, r.n,
@@ -525,6 +539,10 @@ RunSummary run_experiment(const ExperimentConfig& cfg, const RunOptions& opts, C
   if (!keep) {
     std::error_code ec;
     fs::remove_all(sum.out / "scratch", ec);
+  }
+  {
+    std::error_code ec;
+    fs::remove(sum.out / "partial", ec);  // only when empty
   }
 
   std::vector<json> ordered;

@@ -37,6 +37,9 @@ class CellEvaluator {
                               const TaskConfig& task) = 0;
   // Drop anything held for the last model (called before its directory is deleted).
   virtual void release() {}
+  // Called before each evaluate(): a folder where the cell's finished samples may be cached so
+  // that a resumed run redoes only the unfinished ones (deleted once the cell is written).
+  virtual void begin_cell(const std::filesystem::path& cache_dir) { (void)cache_dir; }
 };
 
 struct EvaluatorOptions {
@@ -44,9 +47,13 @@ struct EvaluatorOptions {
   uint64_t seed = 1234;  // lm-eval's fewshot_random_seed
   bool quiet = false;    // no per-task progress bars
   std::string data_dir;  // shipped data root override ("" : eval::default_data_root())
+  BackendConfig backend;            // engine (default) or OpenAI-compatible servers
+  std::filesystem::path log_dir;    // managed servers' logs (the run directory's servers/)
 };
-// Cells evaluated with rvec's engine (eval::open_model) and the evaluation harness
-// (eval::evaluate_task). A condition's `think` and perturbation (at most one per condition)
+// Cells evaluated by the evaluation harness (eval::evaluate_task) on the configured backend:
+// rvec's engine in-process, servers launched per model (backend::ServerGroup: started on the
+// first cell of a model, stopped at release() or when the next model starts), or a running
+// server. A condition's `think` and perturbation (at most one per condition)
 // are passed on; group tasks (bbh) are evaluated member by member and pooled per document.
 // The primary metric is the task's first filter's metric (exact_match,strict-match,
 // acc,none, pass@1,create_test, exact_match,get-answer ...). HumanEval programs run in the sandbox.

@@ -57,29 +57,4 @@ void register_toy_arith() {
   });
 }
 
-std::pair<std::vector<int32_t>, std::vector<int32_t>> lm_eval_encode_pair(const text::Tokenizer& tok,
-                                                                          std::string context,
-                                                                          std::string continuation,
-                                                                          int32_t prefix_token) {
-  std::string stripped = eval::py_rstrip(context);
-  size_t n_spaces = context.size() - stripped.size();
-  if (n_spaces > 0) {
-    // (appends instead of operator+: GCC 12 -O3 reports a false -Wrestrict on the latter)
-    std::string moved;
-    moved.reserve(n_spaces + continuation.size());
-    moved.append(context, context.size() - n_spaces, n_spaces);
-    moved.append(continuation);
-    continuation = std::move(moved);
-    context = std::move(stripped);
-  }
-  if (context.empty()) return {{prefix_token}, tok.encode(continuation, true)};
-  std::string joined;
-  joined.reserve(context.size() + continuation.size());
-  joined.append(context);
-  joined.append(continuation);
-  std::vector<int32_t> whole = tok.encode(joined, true), ctx = tok.encode(context, true);
-  std::vector<int32_t> cont(whole.begin() + std::min(ctx.size(), whole.size()), whole.end());
-  return {ctx, cont};
-}
-
 }  // namespace rvec::experiment

@@ -114,3 +114,46 @@ TEST(ExpConfig, ShippedExamplesParse) {
   EXPECT_EQ(math.tasks[0].key().find("samples"), std::string::npos);
   EXPECT_NE(math.tasks[1].key().find("samples=8"), std::string::npos);
 }
+
+TEST(ExpConfig, BackendSection) {
+  const std::string m = "models: {sft: a, grpo: b, instruct: c}\ntasks: [t]\n";
+  auto c = parse_config(m + R"(backend:
+  kind: openai
+  launch: "vllm serve {model} --port {port}"
+  instances: 2
+  gpus: [0, "2,3"]
+  ready_timeout: 60
+  concurrency: 32
+)",
+                        "/b", "b.yaml");
+  EXPECT_EQ(c.backend.kind, "openai");
+  EXPECT_EQ(c.backend.instances, 2);
+  EXPECT_EQ(c.backend.gpus, (std::vector<std::string>{"0", "2,3"}));
+  EXPECT_EQ(c.backend.ready_timeout, 60);
+  EXPECT_EQ(c.backend.concurrency, 32);
+  EXPECT_EQ(parse_config(m, "/b", "b.yaml").backend.kind, "engine");
+  EXPECT_EQ(parse_config(m, "/b", "b.yaml").backend.key(), "");  // engine cells keep their fingerprints
+  EXPECT_NE(c.backend.key(), "");
+  auto c2 = parse_config(m + "backend: {kind: openai, base_url: http://h:8000/v1}\n", "/b", "b.yaml");
+  EXPECT_EQ(c2.backend.base_urls, std::vector<std::string>{"http://h:8000/v1"});
+  auto err = [&](const std::string& b) {
+    try {
+      parse_config(m + b, "/b", "bad.yaml");
+    } catch (const rvec::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(err("backend: {kind: vllm}\n").find("backend.kind 'vllm'"), std::string::npos);
+  EXPECT_NE(err("backend: {kind: openai}\n").find("exactly one of `launch`"), std::string::npos);
+  EXPECT_NE(err("backend: {kind: openai, launch: \"x {model}\"}\n").find("{port}"), std::string::npos);
+  EXPECT_NE(err("backend: {kind: openai, launch: \"x {model} {port}\", base_url: http://h}\n").find("exactly one"),
+            std::string::npos);
+  EXPECT_NE(err("backend: {kind: openai, base_url: http://h, instance: 2}\n").find("unknown key 'instance'"),
+            std::string::npos);
+  EXPECT_NE(err("backend: {launch: \"x {model} {port}\"}\n").find("kind: openai"), std::string::npos);
+  auto vllm = load_config(std::string(RVEC_SOURCE_DIR) + "/examples/paper-vllm.yaml");
+  EXPECT_EQ(vllm.backend.kind, "openai");
+  EXPECT_EQ(vllm.backend.instances, 4);
+  EXPECT_EQ(vllm.tasks.size(), 4u);
+}

@@ -319,3 +319,29 @@ TEST(Runner, MissingModelIsAnError) {
   EXPECT_EQ(ev.calls, 0);
   fs::remove_all(root);
 }
+
+TEST(Runner, RunningServerNeedsAOneModelGrid) {
+  auto root = temp_dir("base_url");
+  FakeOps ops;
+  ScriptedEval ev;
+  RunOptions o;
+  o.out = root / "out";
+  o.quiet = true;
+  // alphas -1, 0, 0.5, 1 and the control at 1, -1: six models.
+  auto cfg = make_config(root, "backend: {kind: openai, base_url: http://127.0.0.1:9}\n");
+  try {
+    run_experiment(cfg, o, ev, ops);
+    FAIL() << "expected an error";
+  } catch (const rvec::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("evaluates 6 models"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(ev.calls, 0);
+  // One model (the target at alpha 0, no control): accepted.
+  auto one = make_config(root, "backend: {kind: openai, base_url: http://127.0.0.1:9}\n");
+  one.alphas = {0};
+  one.control.enabled = false;
+  o.fresh = true;
+  run_experiment(one, o, ev, ops);
+  EXPECT_EQ(ev.calls, 4);  // 2 conditions x 2 tasks
+  fs::remove_all(root);
+}

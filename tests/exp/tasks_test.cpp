@@ -1,5 +1,4 @@
-// toy_arith as the evaluation harness runs it (prompt, generation parameters, scoring), and
-// lm-eval's (context, continuation) tokenization.
+// toy_arith as the evaluation harness runs it (prompt, generation parameters, scoring).
 #include "exp/tasks.h"
 
 #include <gtest/gtest.h>
@@ -70,20 +69,3 @@ TEST(ToyArith, PromptGenerationAndStrictMatchScoring) {
   EXPECT_DOUBLE_EQ(r.metrics.at("exact_match,strict-match").value, 0.5);
 }
 
-TEST(LmEvalEncodePair, TrailingSpaceMovesToContinuation) {
-  auto tok = text::Tokenizer::from_file(std::string(RVEC_TESTDATA_DIR) + "/tokenizers/tiny1024/tokenizer.json");
-  auto [ctx, cont] = experiment::lm_eval_encode_pair(tok, "Answer: ", "yes", 7);
-  EXPECT_EQ(ctx, tok.encode("Answer:"));
-  std::vector<int32_t> joined = ctx;
-  joined.insert(joined.end(), cont.begin(), cont.end());
-  EXPECT_EQ(joined, tok.encode("Answer: yes"));  // whole-string encoding, split after the context
-  EXPECT_EQ(cont, tok.encode(" yes"));             // (true for this BPE: ' yes' is its own word)
-  // Empty context: the prefix token stands in for it.
-  auto [c2, k2] = experiment::lm_eval_encode_pair(tok, "", "hello", 7);
-  EXPECT_EQ(c2, std::vector<int32_t>{7});
-  EXPECT_EQ(k2, tok.encode("hello"));
-  // A context of only whitespace moves entirely to the continuation.
-  auto [c3, k3] = experiment::lm_eval_encode_pair(tok, "  ", "x", 9);
-  EXPECT_EQ(c3, std::vector<int32_t>{9});
-  EXPECT_EQ(k3, tok.encode("  x"));
-}

@@ -1,4 +1,4 @@
-// eval::open_model: rvec's inference engine behind the evaluation harness's LanguageModel,
+// backend::open_engine_model: rvec's inference engine behind the evaluation harness's LanguageModel,
 // tokenizing exactly as lm-evaluation-harness's HF backend does for causal LMs:
 //  - no special tokens are added (no BOS; Llama-3 style templates carry their own);
 //  - loglikelihood(context, continuation): trailing whitespace of the context moves to the
@@ -10,21 +10,26 @@
 #include <mutex>
 
 #include "core/error.h"
-#include "eval/language_model.h"
-#include "exp/tasks.h"
+#include "backend/encode.h"
+#include "backend/engine_model.h"
 #include "infer/engine.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
 
 namespace fs = std::filesystem;
 
-namespace rvec::eval {
+namespace rvec::backend {
+
+using eval::GenRequest;
+using eval::LanguageModel;
+using eval::LoglikRequest;
+using eval::LoglikResult;
 
 namespace {
 
 class EngineModel : public LanguageModel {
  public:
-  EngineModel(const std::string& path, const ModelOptions& opts) : path_(path) {
+  EngineModel(const std::string& path, const EngineOptions& opts) : path_(path) {
     model_ = infer::load_model(path);
     if (!model_->tokenizer()) fail("{}: no tokenizer.json: rvec cannot evaluate a model without its tokenizer", path);
     infer::EngineOptions eo;
@@ -69,7 +74,7 @@ class EngineModel : public LanguageModel {
     std::mutex mu;
     engine_->generate(g, [&](size_t i, infer::GenerationResult r) {
       std::lock_guard<std::mutex> lk(mu);
-      on_done(i, cut_at_stop(r.text, reqs[i].until));
+      on_done(i, eval::cut_at_stop(r.text, reqs[i].until));
     });
   }
 
@@ -78,7 +83,7 @@ class EngineModel : public LanguageModel {
     std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> pairs;
     pairs.reserve(reqs.size());
     for (auto& r : reqs)
-      pairs.push_back(experiment::lm_eval_encode_pair(*model_->tokenizer(), r.context, r.continuation, prefix_token()));
+      pairs.push_back(lm_eval_encode_pair(*model_->tokenizer(), r.context, r.continuation, prefix_token()));
     std::mutex mu;
     engine_->loglikelihood(pairs, [&](size_t i, infer::Engine::Loglik l) {
       std::lock_guard<std::mutex> lk(mu);
@@ -110,11 +115,8 @@ class EngineModel : public LanguageModel {
 
 }  // namespace
 
-// Binaries that can open a model for evaluation know the toy family's task.
-const bool kToyRegistered = (experiment::register_toy_arith(), true);
-
-std::unique_ptr<LanguageModel> open_model(const std::string& path, const ModelOptions& opts) {
+std::unique_ptr<LanguageModel> open_engine_model(const std::string& path, const EngineOptions& opts) {
   return std::make_unique<EngineModel>(path, opts);
 }
 
-}  // namespace rvec::eval
+}  // namespace rvec::backend
