@@ -16,7 +16,7 @@
 namespace {
 
 struct Args {
-  std::string model, tasks = "gsm8k", out, data_dir, chat_template;
+  std::string model, tasks = "gsm8k", out, data_dir, chat_template, lm_eval_version = "0.4.9.2";
   std::vector<std::string> perturb;
   int limit = -1, num_fewshot = -1, max_gen_tokens = -1, batch = 16, threads = 0, samples = 1;
   long long seed = -1;
@@ -59,6 +59,8 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
   app.add_option("--max-gen-tokens", a->max_gen_tokens, "Generation budget (default: each task's)");
   app.add_flag("--chat", a->chat, "Apply the model's chat template (few-shot as alternating turns)");
   app.add_option("--chat-template", a->chat_template, "Jinja chat template file overriding the model's");
+  app.add_option("--lm-eval-version", a->lm_eval_version,
+                 "lm-eval release whose prompt rules to follow: 0.4.9.2 (reference, default) or 0.4.11");
   app.add_flag("--think", a->think, "Append \"Think step by step.\" to the user turn");
   app.add_option("--perturb", a->perturb, "Adversarial conditions: distractor, shuffle_choices, fewshot_numbers")
       ->delimiter(',');
@@ -87,6 +89,7 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
     if (a->max_gen_tokens > 0) o.max_gen_tokens = a->max_gen_tokens;
     o.chat = a->chat;
     o.think = a->think;
+    o.lm_eval = parse_lm_eval_version(a->lm_eval_version);
     o.perturb = a->perturb;
     if (a->seed >= 0) o.fewshot_seed = o.gen_seed = uint64_t(a->seed);
     o.temperature = a->temperature;

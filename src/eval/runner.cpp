@@ -429,6 +429,7 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
   po.chat = opts.chat;
   po.think = opts.think;
   po.num_fewshot = opts.num_fewshot;
+  po.lm_eval = opts.lm_eval;
   int n_shot = effective_fewshot(t, po);
   size_t N = opts.limit ? std::min(*opts.limit, t.docs.size()) : t.docs.size();
   PyRandom rng(opts.fewshot_seed);
@@ -628,7 +629,9 @@ EvalResults run_eval(LanguageModel& model, const std::vector<std::string>& names
                   {"think_instruction", opts.think ? json(kThinkInstruction) : json(nullptr)},
                   {"perturbations", opts.perturb},
                   {"data_dir", opts.data_dir ? json(*opts.data_dir) : json(nullptr)},
-                  {"sandbox", opts.sandbox_mode}};
+                  {"sandbox", opts.sandbox_mode},
+                  {"lm_eval_reference", kLmEvalReference},
+                  {"lm_eval_prompt_rules", lm_eval_version_name(opts.lm_eval)}};
   if (opts.top_p != 1) r.run_config["gen_kwargs"]["top_p"] = opts.top_p;
   if (opts.samples > 1) r.run_config["repeats"] = opts.samples;
   if (!opts.out_dir.empty()) write_outputs(r, opts.out_dir);
@@ -772,6 +775,7 @@ EvalResults rescore_samples_file(const std::string& path, const EvalOptions& opt
   }
   r.groups = aggregate_groups(r.tasks);
   r.run_config = {{"rescored_from", path},
+                  {"lm_eval_reference", kLmEvalReference},
                   {"fewshot_seed", opts.fewshot_seed},
                   {"data_dir", opts.data_dir ? json(*opts.data_dir) : json(nullptr)},
                   {"sandbox", opts.sandbox_mode}};

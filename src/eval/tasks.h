@@ -79,11 +79,22 @@ Task load_task(const std::string& name, const DataSource& data);
 
 inline const std::string kThinkInstruction = "Think step by step.";
 
+// The lm-evaluation-harness release whose prompt rules are reproduced. v0.4.9.2 is the reference
+// (task versions, filters and prompts are pinned to it); v0.4.11 changed one prompt rule: in plain
+// text, the target delimiter before a gen_prefix is inserted only when neither side of the join is
+// whitespace (humaneval_instruct's "...```\n" + "Here is ..." then gets no space).
+enum class LmEvalVersion { V0_4_9_2, V0_4_11 };
+inline const std::string kLmEvalReference = "v0.4.9.2";
+// "0.4.9.2" / "v0.4.9.2" / "0.4.11" / "v0.4.11" (later releases keep the v0.4.11 rule: "0.4.12" too).
+LmEvalVersion parse_lm_eval_version(const std::string& s);
+std::string lm_eval_version_name(LmEvalVersion v);  // "v0.4.9.2" | "v0.4.11"
+
 struct PromptOptions {
   bool chat = false;
   bool think = false;                  // append "\n" + kThinkInstruction to the evaluated doc's text
   std::optional<int> num_fewshot;      // overrides the task's default
   std::function<Doc(const Doc&)> fewshot_transform;  // perturbation of the few-shot exemplars
+  LmEvalVersion lm_eval = LmEvalVersion::V0_4_9_2;
 };
 
 int effective_fewshot(const Task& t, const PromptOptions& o);
