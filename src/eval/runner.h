@@ -55,6 +55,10 @@ struct Sample {
   std::string target;
   nlohmann::json filtered = nlohmann::json::object();
   std::map<std::string, double> metrics;  // "exact_match,strict-match" -> 0/1
+  // lm-eval's view (its samples file): doc_to_target as lm-eval prints it when it differs from
+  // `target` (sciq: the gold index), and each choice's continuation (multiple choice).
+  std::string lm_eval_target;
+  std::vector<std::string> continuations;
   nlohmann::json to_json() const;
 };
 
@@ -74,6 +78,7 @@ struct TaskResult {
   std::map<std::string, std::vector<double>> per_doc;
   std::vector<TaskResult> breakdown;  // gsm_plus: one entry per perturbation_type
   nlohmann::json config;
+  std::vector<std::string> doc_keys;  // the dataset's field order (lm-eval's doc_hash)
 };
 
 struct GroupResult {
@@ -114,12 +119,17 @@ void score_sample(const Task& task, Sample& s, const EvalOptions& opts);
 TaskResult aggregate(const Task& task, std::vector<Sample> samples, const EvalOptions& opts);
 std::vector<GroupResult> aggregate_groups(const std::vector<TaskResult>& tasks);
 
-// Writes results_<dt>.json, results_<dt>.md and samples_<task>_<dt>.jsonl into dir.
+// Writes results_<dt>.json, results_<dt>.md and samples_<task>_<dt>.jsonl into dir, and the same
+// samples in lm-eval's own format into dir/lm_eval/ (with a copy of the results file).
 void write_outputs(const EvalResults& r, const std::string& dir);
 
 // rvec rescore: recomputes filtered/metrics/aggregates from a samples file (task, doc_id and
 // output needed per line; targets come from the dataset).
 EvalResults rescore_samples_file(const std::string& samples_path, const EvalOptions& opts);
+// Several files, each rvec's or lm-eval's own samples format (lm-eval: the task comes from the
+// samples_<task>_<date>.jsonl name, or task_override; the lines' `doc` and `resps` are used).
+EvalResults rescore_samples_files(const std::vector<std::string>& paths, const EvalOptions& opts,
+                                  const std::string& task_override = "");
 
 // Loads the task, applies the perturbation named after '@', using opts.data_dir / shipped data.
 Task load_task_for(const std::string& name, const EvalOptions& opts);

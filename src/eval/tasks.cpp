@@ -6,6 +6,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "eval/lm_eval_io.h"
 #include "eval/word2number.h"
 
 namespace rvec::eval {
@@ -352,6 +353,7 @@ Task sciq_task(const DataSource& data) {
                                     str_field(d, "distractor3"), str_field(d, "correct_answer")};
   };
   t.doc_to_gold = [](const Doc& d) { return d.contains("_gold") ? d["_gold"].get<int>() : 3; };
+  t.lm_eval_target = [gold = t.doc_to_gold](const Doc& d) { return std::to_string(gold(d)); };  // doc_to_target: 3
   t.doc_to_target = [choice = t.doc_to_choice, gold = t.doc_to_gold](const Doc& d) {
     return choice(d)[size_t(gold(d))];
   };
@@ -518,7 +520,16 @@ Task load_task(const std::string& name, const DataSource& data) {
     if (it == registry().tasks.end()) fail("unknown task '{}' (rvec eval --list-tasks lists them)", name);
     f = it->second;
   }
-  return f(data);
+  Task t = f(data);
+  if (t.doc_keys.empty() && !t.data_files.empty())
+    t.doc_keys = first_record_key_order(data.read(t.data_files[0]), t.data_files[0]);
+  return t;
+}
+
+double group_version(const std::string& group) {
+  // lm-eval v0.4.9.2 _bbh_cot_fewshot.yaml / _bbh_zeroshot.yaml metadata.version.
+  if (group == "bbh" || group == "bbh_zeroshot") return 3.0;
+  return 1.0;
 }
 
 // ---------------------------------------------------------------- prompts

@@ -32,6 +32,7 @@ struct Task {
   std::function<std::vector<std::string>(const Doc&)> doc_to_choice;  // multiple choice only
   std::function<int(const Doc&)> doc_to_gold;                          // multiple choice only
   std::function<std::string(const Doc&)> gen_prefix;                  // optional
+  std::function<std::string(const Doc&)> lm_eval_target;  // optional: str(doc_to_target) where lm-eval's differs
   std::string target_delimiter = " ", fewshot_delimiter = "\n\n";
   std::vector<std::string> until;
   int max_gen_toks = 256;
@@ -46,6 +47,7 @@ struct Task {
   bool word_problem = false;    // the `distractor` perturbation applies
   std::vector<std::string> data_files;
   std::vector<Doc> docs, fewshot_docs;
+  std::vector<std::string> doc_keys;  // field order of data_files[0]'s records (lm-eval's doc_hash)
 };
 
 // Where task data comes from: the shipped data/ root, or a --data-dir override that is used for
@@ -76,6 +78,7 @@ bool is_task(const std::string& name);
 // Expands groups into their tasks, keeps order, removes duplicates; rvec::Error on unknown names.
 std::vector<std::string> expand_tasks(const std::vector<std::string>& names);
 Task load_task(const std::string& name, const DataSource& data);
+double group_version(const std::string& group);  // the pinned lm-eval group YAML's metadata.version
 
 inline const std::string kThinkInstruction = "Think step by step.";
 
