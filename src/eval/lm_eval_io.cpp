@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 
 #include "core/error.h"
@@ -183,6 +184,82 @@ std::optional<std::string> task_from_lm_eval_samples_name(const std::string& pat
   std::string name = std::filesystem::path(path).filename().string();
   if (!std::regex_match(name, m, re)) return std::nullopt;
   return m[1].str();
+}
+
+namespace {
+std::string answer_text(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_array() && v.size() == 1 && v[0].is_string()) return v[0].get<std::string>();
+  return v.dump();
+}
+
+void load_samples_file(const std::string& path, RunSamples& run) {
+  std::ifstream in(path);
+  if (!in) fail("{}: cannot open samples file", path);
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    lineno++;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json j;
+    try {
+      j = json::parse(line);
+    } catch (const std::exception& e) {
+      fail("{}:{}: invalid JSON: {}", path, lineno, e.what());
+    }
+    if (!j.is_object() || !j.contains("doc_id") || !j["doc_id"].is_number_unsigned())
+      fail("{}:{}: no 'doc_id'", path, lineno);
+    size_t id = j["doc_id"].get<size_t>();
+    if (is_lm_eval_sample_line(j)) {
+      auto task = task_from_lm_eval_samples_name(path);
+      if (!task) fail("{}: an lm-eval samples file must be named samples_<task>_<date>.jsonl", path);
+      DocRecord& r = run[*task][id];
+      std::string filter = j["filter"].get<std::string>();
+      r.prompt_hash = j.value("prompt_hash", std::string());
+      if (j.contains("metrics") && j["metrics"].is_array())
+        for (auto& m : j["metrics"]) {
+          std::string name = m.get<std::string>();
+          if (j.contains(name) && j[name].is_number()) r.metrics[name + "," + filter] = j[name].get<double>();
+        }
+      if (j.contains("filtered_resps") && j["filtered_resps"].is_array() && !j["filtered_resps"].empty())
+        r.answers[filter] = answer_text(j["filtered_resps"].size() == 1 ? j["filtered_resps"][0] : j["filtered_resps"]);
+      continue;
+    }
+    if (!j.contains("task") || !j.contains("metrics") || !j["metrics"].is_object())
+      fail("{}:{}: neither an rvec samples line (task, doc_id, metrics) nor an lm-eval one", path, lineno);
+    DocRecord& r = run[j["task"].get<std::string>()][id];
+    if (j.contains("prompt") && j["prompt"].is_string()) r.prompt_hash = sha256_hex(j["prompt"].get<std::string>());
+    for (auto& [k, v] : j["metrics"].items())
+      if (v.is_number()) r.metrics[k] = v.get<double>();
+    if (j.contains("filtered") && j["filtered"].is_object())
+      for (auto& [k, v] : j["filtered"].items()) r.answers[k] = answer_text(v);
+  }
+}
+}  // namespace
+
+RunSamples load_run_samples(const std::string& path) {
+  namespace fs = std::filesystem;
+  RunSamples run;
+  if (fs::is_directory(path)) {
+    std::vector<std::string> files;
+    for (auto& e : fs::directory_iterator(path)) {
+      std::string n = e.path().filename().string();
+      if (e.is_regular_file() && n.starts_with("samples_") && n.ends_with(".jsonl")) files.push_back(e.path().string());
+    }
+    std::sort(files.begin(), files.end());
+    if (files.empty()) fail("{}: no samples_<task>_<date>.jsonl file in this folder", path);
+    std::map<std::string, std::string> file_of_task;
+    for (auto& f : files) {
+      auto task = task_from_lm_eval_samples_name(f);
+      if (!task) continue;
+      auto [it, fresh] = file_of_task.emplace(*task, f);
+      if (!fresh) fail("{}: two samples files for task {} ({} and {}): pass the file to compare", path, *task, it->second, f);
+    }
+    for (auto& f : files) load_samples_file(f, run);
+  } else {
+    load_samples_file(path, run);
+  }
+  return run;
 }
 
 }  // namespace rvec::eval

@@ -3,6 +3,7 @@
 // doc/prompt/target sha256 hashes and task_hashes), and reading samples files that lm-eval wrote
 // (any backend: the format does not depend on it) so rvec can re-score them.
 #pragma once
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -31,5 +32,18 @@ bool is_lm_eval_sample_line(const nlohmann::json& line);
 nlohmann::json output_from_lm_eval_line(const Task& task, const nlohmann::json& line, const std::string& where);
 // "gsm8k" from ".../samples_gsm8k_2026-12-04T15-00-00.123456.jsonl"; nullopt if not that shape.
 std::optional<std::string> task_from_lm_eval_samples_name(const std::string& path);
+
+// One run's per-document records, from its samples files (rvec's or lm-eval's format), as
+// recorded (nothing is re-scored): task -> doc_id -> record.
+struct DocRecord {
+  std::string prompt_hash;                  // sha256 of the prompt ("" if the file has none)
+  std::map<std::string, double> metrics;    // "exact_match,strict-match" -> value
+  std::map<std::string, std::string> answers;  // filter -> filtered answer (JSON text if not a string)
+};
+using RunSamples = std::map<std::string, std::map<size_t, DocRecord>>;
+// `path`: a samples file or a folder holding samples_<task>_<date>.jsonl files (rvec's --out
+// folder, or lm-eval's output folder for one model). rvec::Error naming the path when none is found
+// or a line is malformed.
+RunSamples load_run_samples(const std::string& path);
 
 }  // namespace rvec::eval
