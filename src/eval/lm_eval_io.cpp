@@ -194,21 +194,9 @@ std::string answer_text(const json& v) {
 }
 
 void load_samples_file(const std::string& path, RunSamples& run) {
-  std::ifstream in(path);
-  if (!in) fail("{}: cannot open samples file", path);
-  std::string line;
-  int lineno = 0;
-  while (std::getline(in, line)) {
-    lineno++;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json j;
-    try {
-      j = json::parse(line);
-    } catch (const std::exception& e) {
-      fail("{}:{}: invalid JSON: {}", path, lineno, e.what());
-    }
+  for_each_samples_line(path, [&](json& j, const std::string& where) {
     if (!j.is_object() || !j.contains("doc_id") || !j["doc_id"].is_number_unsigned())
-      fail("{}:{}: no 'doc_id'", path, lineno);
+      fail("{}: no 'doc_id'", where);
     size_t id = j["doc_id"].get<size_t>();
     if (is_lm_eval_sample_line(j)) {
       auto task = task_from_lm_eval_samples_name(path);
@@ -223,19 +211,37 @@ void load_samples_file(const std::string& path, RunSamples& run) {
         }
       if (j.contains("filtered_resps") && j["filtered_resps"].is_array() && !j["filtered_resps"].empty())
         r.answers[filter] = answer_text(j["filtered_resps"].size() == 1 ? j["filtered_resps"][0] : j["filtered_resps"]);
-      continue;
+      return;
     }
     if (!j.contains("task") || !j.contains("metrics") || !j["metrics"].is_object())
-      fail("{}:{}: neither an rvec samples line (task, doc_id, metrics) nor an lm-eval one", path, lineno);
+      fail("{}: neither an rvec samples line (task, doc_id, metrics) nor an lm-eval one", where);
     DocRecord& r = run[j["task"].get<std::string>()][id];
     if (j.contains("prompt") && j["prompt"].is_string()) r.prompt_hash = sha256_hex(j["prompt"].get<std::string>());
     for (auto& [k, v] : j["metrics"].items())
       if (v.is_number()) r.metrics[k] = v.get<double>();
     if (j.contains("filtered") && j["filtered"].is_object())
       for (auto& [k, v] : j["filtered"].items()) r.answers[k] = answer_text(v);
-  }
+  });
 }
 }  // namespace
+
+void for_each_samples_line(const std::string& path, const std::function<void(json&, const std::string&)>& fn) {
+  std::ifstream in(path);
+  if (!in) fail("{}: cannot open samples file", path);
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    lineno++;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json j;
+    try {
+      j = json::parse(line);
+    } catch (const std::exception& e) {
+      fail("{}:{}: invalid JSON: {}", path, lineno, e.what());
+    }
+    fn(j, fmt::format("{}:{}", path, lineno));
+  }
+}
 
 RunSamples load_run_samples(const std::string& path) {
   namespace fs = std::filesystem;

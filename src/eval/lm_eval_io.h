@@ -3,6 +3,7 @@
 // doc/prompt/target sha256 hashes and task_hashes), and reading samples files that lm-eval wrote
 // (any backend: the format does not depend on it) so rvec can re-score them.
 #pragma once
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -32,6 +33,10 @@ bool is_lm_eval_sample_line(const nlohmann::json& line);
 nlohmann::json output_from_lm_eval_line(const Task& task, const nlohmann::json& line, const std::string& where);
 // "gsm8k" from ".../samples_gsm8k_2026-12-04T15-00-00.123456.jsonl"; nullopt if not that shape.
 std::optional<std::string> task_from_lm_eval_samples_name(const std::string& path);
+
+// Calls fn(line, "path:lineno") for each non-blank line of a JSON-lines samples file; rvec::Error
+// naming the file (and line) when it cannot be opened or a line is not JSON.
+void for_each_samples_line(const std::string& path, const std::function<void(nlohmann::json&, const std::string&)>& fn);
 
 // One run's per-document records, from its samples files (rvec's or lm-eval's format), as
 // recorded (nothing is re-scored): task -> doc_id -> record.

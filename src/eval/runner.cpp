@@ -761,20 +761,7 @@ EvalResults rescore_samples_files(const std::vector<std::string>& paths, const E
   std::map<std::string, std::vector<json>> by_task;
   std::map<std::string, std::string> where_of;  // task -> file (messages)
   for (auto& path : paths) {
-    std::ifstream in(path);
-    if (!in) fail("{}: cannot open samples file", path);
-    std::string line;
-    int lineno = 0;
-    while (std::getline(in, line)) {
-      lineno++;
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      json j;
-      try {
-        j = json::parse(line);
-      } catch (const std::exception& e) {
-        fail("{}:{}: invalid JSON: {}", path, lineno, e.what());
-      }
-      const std::string where = fmt::format("{}:{}", path, lineno);
+    for_each_samples_line(path, [&](json& j, const std::string& where) {
       if (is_lm_eval_sample_line(j)) {
         // lm-eval's own file: no task field (it is in the file name), one line per filter.
         if (!j.contains("doc_id")) fail("{}: missing 'doc_id'", where);
@@ -795,7 +782,7 @@ EvalResults rescore_samples_files(const std::vector<std::string>& paths, const E
       std::string task = j["task"].get<std::string>();
       if (!by_task.count(task)) order.push_back(task), where_of[task] = path;
       by_task[task].push_back(std::move(j));
-    }
+    });
   }
   const std::string path = paths.size() == 1 ? paths[0] : fmt::format("{} files", paths.size());
   EvalResults r;
