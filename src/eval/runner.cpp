@@ -114,7 +114,8 @@ json task_config(const Task& t, const EvalOptions& o, int n_shot) {
             {"filter_list", filters},
             {"metric_list", metrics},
             {"apply_chat_template", o.chat},
-            {"fewshot_as_multiturn", o.chat},
+            {"fewshot_as_multiturn", o.chat && o.fewshot_as_multiturn},
+            {"system_instruction", o.system_instruction ? json(*o.system_instruction) : json(nullptr)},
             {"think_instruction", o.think ? json(kThinkInstruction) : json(nullptr)},
             {"perturbation", split_perturbed_name(t.name).second},
             {"metadata", {{"version", t.version}}}};
@@ -436,6 +437,8 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
   po.think = opts.think;
   po.num_fewshot = opts.num_fewshot;
   po.lm_eval = opts.lm_eval;
+  po.fewshot_as_multiturn = opts.fewshot_as_multiturn;
+  po.system_instruction = opts.system_instruction;
   int n_shot = effective_fewshot(t, po);
   size_t N = opts.limit ? std::min(*opts.limit, t.docs.size()) : t.docs.size();
   PyRandom rng(opts.fewshot_seed);
@@ -631,7 +634,8 @@ EvalResults run_eval(LanguageModel& model, const std::vector<std::string>& names
                   {"random_seed", opts.gen_seed},
                   {"fewshot_seed", opts.fewshot_seed},
                   {"apply_chat_template", opts.chat},
-                  {"fewshot_as_multiturn", opts.chat},
+                  {"fewshot_as_multiturn", opts.chat && opts.fewshot_as_multiturn},
+                  {"system_instruction", opts.system_instruction ? json(*opts.system_instruction) : json(nullptr)},
                   {"think_instruction", opts.think ? json(kThinkInstruction) : json(nullptr)},
                   {"perturbations", opts.perturb},
                   {"data_dir", opts.data_dir ? json(*opts.data_dir) : json(nullptr)},

@@ -21,6 +21,8 @@ struct EvalOptions {
   std::optional<int> num_fewshot;       // overrides each task's default
   std::optional<int> max_gen_tokens;    // overrides each task's max_gen_toks
   bool chat = false, think = false;
+  bool fewshot_as_multiturn = true;                  // with chat: false = one user turn (lm-eval's default)
+  std::optional<std::string> system_instruction;     // lm-eval --system_instruction
   LmEvalVersion lm_eval = LmEvalVersion::V0_4_9_2;  // --lm-eval-version (prompt rules; results' config.lm_eval_reference)
   std::vector<std::string> perturb;     // each adds "<task>@<name>" for the tasks it applies to
   uint64_t fewshot_seed = 1234;         // lm-eval's fewshot_random_seed

@@ -573,13 +573,45 @@ std::string doc_text(const Task& t, const Doc& doc, const PromptOptions& o) {
   if (o.think) s += "\n" + kThinkInstruction;
   return s;
 }
+
+// lm-eval fewshot_context: system_instruction + fewshot_delimiter + description, or either alone.
+std::string system_prompt(const Task& t, const PromptOptions& o) {
+  if (o.system_instruction && !t.description.empty()) return *o.system_instruction + t.fewshot_delimiter + t.description;
+  if (o.system_instruction) return *o.system_instruction;
+  return t.description;
+}
+
+// ContextSampler.get_context: each example's text, delimiter, gen_prefix, target, fewshot delimiter.
+std::string fewshot_text(const Task& t, const std::vector<Doc>& fewshot, const PromptOptions& o) {
+  std::string ctx;
+  for (auto& ex : fewshot) {
+    Doc e = o.fewshot_transform ? o.fewshot_transform(ex) : ex;
+    ctx += t.doc_to_text(e);
+    std::string target = t.doc_to_target(e);
+    if (!target.empty()) {
+      ctx += t.target_delimiter;
+      if (t.gen_prefix) ctx += t.gen_prefix(e) + " ";
+      ctx += target;
+      ctx += t.fewshot_delimiter;
+    }
+  }
+  return ctx;
+}
 }  // namespace
 
 std::vector<std::pair<std::string, std::string>> build_chat_messages(const Task& t, const Doc& doc,
                                                                      const std::vector<Doc>& fewshot,
                                                                      const PromptOptions& o) {
   std::vector<std::pair<std::string, std::string>> msgs;
-  if (!t.description.empty()) msgs.emplace_back("system", t.description);
+  std::string system = system_prompt(t, o);
+  if (!system.empty()) msgs.emplace_back("system", system);
+  if (!o.fewshot_as_multiturn) {
+    // lm-eval's get_chat_context(fewshot_as_multiturn=False): the plain few-shot text, then the
+    // question appended to that same user turn.
+    std::string user = fewshot_text(t, fewshot, o) + doc_text(t, doc, o);
+    msgs.emplace_back("user", user);
+    return msgs;
+  }
   for (auto& ex : fewshot) {
     Doc e = o.fewshot_transform ? o.fewshot_transform(ex) : ex;
     std::string prefix = t.gen_prefix ? t.gen_prefix(e) + " " : "";
@@ -600,18 +632,7 @@ std::string build_prompt(const Task& t, const Doc& doc, const std::vector<Doc>& 
     if (!rendered) fail("{}: --chat given but model '{}' has no chat template", t.name, model->name());
     return *rendered + gp;
   }
-  std::string ctx = t.description;
-  for (auto& ex : fewshot) {
-    Doc e = o.fewshot_transform ? o.fewshot_transform(ex) : ex;
-    ctx += t.doc_to_text(e);
-    std::string target = t.doc_to_target(e);
-    if (!target.empty()) {
-      ctx += t.target_delimiter;
-      if (t.gen_prefix) ctx += t.gen_prefix(e) + " ";
-      ctx += target;
-      ctx += t.fewshot_delimiter;
-    }
-  }
+  std::string ctx = system_prompt(t, o) + fewshot_text(t, fewshot, o);
   std::string text = doc_text(t, doc, o);
   ctx += text;
   if (t.gen_prefix) {

@@ -98,6 +98,12 @@ struct PromptOptions {
   std::optional<int> num_fewshot;      // overrides the task's default
   std::function<Doc(const Doc&)> fewshot_transform;  // perturbation of the few-shot exemplars
   LmEvalVersion lm_eval = LmEvalVersion::V0_4_9_2;
+  // Chat: false puts the few-shot examples and the question into one user turn, as plain text
+  // (lm-eval's default when --apply_chat_template is given without --fewshot_as_multiturn).
+  bool fewshot_as_multiturn = true;
+  // lm-eval --system_instruction: before the description (joined by the fewshot delimiter), as
+  // the system turn with a chat template, at the start of the context without.
+  std::optional<std::string> system_instruction;
 };
 
 int effective_fewshot(const Task& t, const PromptOptions& o);

@@ -102,3 +102,27 @@ TEST(LmEvalParity, PythonLowerAndUnicodePunctuation) {
   EXPECT_EQ(py_lower("ÉCOLE Straße ΣΑΣ"), "école straße σας");
   EXPECT_EQ(remove_unicode_punctuation("don’t — a+b=c $5 «x»!"), "dont  a+b=c $5 x");
 }
+
+TEST(LmEvalParity, SystemInstructionAndSingleTurnChatFewshot) {
+  // lm-eval v0.4.9.2 fewshot_context (chat template rendering the message list as JSON) on
+  // bbh_cot_fewshot_boolean_expressions doc 0, 3 shots, --system_instruction "You are careful.".
+  auto j = nlohmann::json::parse(rvec::read_file(RVEC_TESTDATA_DIR "/eval/lm_eval/chat_system_instruction_v0.4.9.2.json"));
+  Task t = load_task("bbh_cot_fewshot_boolean_expressions", data());
+  PyRandom rng(1234);
+  auto shots = draw_fewshot(t, t.docs[0], 3, rng);
+  PromptOptions po;
+  po.system_instruction = "You are careful.";
+  EXPECT_EQ(build_prompt(t, t.docs[0], shots, po, nullptr), j["plain"].get<std::string>());
+  for (bool multi : {true, false}) {
+    SCOPED_TRACE(multi);
+    po.chat = true;
+    po.fewshot_as_multiturn = multi;
+    auto msgs = build_chat_messages(t, t.docs[0], shots, po);
+    const auto& want = j[multi ? "multiturn" : "singleturn"];
+    ASSERT_EQ(msgs.size(), want.size());
+    for (size_t i = 0; i < msgs.size(); i++) {
+      EXPECT_EQ(msgs[i].first, want[i]["role"].get<std::string>()) << i;
+      EXPECT_EQ(msgs[i].second, want[i]["content"].get<std::string>()) << i;
+    }
+  }
+}
