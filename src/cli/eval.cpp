@@ -20,7 +20,8 @@
 namespace {
 
 struct Args {
-  std::string model, tasks = "gsm8k", out, data_dir, chat_template;
+  std::string model, tasks = "gsm8k", out, data_dir, chat_template, lm_eval_version = "0.4.9.2", system_instruction;
+  bool fewshot_as_multiturn = true;
   std::vector<std::string> perturb;
   int limit = -1, num_fewshot = -1, max_gen_tokens = -1, batch = 16, threads = 0, samples = 1;
   long long seed = -1;
@@ -66,6 +67,11 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
   app.add_option("--max-gen-tokens", a->max_gen_tokens, "Generation budget (default: each task's)");
   app.add_flag("--chat", a->chat, "Apply the model's chat template (few-shot as alternating turns)");
   app.add_option("--chat-template", a->chat_template, "Jinja chat template file overriding the model's");
+  app.add_option("--lm-eval-version", a->lm_eval_version,
+                 "lm-eval release whose prompt rules to follow: 0.4.9.2 (reference, default) or 0.4.11");
+  app.add_option("--fewshot-as-multiturn", a->fewshot_as_multiturn,
+                 "With --chat: few-shot as alternating turns (true, default) or one user turn (false)");
+  app.add_option("--system-instruction", a->system_instruction, "System instruction before the task description");
   app.add_flag("--think", a->think, "Append \"Think step by step.\" to the user turn");
   app.add_option("--perturb", a->perturb, "Adversarial conditions: distractor, shuffle_choices, fewshot_numbers")
       ->delimiter(',');
@@ -113,6 +119,9 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
     if (a->max_gen_tokens > 0) o.max_gen_tokens = a->max_gen_tokens;
     o.chat = a->chat;
     o.think = a->think;
+    o.lm_eval = parse_lm_eval_version(a->lm_eval_version);
+    o.fewshot_as_multiturn = a->fewshot_as_multiturn;
+    if (!a->system_instruction.empty()) o.system_instruction = a->system_instruction;
     o.perturb = a->perturb;
     if (a->seed >= 0) o.fewshot_seed = o.gen_seed = uint64_t(a->seed);
     o.temperature = a->temperature;

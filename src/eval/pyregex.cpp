@@ -1,6 +1,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "eval/pyregex.h"
 
+#include <unicode/ustring.h>
+
 #include <pcre2.h>
 
 #include "core/error.h"
@@ -298,6 +300,37 @@ std::string ascii_lower(const std::string& s) {
   for (auto& c : o)
     if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
   return o;
+}
+
+std::string py_lower(const std::string& s) {
+  UErrorCode err = U_ZERO_ERROR;
+  int32_t n16 = 0;
+  u_strFromUTF8(nullptr, 0, &n16, s.data(), int32_t(s.size()), &err);
+  if (err != U_BUFFER_OVERFLOW_ERROR && U_FAILURE(err)) return ascii_lower(s);
+  std::u16string u(size_t(n16), u'\0');
+  err = U_ZERO_ERROR;
+  u_strFromUTF8(reinterpret_cast<UChar*>(u.data()), n16, nullptr, s.data(), int32_t(s.size()), &err);
+  if (U_FAILURE(err)) return ascii_lower(s);
+  // Lower-casing may lengthen the text (U+0130 -> i + U+0307): size the buffer first.
+  err = U_ZERO_ERROR;
+  int32_t nl = u_strToLower(nullptr, 0, reinterpret_cast<const UChar*>(u.data()), n16, "", &err);
+  if (err != U_BUFFER_OVERFLOW_ERROR && U_FAILURE(err)) return ascii_lower(s);
+  std::u16string l(size_t(nl), u'\0');
+  err = U_ZERO_ERROR;
+  u_strToLower(reinterpret_cast<UChar*>(l.data()), nl, reinterpret_cast<const UChar*>(u.data()), n16, "", &err);
+  if (U_FAILURE(err)) return ascii_lower(s);
+  err = U_ZERO_ERROR;
+  int32_t n8 = 0;
+  u_strToUTF8(nullptr, 0, &n8, reinterpret_cast<const UChar*>(l.data()), nl, &err);
+  std::string out(size_t(n8), '\0');
+  err = U_ZERO_ERROR;
+  u_strToUTF8(out.data(), n8, nullptr, reinterpret_cast<const UChar*>(l.data()), nl, &err);
+  return U_FAILURE(err) ? ascii_lower(s) : out;
+}
+
+std::string remove_unicode_punctuation(const std::string& s) {
+  static const PyRegex punct("\\p{P}");
+  return punct.sub(s, "");
 }
 
 }  // namespace rvec::eval

@@ -53,6 +53,11 @@ std::string py_strip(const std::string& s);
 std::string py_lstrip(const std::string& s);
 std::string py_rstrip(const std::string& s);
 std::string ascii_lower(const std::string& s);
+// Python str.lower(): full Unicode lower-casing (ICU root locale); invalid UTF-8 falls back to ascii_lower.
+std::string py_lower(const std::string& s);
+// Removes every character of Unicode general category P* (lm-eval's ExtendedRegexFilter
+// punct_tbl; string.punctuation's symbols such as $ + < = > ^ ` | ~ stay).
+std::string remove_unicode_punctuation(const std::string& s);
 // Invalid UTF-8 bytes replaced by U+FFFD (what the regex functions match against).
 std::string sanitize_utf8_for_regex(const std::string& s);
 

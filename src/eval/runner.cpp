@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "eval/math_scoring.h"
+#include "eval/lm_eval_io.h"
 #include "eval/passk.h"
 #include "eval/perturb.h"
 
@@ -121,7 +122,8 @@ json task_config(const Task& t, const EvalOptions& o, int n_shot) {
             {"filter_list", filters},
             {"metric_list", metrics},
             {"apply_chat_template", o.chat},
-            {"fewshot_as_multiturn", o.chat},
+            {"fewshot_as_multiturn", o.chat && o.fewshot_as_multiturn},
+            {"system_instruction", o.system_instruction ? json(*o.system_instruction) : json(nullptr)},
             {"think_instruction", o.think ? json(kThinkInstruction) : json(nullptr)},
             {"perturbation", split_perturbed_name(t.name).second},
             {"metadata", {{"version", t.version}}}};
@@ -243,6 +245,10 @@ void score_sample(const Task& t, Sample& s, const EvalOptions& opts) {
       if (ll > bl) bl = ll, best = i;  // np.argmax: first maximum
       if (norm > bn) bn = norm, best_norm = i;
     }
+    std::string delim = opts.chat ? "" : t.target_delimiter;
+    s.continuations.clear();
+    for (auto& c : choices) s.continuations.push_back(delim + c);
+    if (t.lm_eval_target) s.lm_eval_target = t.lm_eval_target(s.doc);
     s.filtered["none"] = best;
     s.metrics["acc,none"] = int(best) == gold ? 1.0 : 0.0;
     s.metrics["acc_norm,none"] = int(best_norm) == gold ? 1.0 : 0.0;
@@ -281,6 +287,7 @@ TaskResult aggregate(const Task& t, std::vector<Sample> samples, const EvalOptio
   r.n_shot = opts.num_fewshot ? *opts.num_fewshot : t.num_fewshot;
   r.n_docs_total = t.docs.size();
   r.config = task_config(t, opts, r.n_shot);
+  r.doc_keys = t.doc_keys;
   std::sort(samples.begin(), samples.end(), [](auto& a, auto& b) { return a.doc_id < b.doc_id; });
   for (auto& s : samples)
     for (auto& [k, v] : s.metrics) r.per_doc[k].push_back(v);
@@ -452,6 +459,9 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
   po.chat = opts.chat;
   po.think = opts.think;
   po.num_fewshot = opts.num_fewshot;
+  po.lm_eval = opts.lm_eval;
+  po.fewshot_as_multiturn = opts.fewshot_as_multiturn;
+  po.system_instruction = opts.system_instruction;
   int n_shot = effective_fewshot(t, po);
   size_t N = opts.limit ? std::min(*opts.limit, t.docs.size()) : t.docs.size();
   PyRandom rng(opts.fewshot_seed);
@@ -661,12 +671,15 @@ EvalResults run_eval(LanguageModel& model, const std::vector<std::string>& names
                   {"random_seed", opts.gen_seed},
                   {"fewshot_seed", opts.fewshot_seed},
                   {"apply_chat_template", opts.chat},
-                  {"fewshot_as_multiturn", opts.chat},
+                  {"fewshot_as_multiturn", opts.chat && opts.fewshot_as_multiturn},
+                  {"system_instruction", opts.system_instruction ? json(*opts.system_instruction) : json(nullptr)},
                   {"think_instruction", opts.think ? json(kThinkInstruction) : json(nullptr)},
                   {"perturbations", opts.perturb},
                   {"data_dir", opts.data_dir ? json(*opts.data_dir) : json(nullptr)},
                   {"sandbox", opts.sandbox_mode},
-                  {"sandbox_protections", opts.sandbox_protections}};
+                  {"sandbox_protections", opts.sandbox_protections},
+                  {"lm_eval_reference", kLmEvalReference},
+                  {"lm_eval_prompt_rules", lm_eval_version_name(opts.lm_eval)}};
   if (opts.top_p != 1) r.run_config["gen_kwargs"]["top_p"] = opts.top_p;
   if (opts.top_k != 0) r.run_config["gen_kwargs"]["top_k"] = opts.top_k;
   if (opts.samples > 1) r.run_config["repeats"] = opts.samples;
@@ -694,13 +707,15 @@ void put_metrics(json& e, const std::map<std::string, MetricValue>& ms) {
 
 json EvalResults::to_json() const {
   json results = json::object(), groups_j = json::object(), configs = json::object(), versions = json::object(),
-       nshot = json::object(), hib = json::object(), nsamples = json::object(), group_subtasks = json::object();
+       nshot = json::object(), hib = json::object(), nsamples = json::object(), group_subtasks = json::object(),
+       task_hashes = json::object();
   for (auto& g : groups) {
     json e = {{"alias", g.name}};
     put_metrics(e, g.metrics);
     results[g.name] = e;
     groups_j[g.name] = e;
     group_subtasks[g.name] = g.members;
+    versions[g.name] = group_version(g.name.substr(0, g.name.find('@')));
   }
   for (auto& t : tasks) {
     json e = {{"alias", t.group.empty() || group_members(t.group).empty() ? t.alias : " - " + t.alias}};
@@ -720,6 +735,7 @@ json EvalResults::to_json() const {
     }
     configs[t.name] = t.config;
     versions[t.name] = t.version;
+    task_hashes[t.name] = lm_eval_task_hash(lm_eval_sample_lines(t));
     nshot[t.name] = t.n_shot;
     hib[t.name] = h;
     nsamples[t.name] = {{"original", t.n_docs_total}, {"effective", t.samples.size()}};
@@ -727,7 +743,7 @@ json EvalResults::to_json() const {
   return {{"results", results},       {"groups", groups_j},   {"group_subtasks", group_subtasks},
           {"configs", configs},       {"versions", versions}, {"n-shot", nshot},
           {"higher_is_better", hib},  {"n-samples", nsamples}, {"config", run_config},
-          {"date", double(std::time(nullptr))}, {"rvec_version", RVEC_VERSION}};
+          {"date", double(std::time(nullptr))}, {"task_hashes", task_hashes}, {"rvec_version", RVEC_VERSION}};
 }
 
 std::string EvalResults::markdown() const {
@@ -764,30 +780,55 @@ void write_outputs(const EvalResults& r, const std::string& dir) {
       if (c == '/') c = '_';
     write_file_atomic(d / ("samples_" + fname + "_" + r.datetime + ".jsonl"), lines);
   }
+  // lm-eval's layout: its tools (and `rvec rescore`) read these as lm-eval's own output.
+  fs::path ld = d / "lm_eval";
+  fs::create_directories(ld);
+  write_file_atomic(ld / ("results_" + r.datetime + ".json"), r.to_json().dump(2) + "\n");
+  for (auto& t : r.tasks) {
+    std::string lines;
+    for (auto& l : lm_eval_sample_lines(t)) lines += l.dump() + "\n";
+    std::string fname = t.name;
+    for (auto& c : fname)
+      if (c == '/') c = '_';
+    write_file_atomic(ld / ("samples_" + fname + "_" + r.datetime + ".jsonl"), lines);
+  }
 }
 
 EvalResults rescore_samples_file(const std::string& path, const EvalOptions& opts) {
-  std::ifstream in(path);
-  if (!in) fail("{}: cannot open samples file", path);
+  return rescore_samples_files({path}, opts);
+}
+
+EvalResults rescore_samples_files(const std::vector<std::string>& paths, const EvalOptions& opts,
+                                  const std::string& task_override) {
+  if (paths.empty()) fail("rescore: no samples file given");
   std::vector<std::string> order;
   std::map<std::string, std::vector<json>> by_task;
-  std::string line;
-  int lineno = 0;
-  while (std::getline(in, line)) {
-    lineno++;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json j;
-    try {
-      j = json::parse(line);
-    } catch (const std::exception& e) {
-      fail("{}:{}: invalid JSON: {}", path, lineno, e.what());
-    }
-    for (auto* k : {"task", "doc_id", "output"})
-      if (!j.contains(k)) fail("{}:{}: missing '{}'", path, lineno, k);
-    std::string task = j["task"].get<std::string>();
-    if (!by_task.count(task)) order.push_back(task);
-    by_task[task].push_back(std::move(j));
+  std::map<std::string, std::string> where_of;  // task -> file (messages)
+  for (auto& path : paths) {
+    for_each_samples_line(path, [&](json& j, const std::string& where) {
+      if (is_lm_eval_sample_line(j)) {
+        // lm-eval's own file: no task field (it is in the file name), one line per filter.
+        if (!j.contains("doc_id")) fail("{}: missing 'doc_id'", where);
+        std::string task = task_override;
+        if (task.empty()) {
+          auto from_name = task_from_lm_eval_samples_name(path);
+          if (!from_name)
+            fail("{}: an lm-eval samples file not named samples_<task>_<date>.jsonl: pass --task", path);
+          task = *from_name;
+        }
+        j["task"] = task;
+        j["_where"] = where;
+      } else {
+        for (auto* k : {"task", "doc_id", "output"})
+          if (!j.contains(k)) fail("{}: missing '{}'", where, k);
+        if (!task_override.empty()) j["task"] = task_override;
+      }
+      std::string task = j["task"].get<std::string>();
+      if (!by_task.count(task)) order.push_back(task), where_of[task] = path;
+      by_task[task].push_back(std::move(j));
+    });
   }
+  const std::string path = paths.size() == 1 ? paths[0] : fmt::format("{} files", paths.size());
   EvalResults r;
   r.datetime = now_stamp();
   for (auto& tn : order) {
@@ -798,11 +839,27 @@ EvalResults rescore_samples_file(const std::string& path, const EvalOptions& opt
       Sample s;
       s.task = t.name;
       s.doc_id = j["doc_id"].get<size_t>();
-      if (s.doc_id >= t.docs.size()) fail("{}: task {} has no doc_id {}", path, tn, s.doc_id);
-      if (!seen.insert(s.doc_id).second) fail("{}: task {} doc_id {} appears twice", path, tn, s.doc_id);
-      s.doc = t.docs[s.doc_id];
-      s.prompt = j.value("prompt", std::string());
-      s.output = j["output"];
+      const bool lm = j.contains("_where");
+      const std::string where = lm ? j["_where"].get<std::string>() : where_of[tn];
+      if (!seen.insert(s.doc_id).second) {
+        if (lm) continue;  // lm-eval logs a document once per filter
+        fail("{}: task {} doc_id {} appears twice", where, tn, s.doc_id);
+      }
+      if (lm && j.contains("doc") && j["doc"].is_object()) {
+        s.doc = j["doc"];  // the document lm-eval evaluated
+      } else {
+        if (s.doc_id >= t.docs.size()) fail("{}: task {} has no doc_id {}", where, tn, s.doc_id);
+        s.doc = t.docs[s.doc_id];
+      }
+      if (lm) {
+        s.output = output_from_lm_eval_line(t, j, where);
+        const json* a0 = nullptr;
+        if (j.contains("arguments") && j["arguments"].contains("gen_args_0")) a0 = &j["arguments"]["gen_args_0"];
+        if (a0 && a0->contains("arg_0") && (*a0)["arg_0"].is_string()) s.prompt = (*a0)["arg_0"];
+      } else {
+        s.prompt = j.value("prompt", std::string());
+        s.output = j["output"];
+      }
       samples.push_back(std::move(s));
     }
     std::vector<size_t> ids(samples.size());
@@ -812,6 +869,7 @@ EvalResults rescore_samples_file(const std::string& path, const EvalOptions& opt
   }
   r.groups = aggregate_groups(r.tasks);
   r.run_config = {{"rescored_from", path},
+                  {"lm_eval_reference", kLmEvalReference},
                   {"fewshot_seed", opts.fewshot_seed},
                   {"data_dir", opts.data_dir ? json(*opts.data_dir) : json(nullptr)},
                   {"sandbox", opts.sandbox_mode},

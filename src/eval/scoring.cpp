@@ -31,7 +31,7 @@ std::string regex_filter(const std::string& response, const PyRegex& re, int gro
 std::string exact_match_normalize(const std::string& s, const ExactMatchOptions& o) {
   std::string r = s;
   for (auto& pat : o.regexes_to_ignore) r = PyRegex(pat).sub(r, "");
-  if (o.ignore_case) r = ascii_lower(r);
+  if (o.ignore_case) r = py_lower(r);  // HF exact_match: np.char.lower, i.e. str.lower
   if (o.ignore_punctuation) {
     static const std::string punct = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";  // string.punctuation
     std::string t;

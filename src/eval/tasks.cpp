@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "eval/math_tasks.h"
+#include "eval/lm_eval_io.h"
 #include "eval/word2number.h"
 
 namespace rvec::eval {
@@ -81,12 +82,14 @@ BbhPrompt parse_bbh_cot_prompt(const std::string& text, const std::string& path)
   auto sep = text.find("\n-----\n");
   if (sep == std::string::npos) fail("{}: no '-----' line after the canary", path);
   size_t pos = sep + 7;
-  auto eol = text.find('\n', pos);
-  if (eol == std::string::npos) fail("{}: no task description line", path);
-  p.description = text.substr(pos, eol - pos);
+  // The description is every line up to the first exemplar: snarks' runs over two paragraphs
+  // ("Determine which ...\n\nAccording to Cambridge University Dictionary, ..."), as in lm-eval's YAML.
+  size_t q = text.compare(pos, 3, "Q: ") == 0 ? pos - 1 : text.find("\nQ: ", pos);
+  if (q == std::string::npos) fail("{}: no 'Q: ' exemplar after the task description", path);
+  p.description = text.substr(pos, q - pos);
+  while (!p.description.empty() && p.description.back() == '\n') p.description.pop_back();
+  if (p.description.empty()) fail("{}: empty task description", path);
   const std::string marker = "\nA: Let's think step by step.";
-  size_t q = text.find("\n\nQ: ", eol);
-  if (q == std::string::npos) q = text.find("\nQ: ", eol);
   while (q != std::string::npos) {
     size_t in_start = text.find("Q: ", q) + 3;
     size_t a = text.find(marker, in_start);
@@ -128,7 +131,7 @@ Task bbh_cot_fewshot(const DataSource& data, const std::string& sub) {
   Task t;
   t.name = t.alias = "bbh_cot_fewshot_" + sub;
   t.group = "bbh";
-  t.version = 3.0;
+  t.version = 4.0;  // lm-eval v0.4.9.2 bbh/cot_fewshot/_cot_fewshot_template_yaml metadata.version
   std::string prel = "bbh/cot-prompts/" + sub + ".txt";
   BbhPrompt p = parse_bbh_cot_prompt(data.read(prel), prel);
   t.description = p.description + "\n\n";
@@ -147,38 +150,48 @@ Task bbh_cot_fewshot(const DataSource& data, const std::string& sub) {
   return t;
 }
 
-// lm-eval bbh/zeroshot/utils.py MultiChoiceRegexFilter: "(X)" in the response, else the text of an
-// option (after ignore-normalisation) mapped to its letter, else ": X".
-std::string bbh_mc_extract(const std::string& resp, const Doc& doc, const ExactMatchOptions& ign) {
+// lm-eval bbh/zeroshot/utils.py ExtendedRegexFilter.filter_ignores (no regexes_to_ignore in any
+// BBH YAML): str.lower, then Unicode P* punctuation removed.
+struct BbhIgnores {
+  bool ignore_case = false, ignore_punctuation = false;
+  std::string operator()(std::string s) const {
+    if (ignore_case) s = py_lower(s);
+    if (ignore_punctuation) s = remove_unicode_punctuation(s);
+    return s;
+  }
+};
+
+// ExtendedRegexFilter.find_match with group_select 0: the first match (its first non-empty group),
+// stripped, then looked up in `conv`; "" when nothing matched.
+std::string bbh_find_match(const PyRegex& re, const std::string& s, const std::map<std::string, std::string>& conv = {}) {
+  auto m = re.findall(s);
+  if (m.empty()) return {};
+  std::string x;
+  for (auto& g : m[0])
+    if (!g.empty()) {
+      x = g;
+      break;
+    }
+  x = py_strip(x);
+  if (!x.empty()) {
+    auto it = conv.find(x);
+    if (it != conv.end()) x = it->second;
+  }
+  return x;
+}
+
+// MultiChoiceRegexFilter: "(X)" in the response, else the text of an option (both after
+// filter_ignores) mapped to its letter, else ": X".
+std::string bbh_mc_extract(const std::string& resp, const Doc& doc, const BbhIgnores& ign) {
   static const PyRegex primary("(\\([A-Z]\\))");
-  auto find_match = [](const PyRegex& re, const std::string& s, const std::map<std::string, std::string>& conv) {
-    auto m = re.findall(s);
-    if (m.empty()) return std::string();
-    std::string x;
-    if (m[0].size() == 1) {
-      x = m[0][0];
-    } else {
-      for (auto& g : m[0])
-        if (!g.empty()) {
-          x = g;
-          break;
-        }
-    }
-    x = py_strip(x);
-    if (!x.empty()) {
-      auto it = conv.find(x);
-      if (it != conv.end()) x = it->second;
-    }
-    return x;
-  };
-  std::string match = find_match(primary, resp, {});
+  std::string match = bbh_find_match(primary, resp);
   if (!match.empty()) return match;
   static const PyRegex options("\\([A-Z]\\)([^\\n^(]*)");
   std::vector<std::string> alts, letters;
   std::map<std::string, std::string> choice_to_alpha, letter_to_target;
   char next = 'A';
   for (auto& m : options.findall(str_field(doc, "input"))) {
-    std::string c = exact_match_normalize(py_strip(m[0]), ign);
+    std::string c = ign(py_strip(m[0]));
     alts.push_back(PyRegex::escape(c));
     choice_to_alpha[c] = std::string("(") + next + ")";
     letters.push_back(std::string(1, next));
@@ -188,14 +201,35 @@ std::string bbh_mc_extract(const std::string& resp, const Doc& doc, const ExactM
   if (!alts.empty()) {
     std::string alt;
     for (size_t i = 0; i < alts.size(); i++) alt += (i ? "|" : "") + alts[i];
-    match = find_match(PyRegex(alt), exact_match_normalize(resp, ign), choice_to_alpha);
+    match = bbh_find_match(PyRegex(alt), ign(resp), choice_to_alpha);
     if (!match.empty()) return match;
     std::string lp;
     for (size_t i = 0; i < letters.size(); i++) lp += (i ? "|" : "") + letters[i];
-    match = find_match(PyRegex(":[\\s]*(" + lp + ")"), resp, letter_to_target);
+    match = bbh_find_match(PyRegex(":[\\s]*(" + lp + ")"), resp, letter_to_target);
     if (!match.empty()) return match;
   }
   return kInvalid;
+}
+
+// MapRegexFilter: the first match of all patterns joined by "|" (on the ignore-normalised
+// response), then the value of the first pattern (in YAML order) that matches that text.
+Filter bbh_map_regex_filter(const std::string& name, std::vector<std::pair<std::string, std::string>> to_value) {
+  struct State {
+    PyRegex whole;
+    std::vector<std::pair<PyRegex, std::string>> each;
+  };
+  std::string joined;
+  for (size_t i = 0; i < to_value.size(); i++) joined += (i ? "|" : "") + to_value[i].first;
+  auto st = std::make_shared<State>(State{PyRegex(joined), {}});
+  for (auto& [pat, v] : to_value) st->each.emplace_back(PyRegex(pat), v);
+  BbhIgnores ign{true, false};
+  return {name, [st, ign](const std::string& r, const Doc&) {
+            std::string whole = bbh_find_match(st->whole, ign(r));
+            if (whole.empty()) return kInvalid;
+            for (auto& [re, v] : st->each)
+              if (!bbh_find_match(re, ign(whole)).empty()) return v;
+            return kInvalid;
+          }};
 }
 
 Task bbh_zeroshot(const DataSource& data, const std::string& sub) {
@@ -216,12 +250,18 @@ Task bbh_zeroshot(const DataSource& data, const std::string& sub) {
   t.data_files = {"bbh/tasks/" + sub + ".json", prel};
   Filter strict{"strict-match", [](const std::string& r, const Doc&) { return r; }};
   Filter flex{"flexible-extract", nullptr};
-  static const std::set<std::string> yes_no = {"causal_judgement", "navigate", "web_of_lies", "sports_understanding"};
+  // Per bbh/zeroshot/<sub>.yaml of lm-eval v0.4.9.2 (all with group_select 0, then take_first).
+  static const std::set<std::string> yes_no = {"causal_judgement", "navigate"};
   static const std::set<std::string> numbers = {"multistep_arithmetic_two", "object_counting"};
   if (sub == "boolean_expressions") {
     flex = regex_filter_step("flexible-extract", "\\b(True|False)\\b", 0);
   } else if (yes_no.count(sub)) {
     flex = regex_filter_step("flexible-extract", "\\b(Yes|No|yes|no)\\b", 0);
+  } else if (sub == "web_of_lies") {
+    flex = bbh_map_regex_filter("flexible-extract", {{"\\b(no|does not tell the truth|is not telling the truth)\\b", "no"},
+                                                     {"\\b(yes|tells the truth|is telling the truth)\\b", "yes"}});
+  } else if (sub == "sports_understanding") {
+    flex = bbh_map_regex_filter("flexible-extract", {{"\\b(no|not plausible)\\b", "no"}, {"\\b(yes|plausible)\\b", "yes"}});
   } else if (sub == "formal_fallacies") {
     flex = regex_filter_step("flexible-extract", "\\b(valid|invalid)\\b", 0);
   } else if (numbers.count(sub)) {
@@ -257,11 +297,9 @@ Task bbh_zeroshot(const DataSource& data, const std::string& sub) {
       return out;
     };
   } else if (sub == "dyck_languages") {
-    flex.apply = [](const std::string& r, const Doc&) { return r; };
+    flex = regex_filter_step("flexible-extract", "(?<= )([\" \\[\\(<{}>\\)\\]]+)|([\" \\[\\(<{}>\\)\\]]+)", 0);
   } else {
-    ExactMatchOptions ign;
-    ign.ignore_case = true;
-    ign.ignore_punctuation = true;
+    BbhIgnores ign{true, true};
     flex.apply = [ign](const std::string& r, const Doc& d) { return bbh_mc_extract(r, d, ign); };
   }
   t.filters = {strict, flex};
@@ -271,7 +309,7 @@ Task bbh_zeroshot(const DataSource& data, const std::string& sub) {
 Task humaneval_task(const DataSource& data, bool instruct) {
   Task t;
   t.name = t.alias = instruct ? "humaneval_instruct" : "humaneval";
-  t.version = instruct ? 2.0 : 1.0;
+  t.version = instruct ? 4.0 : 1.0;  // humaneval{,_instruct}.yaml metadata.version (v0.4.9.2)
   t.test_split = "test";
   t.docs = data.load_jsonl("humaneval/HumanEval.jsonl");
   t.data_files = {"humaneval/HumanEval.jsonl"};
@@ -316,6 +354,7 @@ Task sciq_task(const DataSource& data) {
                                     str_field(d, "distractor3"), str_field(d, "correct_answer")};
   };
   t.doc_to_gold = [](const Doc& d) { return d.contains("_gold") ? d["_gold"].get<int>() : 3; };
+  t.lm_eval_target = [gold = t.doc_to_gold](const Doc& d) { return std::to_string(gold(d)); };  // doc_to_target: 3
   t.doc_to_target = [choice = t.doc_to_choice, gold = t.doc_to_gold](const Doc& d) {
     return choice(d)[size_t(gold(d))];
   };
@@ -483,10 +522,28 @@ Task load_task(const std::string& name, const DataSource& data) {
     if (it == registry().tasks.end()) fail("unknown task '{}' (rvec eval --list-tasks lists them)", name);
     f = it->second;
   }
-  return f(data);
+  Task t = f(data);
+  if (t.doc_keys.empty() && !t.data_files.empty())
+    t.doc_keys = first_record_key_order(data.read(t.data_files[0]), t.data_files[0]);
+  return t;
+}
+
+double group_version(const std::string& group) {
+  // lm-eval v0.4.9.2 _bbh_cot_fewshot.yaml / _bbh_zeroshot.yaml metadata.version.
+  if (group == "bbh" || group == "bbh_zeroshot") return 3.0;
+  return 1.0;
 }
 
 // ---------------------------------------------------------------- prompts
+LmEvalVersion parse_lm_eval_version(const std::string& s) {
+  std::string v = !s.empty() && s[0] == 'v' ? s.substr(1) : s;
+  if (v == "0.4.9.2") return LmEvalVersion::V0_4_9_2;
+  if (v == "0.4.11" || v == "0.4.12") return LmEvalVersion::V0_4_11;
+  fail("--lm-eval-version '{}': rvec reproduces lm-eval 0.4.9.2 (the reference) or 0.4.11 (also 0.4.12)", s);
+}
+
+std::string lm_eval_version_name(LmEvalVersion v) { return v == LmEvalVersion::V0_4_9_2 ? "v0.4.9.2" : "v0.4.11"; }
+
 int effective_fewshot(const Task& t, const PromptOptions& o) {
   int n = o.num_fewshot ? *o.num_fewshot : t.num_fewshot;
   if (n < 0) fail("{}: negative number of few-shot examples", t.name);
@@ -518,16 +575,46 @@ std::string doc_text(const Task& t, const Doc& doc, const PromptOptions& o) {
   if (o.think) s += "\n" + kThinkInstruction;
   return s;
 }
+
+// lm-eval fewshot_context: system_instruction + fewshot_delimiter + description, or either alone.
+std::string system_prompt(const Task& t, const PromptOptions& o) {
+  if (o.system_instruction && !t.description.empty()) return *o.system_instruction + t.fewshot_delimiter + t.description;
+  if (o.system_instruction) return *o.system_instruction;
+  return t.description;
+}
+
+// ContextSampler.get_context: each example's text, delimiter, gen_prefix, target, fewshot delimiter.
+std::string fewshot_text(const Task& t, const std::vector<Doc>& fewshot, const PromptOptions& o) {
+  std::string ctx;
+  for (auto& ex : fewshot) {
+    Doc e = o.fewshot_transform ? o.fewshot_transform(ex) : ex;
+    ctx += t.doc_to_text(e);
+    std::string target = t.doc_to_target(e);
+    if (!target.empty()) {
+      ctx += t.target_delimiter;
+      if (t.gen_prefix) ctx += t.gen_prefix(e) + " ";
+      ctx += target;
+      ctx += t.fewshot_delimiter;
+    }
+  }
+  return ctx;
+}
 }  // namespace
 
 std::vector<std::pair<std::string, std::string>> build_chat_messages(const Task& t, const Doc& doc,
                                                                      const std::vector<Doc>& fewshot,
                                                                      const PromptOptions& o) {
   std::vector<std::pair<std::string, std::string>> msgs;
-  if (!t.chat_system.empty())
-    msgs.emplace_back("system", t.chat_system);
-  else if (!t.description.empty())
-    msgs.emplace_back("system", t.description);
+  // A task with its own chat system prompt (the math tasks) uses it instead of the description.
+  std::string system = !t.chat_system.empty() ? t.chat_system : system_prompt(t, o);
+  if (!system.empty()) msgs.emplace_back("system", system);
+  if (!o.fewshot_as_multiturn) {
+    // lm-eval's get_chat_context(fewshot_as_multiturn=False): the plain few-shot text, then the
+    // question appended to that same user turn.
+    std::string user = fewshot_text(t, fewshot, o) + doc_text(t, doc, o);
+    msgs.emplace_back("user", user);
+    return msgs;
+  }
   for (auto& ex : fewshot) {
     Doc e = o.fewshot_transform ? o.fewshot_transform(ex) : ex;
     std::string prefix = t.gen_prefix ? t.gen_prefix(e) + " " : "";
@@ -548,20 +635,17 @@ std::string build_prompt(const Task& t, const Doc& doc, const std::vector<Doc>& 
     if (!rendered) fail("{}: --chat given but model '{}' has no chat template", t.name, model->name());
     return *rendered + gp;
   }
-  std::string ctx = t.description;
-  for (auto& ex : fewshot) {
-    Doc e = o.fewshot_transform ? o.fewshot_transform(ex) : ex;
-    ctx += t.doc_to_text(e);
-    std::string target = t.doc_to_target(e);
-    if (!target.empty()) {
-      ctx += t.target_delimiter;
-      if (t.gen_prefix) ctx += t.gen_prefix(e) + " ";
-      ctx += target;
-      ctx += t.fewshot_delimiter;
-    }
+  std::string ctx = system_prompt(t, o) + fewshot_text(t, fewshot, o);
+  std::string text = t.plain_wrap ? t.plain_wrap(doc_text(t, doc, o)) : doc_text(t, doc, o);
+  ctx += text;
+  if (t.gen_prefix) {
+    // v0.4.9.2: always target_delimiter + gen_prefix; v0.4.11 (api/utils.py requires_delimiter):
+    // the delimiter only when the text is non-empty and neither side of the join is whitespace.
+    auto space = [](char c) { return c == ' ' || (c >= '\t' && c <= '\r') || (c >= '\x1c' && c <= '\x1f'); };
+    bool delim = o.lm_eval == LmEvalVersion::V0_4_9_2 ||
+                 (!text.empty() && !gp.empty() && !space(text.back()) && !space(gp.front()));
+    ctx += (delim ? t.target_delimiter : std::string()) + gp;
   }
-  ctx += t.plain_wrap ? t.plain_wrap(doc_text(t, doc, o)) : doc_text(t, doc, o);
-  if (t.gen_prefix) ctx += t.target_delimiter + gp;
   return ctx;
 }
 

@@ -42,6 +42,7 @@ struct Task {
   std::function<std::vector<std::string>(const Doc&)> doc_to_choice;  // multiple choice only
   std::function<int(const Doc&)> doc_to_gold;                          // multiple choice only
   std::function<std::string(const Doc&)> gen_prefix;                  // optional
+  std::function<std::string(const Doc&)> lm_eval_target;  // optional: str(doc_to_target) where lm-eval's differs
   std::string target_delimiter = " ", fewshot_delimiter = "\n\n";
   std::vector<std::string> until;
   int max_gen_toks = 256;
@@ -61,6 +62,7 @@ struct Task {
   bool word_problem = false;    // the `distractor` perturbation applies
   std::vector<std::string> data_files;
   std::vector<Doc> docs, fewshot_docs;
+  std::vector<std::string> doc_keys;  // field order of data_files[0]'s records (lm-eval's doc_hash)
 };
 
 // Where task data comes from: the shipped data/ root, or a --data-dir override that is used for
@@ -91,14 +93,32 @@ bool is_task(const std::string& name);
 // Expands groups into their tasks, keeps order, removes duplicates; rvec::Error on unknown names.
 std::vector<std::string> expand_tasks(const std::vector<std::string>& names);
 Task load_task(const std::string& name, const DataSource& data);
+double group_version(const std::string& group);  // the pinned lm-eval group YAML's metadata.version
 
 inline const std::string kThinkInstruction = "Think step by step.";
+
+// The lm-evaluation-harness release whose prompt rules are reproduced. v0.4.9.2 is the reference
+// (task versions, filters and prompts are pinned to it); v0.4.11 changed one prompt rule: in plain
+// text, the target delimiter before a gen_prefix is inserted only when neither side of the join is
+// whitespace (humaneval_instruct's "...```\n" + "Here is ..." then gets no space).
+enum class LmEvalVersion { V0_4_9_2, V0_4_11 };
+inline const std::string kLmEvalReference = "v0.4.9.2";
+// "0.4.9.2" / "v0.4.9.2" / "0.4.11" / "v0.4.11" (later releases keep the v0.4.11 rule: "0.4.12" too).
+LmEvalVersion parse_lm_eval_version(const std::string& s);
+std::string lm_eval_version_name(LmEvalVersion v);  // "v0.4.9.2" | "v0.4.11"
 
 struct PromptOptions {
   bool chat = false;
   bool think = false;                  // append "\n" + kThinkInstruction to the evaluated doc's text
   std::optional<int> num_fewshot;      // overrides the task's default
   std::function<Doc(const Doc&)> fewshot_transform;  // perturbation of the few-shot exemplars
+  LmEvalVersion lm_eval = LmEvalVersion::V0_4_9_2;
+  // Chat: false puts the few-shot examples and the question into one user turn, as plain text
+  // (lm-eval's default when --apply_chat_template is given without --fewshot_as_multiturn).
+  bool fewshot_as_multiturn = true;
+  // lm-eval --system_instruction: before the description (joined by the fewshot delimiter), as
+  // the system turn with a chat template, at the start of the context without.
+  std::optional<std::string> system_instruction;
 };
 
 int effective_fewshot(const Task& t, const PromptOptions& o);

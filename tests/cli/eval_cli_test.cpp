@@ -269,3 +269,25 @@ TEST(EvalCli, Bf16DotIsRecordedAndStaysWithinBf16Error) {
     EXPECT_GT(maxdiff, 0.0);  // the fast path really ran
   }
 }
+
+TEST(EvalCli, RescoreAndCompareLmEvalSamplesFiles) {
+  // lm-eval v0.4.9.2's own samples files (tests/data/eval/lm_eval/README.md): re-scored by rvec to
+  // the metrics lm-eval recorded (HumanEval executed in rvec's sandbox), then compared with them.
+  TempDir d("lmeval_files");
+  const std::string dir = std::string(RVEC_TESTDATA_DIR) + "/eval/lm_eval/samples_v0.4.9.2";
+  auto r = run("rescore " + dir + "/samples_humaneval_2026-12-04T15-00-00.123456.jsonl " + dir +
+               "/samples_sciq_2026-12-04T15-00-00.123456.jsonl --out " + (d.p / "out").string());
+  ASSERT_EQ(r.rc, 0) << r.out;
+  json j = read_json(find_file(d.p / "out", "results_", ".json"));
+  EXPECT_DOUBLE_EQ(j["results"]["humaneval"]["pass@1,create_test"].get<double>(), 0.5) << r.out;
+  EXPECT_NEAR(j["results"]["sciq"]["acc_norm,none"].get<double>(), 2.0 / 3, 1e-12);
+  EXPECT_EQ(j["config"]["lm_eval_reference"], "v0.4.9.2");
+  auto c = run("compare " + dir + " " + (d.p / "out").string() + " --json " + (d.p / "cmp.json").string());
+  ASSERT_EQ(c.rc, 0) << c.out;
+  json cmp = read_json(d.p / "cmp.json");
+  ASSERT_EQ(cmp.size(), 3u) << c.out;  // humaneval pass@1, sciq acc and acc_norm
+  for (auto& e : cmp) EXPECT_TRUE(e["differing"].empty()) << e.dump();
+  auto bad = run("rescore " + dir + "/../bbh_v0.4.9.2.json");
+  EXPECT_NE(bad.rc, 0);
+  EXPECT_NE(bad.out.find("bbh_v0.4.9.2.json:1"), std::string::npos) << bad.out;
+}
