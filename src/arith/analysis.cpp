@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <memory>
 
 #include "arith/arith.h"
 #include "arith/inspect.h"
@@ -50,7 +51,8 @@ SpectrumRow spectrum(const std::string& name, const std::vector<const io::Tensor
   if (row.numel == 0) return row;
   const int64_t nc = int64_t(ch.size());
   std::vector<double> sq(ch.size(), 0.0);
-  sparse::Hist hist;
+  auto hist_owner = std::make_unique<sparse::Hist>();  // 512 KB: on the heap
+  sparse::Hist& hist = *hist_owner;
   hist.fill(0);
 #pragma omp parallel
   {

@@ -464,6 +464,8 @@ Report run(const Job& job, const Options& opts) {
     fail("{}", msg);
   }
 
+  if (job.sparse && opts.mergekit_compat)
+    fail("--mergekit-compat (bf16 rounding at every step) is not available for sparsifying merges");
   // ---- selection, scales, output dtypes ----
   std::vector<GtaPlan> gplans;
   gplans.reserve(plans.size());  // Plan::gta points into it

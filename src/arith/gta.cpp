@@ -159,6 +159,7 @@ void for_subchunks(const GtaPlan& p, size_t workers, std::vector<std::vector<flo
 }  // namespace
 
 void gta_prepare(GtaPlan& p, size_t workers) {
+  // Histograms live on the heap (512 KB each): callers may run on threads with small stacks.
   const size_t nd = p.deltas.size();
   const uint64_t n = p.n;
   const uint64_t nb = (n + kGtaBlock - 1) / kGtaBlock;
@@ -228,9 +229,8 @@ void gta_prepare(GtaPlan& p, size_t workers) {
     std::vector<Want> wants;
     for (size_t d = 0; d < nd; ++d) {
       if (p.deltas[d].identity) continue;
-      sparse::Hist tot;
-      tot.fill(0);
-      for (size_t s = 0; s < slots; ++s)
+      sparse::Hist& tot = hh[0][d];  // the slots' counts summed into slot 0's
+      for (size_t s = 1; s < slots; ++s)
         for (size_t i = 0; i < tot.size(); ++i) tot[i] += hh[s][d][i];
       for (sparse::Boundary* b : {&p.deltas[d].lo, &p.deltas[d].hi})
         if (!b->none && !b->all) wants.push_back({d, b, sparse::select_hi(tot, b->k)});
@@ -255,9 +255,8 @@ void gta_prepare(GtaPlan& p, size_t workers) {
       }
     });
     for (size_t wi = 0; wi < wants.size(); ++wi) {
-      sparse::Hist tot;
-      tot.fill(0);
-      for (size_t s = 0; s < slots; ++s)
+      sparse::Hist& tot = hl[0][wi];
+      for (size_t s = 1; s < slots; ++s)
         for (size_t i = 0; i < tot.size(); ++i) tot[i] += hl[s][wi][i];
       const uint64_t k = wants[wi].b->k;
       *wants[wi].b = sparse::select_lo(wants[wi].sel, tot, k);
