@@ -74,7 +74,7 @@ bool della_keep(const GtaPlan& p, size_t d, uint64_t e, GtaScratch& s) {
     sparse::della_probs(s.rowbuf.data(), size_t(p.cols), g.prm.density, g.prm.epsilon, s.order, s.probs[d].data());
     s.row[d] = r;
   }
-  return sparse::uniform(p.seed, g.stream, e) < s.probs[d][size_t(e - uint64_t(r) * p.cols)];
+  return sparse::uniform_keyed(g.key, e) < s.probs[d][size_t(e - uint64_t(r) * p.cols)];
 }
 
 // Keeps or zeroes x[0, len) of delta d (elements off...), advancing the running counters.
@@ -97,7 +97,7 @@ uint64_t apply_mask(const GtaPlan& p, size_t d, uint64_t off, size_t len, float*
       break;
     case sparse::Method::Random:
       for (size_t i = 0; i < len; ++i) {
-        const bool keep = sparse::uniform(p.seed, g.stream, off + i) < g.prm.density;
+        const bool keep = sparse::uniform_keyed(g.key, off + i) < g.prm.density;
         kept += keep;
         if (!keep) x[i] = 0;
       }
@@ -168,6 +168,7 @@ void gta_prepare(GtaPlan& p, size_t workers) {
   for (size_t d = 0; d < nd; ++d) {
     GtaDelta& g = p.deltas[d];
     g.stream = sparse::stream_id(p.name, d);
+    g.key = sparse::stream_key(p.seed, g.stream);
     g.identity = p.method == sparse::Method::None || g.prm.density >= 1;
     g.scale = 1;
     g.kept = n;

@@ -32,7 +32,7 @@ struct GtaDelta {
   double scale = 1;                // L1 rescale factor
   double l1_before = 0, l1_after = 0;
   uint64_t kept = 0;               // entries kept by the sparsification
-  uint64_t stream = 0;             // random stream of this tensor and delta
+  uint64_t stream = 0, key = 0;    // random stream of this tensor and delta, its key under the seed
 };
 
 struct GtaPlan {
@@ -60,7 +60,7 @@ struct GtaScratch {
   std::vector<int64_t> row;
   std::vector<std::vector<double>> probs;
   std::vector<float> rowbuf;
-  std::vector<uint32_t> order;
+  std::vector<uint64_t> order;
 };
 
 // acc[i] += merged delta of elements [off, off + len) (len <= the engine's sub-chunk;

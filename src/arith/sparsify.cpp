@@ -18,26 +18,10 @@ const char* method_name(Method m) {
   }
 }
 
-namespace {
-// SplitMix64's finaliser: a bijection with full avalanche, so hashing (seed, stream, index)
-// through it twice gives independent-looking uniforms for every element.
-uint64_t mix(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-}  // namespace
-
-double uniform(uint64_t seed, uint64_t stream, uint64_t index) {
-  const uint64_t h = mix(mix(seed ^ mix(stream)) + index);
-  return double(h >> 11) * 0x1.0p-53;
-}
-
 uint64_t stream_id(const std::string& name, uint64_t k) {
   uint64_t h = 0xcbf29ce484222325ull;
   for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ull;
-  return mix(h ^ mix(k));
+  return mix64(h ^ mix64(k));
 }
 
 HiSel select_hi(const Hist& hist, uint64_t k) {
@@ -85,21 +69,19 @@ Window outliers_window(uint64_t n, double density, double gamma) {
   return {uint64_t(top), uint64_t(top + target)};
 }
 
-void della_probs(const float* row, size_t cols, double density, double epsilon, std::vector<uint32_t>& order,
+void della_probs(const float* row, size_t cols, double density, double epsilon, std::vector<uint64_t>& order,
                  double* probs) {
   if (cols == 1) {
     probs[0] = density;
     return;
   }
+  // Ascending |v|; equal magnitudes: the higher index first (it ranks lower). One packed
+  // integer sort (key, then inverted index) instead of an indirect comparison sort.
   order.resize(cols);
-  std::iota(order.begin(), order.end(), 0u);
-  // Ascending |v|; equal magnitudes: the higher index first (it ranks lower).
-  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
-    const uint32_t ka = mag_key(row[a]), kb = mag_key(row[b]);
-    return ka != kb ? ka < kb : a > b;
-  });
+  for (size_t i = 0; i < cols; ++i) order[i] = (uint64_t(mag_key(row[i])) << 32) | (0xffffffffu - uint32_t(i));
+  std::sort(order.begin(), order.end());
   const double lo = density - epsilon, span = 2 * epsilon / double(cols - 1);
-  for (size_t r = 0; r < cols; ++r) probs[order[r]] = lo + span * double(r);
+  for (size_t r = 0; r < cols; ++r) probs[0xffffffffu - uint32_t(order[r])] = lo + span * double(r);
 }
 
 double l1_rescale(double before, double after) {

@@ -22,8 +22,20 @@ enum class Method { None, Magnitude, Random, MagnitudeOutliers, Della };
 // "magnitude" | "random" | "magnitude_outliers" | "della_magprune" (mergekit's names).
 const char* method_name(Method m);
 
+// SplitMix64's finaliser: a bijection with full avalanche.
+inline uint64_t mix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+// The key of random stream `stream` under `seed`; uniform_keyed(key, i) is element i's draw.
+inline uint64_t stream_key(uint64_t seed, uint64_t stream) { return mix64(seed ^ mix64(stream)); }
+inline double uniform_keyed(uint64_t key, uint64_t index) { return double(mix64(key + index) >> 11) * 0x1.0p-53; }
 // Uniform double in [0, 1) for element `index` of random stream `stream` (53 random bits).
-double uniform(uint64_t seed, uint64_t stream, uint64_t index);
+inline double uniform(uint64_t seed, uint64_t stream, uint64_t index) {
+  return uniform_keyed(stream_key(seed, stream), index);
+}
 // A stream id from a name (FNV-1a 64), e.g. the tensor name and the model index.
 uint64_t stream_id(const std::string& name, uint64_t k);
 
@@ -74,7 +86,7 @@ Window outliers_window(uint64_t n, double density, double gamma);
 // DELLA (mergekit's della_magprune) keep probabilities of one row: ranks by |v| ascending
 // (ties: the later index ranks lower, consistent with the descending order above), then
 // p = density - epsilon + 2·epsilon·(rank - 1)/(cols - 1) (p = density for a single column).
-void della_probs(const float* row, size_t cols, double density, double epsilon, std::vector<uint32_t>& order,
+void della_probs(const float* row, size_t cols, double density, double epsilon, std::vector<uint64_t>& order,
                  double* probs);
 
 // L1 rescale factor: ‖before‖₁ / ‖after‖₁, or 1 when either is below 1e-7 (mergekit's eps).

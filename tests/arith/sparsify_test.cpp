@@ -81,7 +81,7 @@ TEST(Sparsify, WindowsFollowMergekitCounts) {
 TEST(Sparsify, DellaProbabilitiesRiseWithMagnitudeRank) {
   // |v| ascending: 0.1 (i0), 0.2 (i3), then 0.3 twice where the later index ranks lower.
   const float row[4] = {0.1f, -0.3f, 0.3f, 0.2f};
-  std::vector<uint32_t> order;
+  std::vector<uint64_t> order;
   double p[4];
   arith::sparse::della_probs(row, 4, 0.5, 0.1, order, p);
   EXPECT_NEAR(p[0], 0.4, 1e-12);
