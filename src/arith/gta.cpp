@@ -127,12 +127,16 @@ void seek(const GtaPlan& p, uint64_t off, GtaScratch& s) {
 }
 
 // Runs fn(block, slot) over the blocks of p on the workers; pages of the inputs are dropped
-// once a block is done.
+// from the process once consumed, every kDropBlocks blocks (each drop also covers the 4 MB
+// before its range, so dropping per 64K-entry block would redo that 16-32 times).
 template <typename F>
 void for_blocks(const GtaPlan& p, size_t workers, size_t slots, F&& fn) {
+  constexpr uint64_t kDropBlocks = 32;
   const uint64_t nb = (p.n + kGtaBlock - 1) / kGtaBlock;
   run_ordered(size_t(nb), workers, slots, fn, [&](size_t b, size_t) {
-    const uint64_t lo = uint64_t(b) * kGtaBlock, hi = std::min<uint64_t>(p.n, lo + kGtaBlock);
+    if ((b + 1) % kDropBlocks != 0 && b + 1 != nb) return;
+    const uint64_t lo = (uint64_t(b) / kDropBlocks) * kDropBlocks * kGtaBlock;
+    const uint64_t hi = std::min<uint64_t>(p.n, (uint64_t(b) + 1) * kGtaBlock);
     for (const auto& g : p.deltas)
       for (const auto& part : g.parts) drop_consumed(*part.file, part.file_off, dtype_size(part.t->dtype), lo, hi);
   });
