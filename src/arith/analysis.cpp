@@ -27,26 +27,36 @@ constexpr size_t kChunk = size_t(1) << 16;
 
 struct Chunk {
   const io::TensorInfo* t;
+  const io::MappedFile* file;
   uint64_t off, len;
 };
 
-std::vector<Chunk> chunks_of(const std::vector<const io::TensorInfo*>& ts) {
+std::vector<Chunk> chunks_of(const io::ModelDir& m, const std::vector<const io::TensorInfo*>& ts) {
   std::vector<Chunk> c;
-  for (auto* t : ts)
-    for (uint64_t off = 0; off < t->numel(); off += kChunk) c.push_back({t, off, std::min<uint64_t>(kChunk, t->numel() - off)});
+  for (auto* t : ts) {
+    const io::MappedFile* f = &m.file_of(t->name).mapped();
+    for (uint64_t off = 0; off < t->numel(); off += kChunk)
+      c.push_back({t, f, off, std::min<uint64_t>(kChunk, t->numel() - off)});
+  }
   return c;
 }
 
-void load(const Chunk& c, float* x) { to_f32(c.t->dtype, c.t->data + c.off * dtype_size(c.t->dtype), x, c.len); }
+// Converts a chunk to f32; its pages then leave the process's working set (they stay in the
+// page cache), so RSS stays bounded whatever the vector's size.
+void load(const Chunk& c, float* x) {
+  const size_t es = dtype_size(c.t->dtype);
+  to_f32(c.t->dtype, c.t->data + c.off * es, x, c.len);
+  c.file->advise_dontneed(size_t(c.t->data - c.file->data()) + c.off * es, c.len * es);
+}
 
 // Exact top-k L2 mass fractions of a group of tensors: pass A counts the high 16 bits of
 // |v| (and Σ v² per chunk), pass B the low 16 bits inside each wanted bin, pass C sums v²
 // above each threshold per chunk. Counts are integers and chunk sums are added in chunk
 // order, so the result does not depend on the thread count.
-SpectrumRow spectrum(const std::string& name, const std::vector<const io::TensorInfo*>& ts) {
+SpectrumRow spectrum(const io::ModelDir& m, const std::string& name, const std::vector<const io::TensorInfo*>& ts) {
   SpectrumRow row;
   row.name = name;
-  const auto ch = chunks_of(ts);
+  const auto ch = chunks_of(m, ts);
   for (auto* t : ts) row.numel += t->numel();
   if (row.numel == 0) return row;
   const int64_t nc = int64_t(ch.size());
@@ -215,9 +225,9 @@ AnalysisResult analyse(const fs::path& path, const AnalysisOptions& o) {
     groups[g].push_back(t);
   }
   if (o.spectrum) {
-    for (auto* t : all) r.tensors.push_back(spectrum(t->name, {t}));
-    for (auto& g : order) r.groups.push_back(spectrum(g, groups[g]));
-    r.total = spectrum("total", all);
+    for (auto* t : all) r.tensors.push_back(spectrum(*m, t->name, {t}));
+    for (auto& g : order) r.groups.push_back(spectrum(*m, g, groups[g]));
+    r.total = spectrum(*m, "total", all);
   }
   if (o.rank) {
     if (o.probe < 1) fail("--rank-probe must be at least 1");
@@ -228,7 +238,7 @@ AnalysisResult analyse(const fs::path& path, const AnalysisOptions& o) {
       row.rows = t->shape[0];
       row.cols = t->shape[1];
       std::vector<float> a(t->numel());
-      to_f32(t->dtype, t->data, a.data(), a.size());
+      load({t, &m->file_of(t->name).mapped(), 0, t->numel()}, a.data());
       for (float x : a) row.energy += double(x) * x;
       row.singular = top_singular_values(a.data(), row.rows, row.cols, o.probe, o.power,
                                          o.seed ^ sparse::stream_id(t->name, 0), &row.exact);

@@ -5,6 +5,7 @@
 #include "arith/analysis.h"
 #include "arith/inspect.h"
 #include "core/atomic_output.h"
+#include "core/error.h"
 #include "cli/command.h"
 
 namespace {
@@ -28,6 +29,7 @@ rvec::cli::Command cmd("inspect", "Per-tensor and per-layer norms of a task vect
   app.add_option("--svg", *svg, "Write an SVG of the per-layer spectrum and effective rank (implies both)");
   return [=] {
     if (*spectrum || *rank || !svg->empty()) {
+      if (!against->empty()) rvec::fail("--spectrum/--rank/--svg analyse one vector; give --against in a separate run");
       ao->spectrum = *spectrum || !svg->empty();
       ao->rank = *rank || !svg->empty();
       auto r = rvec::arith::analyse(*path, *ao);
