@@ -42,11 +42,15 @@ std::vector<Chunk> chunks_of(const io::ModelDir& m, const std::vector<const io::
 }
 
 // Converts a chunk to f32; its pages then leave the process's working set (they stay in the
-// page cache), so RSS stays bounded whatever the vector's size.
+// page cache), so RSS stays bounded whatever the vector's size. The 4 MB before the chunk go
+// too: another thread's fault on a neighbouring chunk can map them again (fault-around).
 void load(const Chunk& c, float* x) {
+  constexpr size_t kBack = size_t(4) << 20;
   const size_t es = dtype_size(c.t->dtype);
   to_f32(c.t->dtype, c.t->data + c.off * es, x, c.len);
-  c.file->advise_dontneed(size_t(c.t->data - c.file->data()) + c.off * es, c.len * es);
+  const size_t b = size_t(c.t->data - c.file->data()) + c.off * es, e = b + c.len * es;
+  const size_t start = b > kBack ? b - kBack : 0;
+  c.file->advise_dontneed(start, e - start);
 }
 
 // Exact top-k L2 mass fractions of a group of tensors: pass A counts the high 16 bits of
