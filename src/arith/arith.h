@@ -46,6 +46,7 @@ struct Options {
   std::vector<std::pair<std::string, double>> scales;  // REGEX=FACTOR: per-tensor factor on the vector part
   bool quiet = false;                               // no progress bar, no warnings on stderr
   bool hash_inputs = true;                          // sha256 of input files in rvec.json (background thread)
+  uint64_t seed = 0;                                // random masks of DARE / DELLA merges
 };
 
 struct TensorReport {
@@ -83,9 +84,25 @@ Report apply(const std::filesystem::path& target,
 Report merge_expr(const std::string& expr, const std::map<std::string, std::filesystem::path>& models,
                   const Options& opts, const std::string& target = "");
 
-// A mergekit config (merge_method linear or task_arithmetic). Relative model paths are
+// A mergekit config: merge_method linear, task_arithmetic, or one of mergekit's sparsifying
+// task-arithmetic methods (ties, dare_ties, dare_linear, breadcrumbs, breadcrumbs_ties,
+// della, della_linear) with mergekit's parameters and per-method defaults. Relative model paths are
 // resolved against the current directory, then the config's directory.
 Report merge_yaml(const std::filesystem::path& config, const Options& opts);
+
+// How `apply --sparsify` treats its vectors: each vector_i is sparsified (mergekit's
+// magnitude / random / magnitude_outliers / della_magprune), scaled by its alpha, combined
+// with TIES sign consensus when `consensus`, divided by the (agreeing) alphas' sum when
+// `normalize`, and added to the target.
+struct SparsifyOptions {
+  std::string method;  // "ties" | "dare" | "della" | "breadcrumbs"
+  double density = 1, gamma = 0.01, epsilon = 0.15;
+  std::optional<bool> rescale, consensus;  // defaults: mergekit's ties/dare_linear/della/breadcrumbs
+  bool normalize = false;
+};
+Report apply_sparse(const std::filesystem::path& target,
+                    const std::vector<std::pair<std::filesystem::path, double>>& vectors, const SparsifyOptions& sp,
+                    const Options& opts);
 
 // A random vector with the same per-tensor L2 norms (and dtypes) as `vector_dir`:
 // Gaussian per tensor, rescaled; deterministic for a seed.

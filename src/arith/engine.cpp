@@ -9,6 +9,7 @@
 #include <memory>
 #include <set>
 
+#include "arith/gta.h"
 #include "arith/kernels.h"
 #include "arith/pipeline.h"
 #include "arith/regex.h"
@@ -68,6 +69,7 @@ struct Plan {
   uint64_t common_elems = 0;        // elements computed from all terms; the rest copied from target
   bool copy_only = false;           // non-float tensor copied through
   bool use_f64 = false;
+  const GtaPlan* gta = nullptr;     // a sparsifying merge's tensor (Job::sparse)
 };
 
 std::string family(const std::string& arch) {
@@ -137,19 +139,6 @@ struct Decision {
   DType dtype = DType::F32;
   bool lossless = true;
 };
-
-// Drops the pages of elements [lo, hi) of a tensor (at byte offset file_off, es bytes per
-// element) from this process's working set once they are consumed, keeping RSS bounded.
-// Called in item order by the consuming thread, it also drops the 4 MB before lo: pages
-// there can be mapped again after their own item by a worker's fault on a later item
-// (fault-around and large folios map up to the faulting address's 2 MB-aligned region).
-void drop_consumed(const io::MappedFile& f, uint64_t file_off, size_t es, uint64_t lo, uint64_t hi) {
-  constexpr uint64_t kBack = uint64_t(4) << 20;
-  if (hi <= lo) return;
-  const uint64_t b = file_off + lo * es, e = file_off + hi * es;
-  const uint64_t start = b > kBack ? b - kBack : 0;
-  f.advise_dontneed(size_t(start), size_t(e - start));
-}
 
 // Flags of one chunk of the lossless check.
 struct LosslessChunk {
@@ -240,6 +229,7 @@ struct Slot {
   uint64_t nonfinite = 0;
   double max_err = 0, sq_err = 0;
   std::vector<float> acc = std::vector<float>(kSub), tmp = std::vector<float>(kSub), rt = std::vector<float>(kSub);
+  GtaScratch gta;
 };
 
 float round_to(DType t, float x) {
@@ -254,6 +244,14 @@ void compute_chunk(const Plan& p, const Compute& cx, uint64_t off, size_t len, u
   // Elements [off, off+len) split into the part inside the common rows and the rest.
   const uint64_t c_end = std::min<uint64_t>(off + len, std::max<uint64_t>(off, p.common_elems));
   const size_t nc = size_t(c_end - off);
+  if (p.gta) {  // target + merged deltas on the common rows, the target's own values beyond
+    float* acc = s.acc.data();
+    to_f32(p.target->dtype, p.target->data + off * dtype_size(p.target->dtype), acc, len);
+    if (nc > 0) gta_add(*p.gta, off, nc, acc, s.gta);
+    s.nonfinite += count_nonfinite(acc, len);
+    from_f32(p.out.dtype, acc, dst, len);
+    return;
+  }
   if (p.use_f64) {
     for (size_t i = 0; i < len; ++i) {
       const uint64_t e = off + i;
@@ -321,6 +319,19 @@ void compute_item(const Plan& p, const Compute& cx, uint64_t b0, uint64_t b1, Sl
 }
 
 }  // namespace
+
+// Drops the pages of elements [lo, hi) of a tensor (at byte offset file_off, es bytes per
+// element) from this process's working set once they are consumed, keeping RSS bounded.
+// Called in item order by the consuming thread, it also drops the 4 MB before lo: pages
+// there can be mapped again after their own item by a worker's fault on a later item
+// (fault-around and large folios map up to the faulting address's 2 MB-aligned region).
+void drop_consumed(const io::MappedFile& f, uint64_t file_off, size_t es, uint64_t lo, uint64_t hi) {
+  constexpr uint64_t kBack = uint64_t(4) << 20;
+  if (hi <= lo) return;
+  const uint64_t b = file_off + lo * es, e = file_off + hi * es;
+  const uint64_t start = b > kBack ? b - kBack : 0;
+  f.advise_dontneed(size_t(start), size_t(e - start));
+}
 
 Report run(const Job& job, const Options& opts) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -408,7 +419,7 @@ Report run(const Job& job, const Options& opts) {
         continue;
       }
       if (p.copy_only) continue;
-      double c = job.coef(i, tt->name);
+      double c = job.sparse ? 1.0 : job.coef(i, tt->name);
       p.terms.push_back({i, c, t, &in[i].dir->file_of(in[i].resolved_name(tt->name)).mapped(),
                          uint64_t(t->data - in[i].dir->file_of(in[i].resolved_name(tt->name)).mapped().data())});
     }
@@ -454,10 +465,46 @@ Report run(const Job& job, const Options& opts) {
     fail("{}", msg);
   }
 
+  if (job.sparse && opts.mergekit_compat)
+    fail("--mergekit-compat (bf16 rounding at every step) is not available for sparsifying merges");
   // ---- selection, scales, output dtypes ----
+  std::vector<GtaPlan> gplans;
+  gplans.reserve(plans.size());  // Plan::gta points into it
   for (auto& p : plans) {
     if (p.copy_only) continue;
     const double s = sel.factor(p.out.name);
+    if (job.sparse) {
+      if (s == 0) {  // unselected: the target's tensor
+        std::erase_if(p.terms, [&](const Term& t) { return t.input != job.target; });
+        continue;
+      }
+      const SparseJob& sj = *job.sparse;
+      GtaPlan g;
+      g.name = p.out.name;
+      g.method = sj.method;
+      g.consensus = sj.consensus;
+      g.seed = sj.seed;
+      g.tp = sj.tensor_params(p.out.name);
+      g.vec_scale = s;
+      g.n = p.common_elems;
+      g.cols = p.out.shape.size() >= 2 ? uint64_t(p.target->numel() / uint64_t(std::max<int64_t>(1, p.target->shape[0])))
+                                       : std::max<uint64_t>(1, g.n);
+      for (size_t d = 0; d < sj.deltas.size(); ++d) {
+        GtaDelta gd;
+        gd.prm = sj.delta_params(d, p.out.name);
+        for (auto& [input, c] : sj.deltas[d]) {
+          auto it = std::find_if(p.terms.begin(), p.terms.end(), [&](const Term& t) { return t.input == input; });
+          if (it == p.terms.end()) fail("internal: tensor '{}' has no input {}", p.out.name, input);
+          if (it->t->dtype == DType::F64)
+            fail("tensor '{}' of '{}' is F64; sparsifying merges compute in f32", p.out.name, in[input].name);
+          gd.parts.push_back({it->t, it->file, it->file_off, float(c)});
+        }
+        g.deltas.push_back(std::move(gd));
+      }
+      gplans.push_back(std::move(g));
+      p.gta = &gplans.back();
+      continue;
+    }
     for (auto& t : p.terms) {
       if (job.vector_output)
         t.coef *= s;
@@ -502,7 +549,16 @@ Report run(const Job& job, const Options& opts) {
     }
     pr.finish();
   }
+  if (!gplans.empty()) {
+    Progress pr("analysing", gplans.size(), "tensors", opts.quiet);
+    for (auto& g : gplans) {
+      gta_prepare(g, workers);
+      pr.add(1);
+    }
+    pr.finish();
+  }
   for (auto& p : plans) {
+    if (p.gta && p.out.dtype == DType::F64) fail("tensor '{}': sparsifying merges write f32/bf16/f16, not F64", p.out.name);
     // Non-target terms first (in input order), the target last: then target + (g - s) computed by
     // merge/--expr, and target + v with v = g - s from extract, round identically.
     std::stable_partition(p.terms.begin(), p.terms.end(), [&](const Term& t) { return t.input != job.target; });
@@ -527,7 +583,10 @@ Report run(const Job& job, const Options& opts) {
   std::vector<Item> items;
   for (size_t k = 0; k < plans.size(); ++k) {
     const uint64_t n = plans[k].copy_only ? plans[k].target->numel() : plans[k].out.numel();
-    const uint64_t step = kItemBytes / dtype_size(plans[k].copy_only ? plans[k].target->dtype : plans[k].out.dtype);
+    // Sparse tensors: items on statistics-block boundaries (the running threshold counts).
+    const uint64_t step = plans[k].gta ? kGtaBlock
+                                       : kItemBytes / dtype_size(plans[k].copy_only ? plans[k].target->dtype
+                                                                                     : plans[k].out.dtype);
     for (uint64_t b0 = 0; b0 < n; b0 += step) items.push_back({k, b0, std::min<uint64_t>(n, b0 + step)});
     if (n == 0) items.push_back({k, 0, 0});
   }
@@ -642,6 +701,18 @@ Report run(const Job& job, const Options& opts) {
     }
     if (job.extract_lossless && !opts.out_dtype) e["lossless"] = t.lossless;
     tens[t.name] = e;
+  }
+  for (const auto& g : gplans) {
+    json ds = json::array();
+    for (const auto& d : g.deltas)
+      ds.push_back({{"weight", d.prm.weight},
+                    {"density", d.prm.density},
+                    {"kept", d.kept},
+                    {"l1_before", d.l1_before},
+                    {"l1_after", d.l1_after},
+                    {"rescale", d.scale}});
+    tens[g.name]["deltas"] = ds;
+    tens[g.name]["elements"] = g.n;
   }
   rec["tensors"] = tens;
   rec["dtype_counts"] = rep.dtype_counts;

@@ -20,6 +20,7 @@ double InspectRow::norm() const { return std::sqrt(sumsq); }
 double InspectRow::zero_fraction() const { return numel ? double(zeros) / double(numel) : 0; }
 double InspectRow::ref_norm() const { return std::sqrt(ref_sumsq); }
 double InspectRow::relative() const { return ref_sumsq > 0 ? norm() / ref_norm() : 0; }
+double InspectRow::sign_agreement() const { return both_nonzero ? double(same_sign) / double(both_nonzero) : 0; }
 double InspectRow::cosine() const { return sumsq > 0 && ref_sumsq > 0 ? dot / (norm() * ref_norm()) : 0; }
 
 std::string tensor_group(const std::string& name) {
@@ -40,6 +41,8 @@ void accumulate(InspectRow& g, const InspectRow& t) {
   g.max_abs = std::max(g.max_abs, t.max_abs);
   g.ref_sumsq += t.ref_sumsq;
   g.dot += t.dot;
+  g.both_nonzero += t.both_nonzero;
+  g.same_sign += t.same_sign;
   if (g.dtype.empty())
     g.dtype = t.dtype;
   else if (g.dtype != t.dtype)
@@ -107,6 +110,9 @@ InspectResult inspect(const fs::path& path, const std::optional<fs::path>& again
             for (uint64_t i = 0; i < l2; ++i) {
               p.ref_sumsq += double(b[i]) * b[i];
               p.dot += double(a[i]) * b[i];
+              const bool both = a[i] != 0 && b[i] != 0;
+              p.both_nonzero += both;
+              p.same_sign += both && ((a[i] > 0) == (b[i] > 0));
             }
           }
         }
@@ -117,6 +123,8 @@ InspectResult inspect(const fs::path& path, const std::optional<fs::path>& again
         row.zeros += p.zeros;
         row.ref_sumsq += p.ref_sumsq;
         row.dot += p.dot;
+        row.both_nonzero += p.both_nonzero;
+        row.same_sign += p.same_sign;
       }
     }
     std::string g = tensor_group(t->name);
@@ -146,6 +154,8 @@ json to_json(const InspectResult& r) {
     } else if (r.against_kind == "vector") {
       j["other_norm"] = x.ref_norm();
       j["cosine"] = x.cosine();
+      j["sign_agreement"] = x.sign_agreement();
+      j["both_nonzero"] = x.both_nonzero;
     }
     return j;
   };
@@ -163,14 +173,14 @@ std::string to_table(const InspectResult& r, bool per_tensor) {
   auto header = [&](const char* first) {
     s += fmt::format("{:<48} {:>6} {:>12} {:>11} {:>7}", first, "dtype", "L2 norm", "max |v|", "zeros");
     if (m) s += fmt::format(" {:>12} {:>10}", "|theta|", "|v|/|theta|");
-    if (v) s += fmt::format(" {:>12} {:>8}", "|other|", "cosine");
+    if (v) s += fmt::format(" {:>12} {:>8} {:>7}", "|other|", "cosine", "signs");
     s += "\n";
   };
   auto line = [&](const InspectRow& x) {
     s += fmt::format("{:<48} {:>6} {:>12.6g} {:>11.4g} {:>6.2f}%", x.name, x.dtype, x.norm(), x.max_abs,
                      100 * x.zero_fraction());
     if (m) s += fmt::format(" {:>12.6g} {:>10.4g}", x.ref_norm(), x.relative());
-    if (v) s += fmt::format(" {:>12.6g} {:>8.4f}", x.ref_norm(), x.cosine());
+    if (v) s += fmt::format(" {:>12.6g} {:>8.4f} {:>6.1f}%", x.ref_norm(), x.cosine(), 100 * x.sign_agreement());
     s += "\n";
   };
   if (per_tensor) {

@@ -1,6 +1,7 @@
 // Statistics of a task vector (or any model): per tensor, per layer and overall L2
 // norm, max |v|, fraction of zeros and dtype; against a model θ the relative norm
-// ‖v‖/‖θ‖, against another vector the cosine similarity.
+// ‖v‖/‖θ‖, against another vector the cosine similarity and the sign agreement (the
+// fraction of entries nonzero in both whose signs agree).
 #pragma once
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -16,11 +17,13 @@ struct InspectRow {
   uint64_t numel = 0, zeros = 0;
   double sumsq = 0, max_abs = 0;
   double ref_sumsq = 0, dot = 0;  // against: ‖ref‖², <v, ref>
+  uint64_t both_nonzero = 0, same_sign = 0;  // against: entries nonzero in both, and of those with equal signs
   double norm() const;
   double zero_fraction() const;
   double ref_norm() const;
   double relative() const;  // ‖v‖/‖ref‖
   double cosine() const;    // <v, ref>/(‖v‖‖ref‖)
+  double sign_agreement() const;  // same_sign / both_nonzero (0 when none)
 };
 
 struct InspectResult {

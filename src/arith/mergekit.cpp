@@ -6,6 +6,7 @@
 
 #include "arith/arith.h"
 #include "arith/engine.h"
+#include "arith/sparsify.h"
 #include "core/error.h"
 #include "io/model_dir.h"
 
@@ -97,6 +98,30 @@ std::optional<double> eval_param(const Ctx& c, const YAML::Node& v, const std::s
   return g[i] + (g[i + 1] - g[i]) * f;
 }
 
+// mergekit's generalized task-arithmetic methods (merge_methods/registry.py):
+// consensus, sparsification, and the defaults of normalize and rescale.
+struct GtaMethod {
+  const char* name;
+  bool consensus;
+  sparse::Method sparsify;
+  bool normalize, rescale;
+};
+constexpr GtaMethod kGta[] = {
+    {"ties", true, sparse::Method::Magnitude, true, false},
+    {"dare_ties", true, sparse::Method::Random, false, true},
+    {"dare_linear", false, sparse::Method::Random, false, true},
+    {"breadcrumbs", false, sparse::Method::MagnitudeOutliers, false, false},
+    {"breadcrumbs_ties", true, sparse::Method::MagnitudeOutliers, false, false},
+    {"della", true, sparse::Method::Della, true, true},
+    {"della_linear", false, sparse::Method::Della, false, true},
+};
+
+const GtaMethod* find_gta(const std::string& m) {
+  for (const auto& g : kGta)
+    if (m == g.name) return &g;
+  return nullptr;
+}
+
 fs::path resolve_model(const fs::path& cfg, const std::string& m) {
   fs::path p(m);
   if (p.is_absolute() || fs::exists(p)) return p;
@@ -109,6 +134,60 @@ std::string model_name(const Ctx& c, const YAML::Node& n, const std::string& wha
   if (n.IsScalar()) return n.Scalar();
   if (n.IsMap() && n["model"] && n["model"].IsScalar()) return n["model"].Scalar();
   fail("{}: {} must be a model path", c.file, what);
+}
+
+template <typename Param, typename GlobalParam>
+Report merge_gta(const Ctx& c, const fs::path& config, const YAML::Node& root, const GtaMethod& m,
+                 const std::vector<std::string>& names, size_t nmodels, Param param, GlobalParam global_param,
+                 const Options& opts) {
+  detail::Job job;
+  job.operation = "merge";
+  for (const auto& n : names) {
+    job.names.push_back(n);
+    job.paths.push_back(resolve_model(config, n));
+  }
+  job.target = 0;
+  detail::SparseJob sj;
+  sj.method = m.sparsify;
+  sj.consensus = m.consensus;
+  sj.seed = opts.seed;
+  for (size_t i = 0; i < nmodels; ++i) sj.deltas.push_back({{i + 1, 1.0}, {0, -1.0}});  // model_i - base
+  const bool has_gamma = m.sparsify == sparse::Method::MagnitudeOutliers;
+  const bool has_eps = m.sparsify == sparse::Method::Della;
+  sj.delta_params = [=](size_t d, const std::string& tensor) {
+    detail::DeltaParams p;
+    auto w = param(d, "weight", tensor);
+    if (!w) fail("{}: no weight for model {} (tensor {})", c.file, names[d + 1], tensor);
+    p.weight = *w;
+    p.density = param(d, "density", tensor).value_or(1.0);
+    if (!(p.density >= 0 && p.density <= 1))
+      fail("{}: density of {} must be in [0, 1], not {} (tensor {})", c.file, names[d + 1], p.density, tensor);
+    if (has_gamma) {
+      p.gamma = param(d, "gamma", tensor).value_or(0.01);
+      if (!(p.gamma >= 0 && p.gamma <= 1))
+        fail("{}: gamma of {} must be in [0, 1], not {} (tensor {})", c.file, names[d + 1], p.gamma, tensor);
+    }
+    if (has_eps) p.epsilon = param(d, "epsilon", tensor).value_or(0.15);
+    return p;
+  };
+  sj.tensor_params = [=](const std::string& tensor) {
+    detail::TensorParams t;
+    t.lambda = global_param("lambda", tensor).value_or(1.0);
+    t.normalize = global_param("normalize", tensor).value_or(m.normalize ? 1.0 : 0.0) != 0.0;
+    t.rescale = global_param("rescale", tensor).value_or(m.rescale ? 1.0 : 0.0) != 0.0;
+    (void)global_param("int8_mask", tensor);  // mergekit's mask storage type; rvec never stores a mask
+    return t;
+  };
+  job.sparse = std::move(sj);
+  std::map<std::string, int> seen;
+  for (auto& n : job.names)
+    if (seen[n]++) n += fmt::format("#{}", seen[n]);
+  job.record = {{"config_file", fs::absolute(config).lexically_normal().string()},
+                {"config", to_json(root)},
+                {"sparsify", sparse::method_name(m.sparsify)},
+                {"consensus", m.consensus ? "sum" : "none"},
+                {"seed", opts.seed}};
+  return detail::run(job, opts);
 }
 
 }  // namespace
@@ -129,8 +208,11 @@ Report merge_yaml(const fs::path& config, const Options& opts_in) {
   for (const auto& kv : root)
     if (!known.count(kv.first.Scalar())) fail("{}: unknown key '{}'", c.file, kv.first.Scalar());
   const std::string method = root["merge_method"] ? root["merge_method"].Scalar() : "";
-  if (method != "linear" && method != "task_arithmetic")
-    fail("{}: merge_method '{}' is not supported (rvec supports linear and task_arithmetic)", c.file, method);
+  const GtaMethod* gta = find_gta(method);
+  if (method != "linear" && method != "task_arithmetic" && !gta)
+    fail("{}: merge_method '{}' is not supported (rvec supports linear, task_arithmetic, ties, dare_ties, "
+         "dare_linear, breadcrumbs, breadcrumbs_ties, della and della_linear)",
+         c.file, method);
   if (root["slices"]) fail("{}: 'slices' is not supported; list whole models under 'models'", c.file);
   if (!root["models"] || !root["models"].IsSequence() || root["models"].size() == 0)
     fail("{}: 'models' must be a non-empty list", c.file);
@@ -150,7 +232,7 @@ Report merge_yaml(const fs::path& config, const Options& opts_in) {
   const YAML::Node global = root["parameters"];
   std::optional<std::string> base;
   if (root["base_model"]) base = model_name(c, root["base_model"], "base_model");
-  if (method == "task_arithmetic" && !base) fail("{}: task_arithmetic needs a base_model", c.file);
+  if ((method == "task_arithmetic" || gta) && !base) fail("{}: {} needs a base_model", c.file, method);
 
   struct M {
     std::string name;
@@ -160,7 +242,7 @@ Report merge_yaml(const fs::path& config, const Options& opts_in) {
   for (const auto& m : root["models"]) {
     if (!m.IsMap() || !m["model"]) fail("{}: each entry of 'models' needs a 'model'", c.file);
     std::string name = model_name(c, m["model"], "model");
-    if (method == "task_arithmetic" && base && name == *base) continue;  // the base contributes through Δ only
+    if ((method == "task_arithmetic" || gta) && base && name == *base) continue;  // the base contributes through Δ only
     models.push_back({name, m["parameters"]});
   }
   // Inputs: the target first (base_model, else the first model), then the others.
@@ -186,6 +268,10 @@ Report merge_yaml(const fs::path& config, const Options& opts_in) {
     if (global && global.IsMap() && global[key]) return eval_param(c, global[key], tensor, key);
     return std::nullopt;
   };
+  if (gta) {
+    auto mparam = [&](size_t d, const char* key, const std::string& t) { return param(models[d], key, t); };
+    return merge_gta(c, config, root, *gta, names, models.size(), mparam, global_param, opts);
+  }
   const bool linear = method == "linear";
   const bool base_in_models = base && linear;
   // Coefficients for one tensor: index 0 is the target.

@@ -63,6 +63,62 @@ Report apply(const fs::path& target, const std::vector<std::pair<fs::path, doubl
   return detail::run(job, opts);
 }
 
+Report apply_sparse(const fs::path& target, const std::vector<std::pair<fs::path, double>>& vectors,
+                    const SparsifyOptions& sp, const Options& opts) {
+  if (vectors.empty()) fail("apply: no --vector given");
+  struct M {
+    const char* name;
+    sparse::Method method;
+    bool consensus, rescale;
+  };
+  // The defaults of mergekit's ties, dare_linear, della and breadcrumbs.
+  static const M kMethods[] = {{"ties", sparse::Method::Magnitude, true, false},
+                               {"dare", sparse::Method::Random, false, true},
+                               {"della", sparse::Method::Della, true, true},
+                               {"breadcrumbs", sparse::Method::MagnitudeOutliers, false, false}};
+  const M* m = nullptr;
+  for (const auto& x : kMethods)
+    if (sp.method == x.name) m = &x;
+  if (!m) fail("--sparsify {}: expected ties, dare, della or breadcrumbs", sp.method);
+  if (!(sp.density >= 0 && sp.density <= 1)) fail("--density {}: must be in [0, 1]", sp.density);
+  if (!(sp.gamma >= 0 && sp.gamma <= 1)) fail("--gamma {}: must be in [0, 1]", sp.gamma);
+  detail::Job job;
+  job.operation = "apply";
+  job.names = {"target"};
+  job.paths = {target};
+  detail::SparseJob sj;
+  sj.method = m->method;
+  sj.consensus = sp.consensus.value_or(m->consensus);
+  sj.seed = opts.seed;
+  std::vector<double> alphas;
+  json vecs = json::array();
+  for (size_t i = 0; i < vectors.size(); ++i) {
+    job.names.push_back(vectors.size() == 1 ? "vector" : fmt::format("vector{}", i + 1));
+    job.paths.push_back(vectors[i].first);
+    sj.deltas.push_back({{i + 1, 1.0}});
+    alphas.push_back(vectors[i].second);
+    vecs.push_back({{"path", fs::absolute(vectors[i].first).lexically_normal().string()}, {"alpha", vectors[i].second}});
+  }
+  sj.delta_params = [alphas, sp](size_t d, const std::string&) {
+    return detail::DeltaParams{alphas[d], sp.density, sp.gamma, sp.epsilon};
+  };
+  const bool rescale = sp.rescale.value_or(m->rescale);
+  sj.tensor_params = [rescale, sp](const std::string&) { return detail::TensorParams{1.0, sp.normalize, rescale}; };
+  job.sparse = std::move(sj);
+  job.record = {{"vectors", vecs},
+                {"sparsify",
+                 {{"method", sp.method},
+                  {"mergekit_method", sparse::method_name(m->method)},
+                  {"density", sp.density},
+                  {"gamma", sp.gamma},
+                  {"epsilon", sp.epsilon},
+                  {"rescale", rescale},
+                  {"consensus", sp.consensus.value_or(m->consensus)},
+                  {"normalize", sp.normalize},
+                  {"seed", opts.seed}}}};
+  return detail::run(job, opts);
+}
+
 // ---- linear expressions ----
 namespace {
 

@@ -1,4 +1,5 @@
-// `rvec apply TARGET --vector VEC[:ALPHA] ... [--alpha A] -o OUT`: target + Σ α·v.
+// `rvec apply TARGET --vector VEC[:ALPHA] ... [--alpha A] -o OUT`: target + Σ α·v, or with
+// `--sparsify ties|dare|della|breadcrumbs --density D`, the vectors sparsified first.
 #include <fmt/format.h>
 
 #include "cli/arith_common.h"
@@ -13,8 +14,19 @@ rvec::cli::Command cmd("apply", "Add task vectors to a model: target + sum of al
   app.add_option("target", *target, "Target model directory")->required();
   app.add_option("--vector,-v", *vecs, "Task vector directory, optionally :ALPHA (repeatable)")->required();
   app.add_option("--alpha,-a", *alpha, "Default alpha for vectors given without :ALPHA (default 1; < 0 subtracts)");
+  auto sp = std::make_shared<rvec::arith::SparsifyOptions>();
+  auto rescale = std::make_shared<std::string>(), consensus = std::make_shared<std::string>();
+  auto seed = std::make_shared<uint64_t>(0);
+  app.add_option("--sparsify", sp->method, "Sparsify each vector first: ties | dare | della | breadcrumbs");
+  app.add_option("--density", sp->density, "Fraction of entries kept per tensor (--sparsify; default 1)");
+  app.add_option("--gamma", sp->gamma, "breadcrumbs: fraction of the largest entries dropped (default 0.01)");
+  app.add_option("--epsilon", sp->epsilon, "della: keep probabilities span density +- epsilon (default 0.15)");
+  app.add_option("--rescale", *rescale, "on|off: rescale kept entries to the vector's L1 norm (default: on for dare, della)");
+  app.add_option("--consensus", *consensus, "on|off: TIES sign election across vectors (default: on for ties, della)");
+  app.add_flag("--normalize", sp->normalize, "Divide by the sum of the (sign-agreeing) alphas, as mergekit's normalize");
+  app.add_option("--seed", *seed, "Seed of the random masks (dare, della; default 0)");
   a->add(app);
-  return [a, target, vecs, alpha] {
+  return [a, target, vecs, alpha, sp, rescale, consensus, seed] {
     std::vector<std::pair<std::filesystem::path, double>> v;
     for (const auto& s : *vecs) {
       auto c = s.rfind(':');
@@ -34,7 +46,24 @@ rvec::cli::Command cmd("apply", "Add task vectors to a model: target + sum of al
       }
       v.emplace_back(p, al);
     }
-    auto r = rvec::arith::apply(*target, v, a->finish());
+    auto onoff = [](const std::string& s, const char* opt) -> std::optional<bool> {
+      if (s.empty()) return std::nullopt;
+      if (s == "on" || s == "true" || s == "1") return true;
+      if (s == "off" || s == "false" || s == "0") return false;
+      rvec::fail("{} {}: expected on or off", opt, s);
+    };
+    rvec::arith::Options o = a->finish();
+    o.seed = *seed;
+    rvec::arith::Report r;
+    if (!sp->method.empty()) {
+      sp->rescale = onoff(*rescale, "--rescale");
+      sp->consensus = onoff(*consensus, "--consensus");
+      r = rvec::arith::apply_sparse(*target, v, *sp, o);
+    } else {
+      if (!rescale->empty() || !consensus->empty() || sp->normalize)
+        rvec::fail("--rescale, --consensus and --normalize need --sparsify");
+      r = rvec::arith::apply(*target, v, o);
+    }
     rvec::arith::print_report(r, "apply");
     return 0;
   };

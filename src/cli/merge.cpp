@@ -11,13 +11,18 @@ rvec::cli::Command cmd("merge", "Merge models: a mergekit YAML config or a linea
   auto config = std::make_shared<std::string>(), expr = std::make_shared<std::string>(),
        target = std::make_shared<std::string>();
   auto models = std::make_shared<std::vector<std::string>>();
-  app.add_option("config", *config, "mergekit YAML config (merge_method linear or task_arithmetic)");
+  app.add_option("config", *config,
+                 "mergekit YAML config (linear, task_arithmetic, ties, dare_ties, dare_linear, breadcrumbs, "
+                 "breadcrumbs_ties, della, della_linear)");
   app.add_option("--expr,-e", *expr, "Linear expression of named models, e.g. 'instruct + 0.5*(grpo - sft)'");
   app.add_option("--model,-m", *models, "NAME=DIR for each name in --expr (repeatable)");
   app.add_option("--target", *target, "Name whose tensors/config the output inherits (default: first in --expr)");
+  auto seed = std::make_shared<uint64_t>(0);
+  app.add_option("--seed", *seed, "Seed of the random masks of dare_* / della* merges (default 0)");
   a->add(app);
-  return [a, config, expr, target, models] {
-    const auto& o = a->finish();
+  return [a, config, expr, target, models, seed] {
+    rvec::arith::Options o = a->finish();
+    o.seed = *seed;
     rvec::arith::Report r;
     if (!expr->empty()) {
       if (!config->empty()) rvec::fail("give either a CONFIG.yaml or --expr, not both");
