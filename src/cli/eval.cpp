@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "eval/perturb.h"
 #include "eval/runner.h"
+#include "eval/gen_kwargs.h"
 #include "eval/humaneval_exec.h"
 #include "eval/sandbox.h"
 #include "eval/tasks.h"
@@ -20,7 +21,8 @@
 namespace {
 
 struct Args {
-  std::string model, tasks = "gsm8k", out, data_dir, chat_template, lm_eval_version = "0.4.9.2", system_instruction;
+  std::string model, tasks = "gsm8k", out, data_dir, chat_template, lm_eval_version = "0.4.9.2", system_instruction,
+      gen_kwargs;
   bool fewshot_as_multiturn = true;
   std::vector<std::string> perturb;
   int limit = -1, num_fewshot = -1, max_gen_tokens = -1, batch = 16, threads = 0, samples = 1;
@@ -72,6 +74,9 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
   app.add_option("--fewshot-as-multiturn", a->fewshot_as_multiturn,
                  "With --chat: few-shot as alternating turns (true, default) or one user turn (false)");
   app.add_option("--system-instruction", a->system_instruction, "System instruction before the task description");
+  app.add_option("--gen-kwargs", a->gen_kwargs,
+                 "lm-eval's --gen_kwargs k=v,... for every generation task (temperature, top_p, top_k, max_gen_toks, "
+                 "do_sample, until); applied after --temperature/--top-p/--top-k/--max-gen-tokens");
   app.add_flag("--think", a->think, "Append \"Think step by step.\" to the user turn");
   app.add_option("--perturb", a->perturb, "Adversarial conditions: distractor, shuffle_choices, fewshot_numbers")
       ->delimiter(',');
@@ -128,6 +133,7 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
     o.top_p = a->top_p;
     o.top_k = a->top_k;
     o.samples = a->samples;
+    if (!a->gen_kwargs.empty()) apply_gen_kwargs(a->gen_kwargs, o);
     o.batch = a->batch;
     o.out_dir = a->out.empty() ? "eval-out" : a->out;
     o.resume = a->resume;

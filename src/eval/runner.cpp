@@ -65,6 +65,7 @@ Task load_task_for(const std::string& name, const EvalOptions& opts) {
   DataSource ds(shipped, user);
   Task t = load_task(base, ds);
   if (!pert.empty()) apply_perturbation(pert, t, opts.fewshot_seed);
+  if (opts.until && t.type == OutputType::Generate) t.until = *opts.until;
   return t;
 }
 

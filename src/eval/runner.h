@@ -29,6 +29,7 @@ struct EvalOptions {
   std::optional<size_t> limit;          // first N documents of each task
   std::optional<int> num_fewshot;       // overrides each task's default
   std::optional<int> max_gen_tokens;    // overrides each task's max_gen_toks
+  std::optional<std::vector<std::string>> until;  // overrides each generation task's `until` (--gen-kwargs)
   bool chat = false, think = false;
   bool fewshot_as_multiturn = true;                  // with chat: false = one user turn (lm-eval's default)
   std::optional<std::string> system_instruction;     // lm-eval --system_instruction
