@@ -7,6 +7,7 @@
 #include "arith/arith.h"
 #include "arith/engine.h"
 #include "core/error.h"
+#include "core/input_file.h"
 #include "io/model_dir.h"
 
 namespace fs = std::filesystem;
@@ -118,7 +119,7 @@ Report merge_yaml(const fs::path& config, const Options& opts_in) {
   c.file = config.string();
   YAML::Node root;
   try {
-    root = YAML::LoadFile(config.string());
+    root = YAML::Load(read_file(config));
   } catch (const YAML::Exception& e) {
     fail("{}: invalid YAML: {}", c.file, e.what());
   }

@@ -3,10 +3,11 @@
 #include <fmt/format.h>
 
 #include <filesystem>
-#include <fstream>
+#include <sstream>
 #include <memory>
 
 #include "cli/command.h"
+#include "core/input_file.h"
 #include "eval/runner.h"
 #include "eval/sandbox.h"
 
@@ -40,7 +41,7 @@ rvec::cli::Command cmd("rescore", "Re-score a samples_<task>.jsonl file (saved o
     // The sandbox is set up only if the file holds HumanEval samples.
     bool needs_sandbox = false;
     {
-      std::ifstream in(a->samples);
+      std::istringstream in(rvec::read_file(a->samples));
       std::string line;
       while (!needs_sandbox && std::getline(in, line)) {
         auto p = line.find("\"task\"");

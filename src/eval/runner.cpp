@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "core/atomic_output.h"
+#include "core/checked_int.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "eval/passk.h"
@@ -452,7 +453,7 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
   if (!opts.out_dir.empty()) {
     fs::path cpath = fs::path(opts.out_dir) / "cache" / cache_file_name(t.name);
     if (opts.resume && fs::exists(cpath)) {
-      std::ifstream in(cpath);
+      std::istringstream in(read_file(cpath));
       std::string line;
       while (std::getline(in, line)) {
         json j;
@@ -462,6 +463,8 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
           continue;  // a line cut by a kill: that sample is redone
         }
         if (!j.contains("doc_id") || !j.contains("prompt") || !j.contains("output")) continue;
+        if (!j["doc_id"].is_number_unsigned() || (j.contains("sample") && !j["sample"].is_number_unsigned()))
+          continue;  // not a line this cache wrote
         size_t id = j["doc_id"].get<size_t>();
         if (id >= N || done[id] || j["prompt"] != samples[id].prompt) continue;
         if (j.contains("sample") != multi) continue;  // written with another --samples
@@ -727,8 +730,7 @@ void write_outputs(const EvalResults& r, const std::string& dir) {
 }
 
 EvalResults rescore_samples_file(const std::string& path, const EvalOptions& opts) {
-  std::ifstream in(path);
-  if (!in) fail("{}: cannot open samples file", path);
+  std::istringstream in(read_file(path));
   std::vector<std::string> order;
   std::map<std::string, std::vector<json>> by_task;
   std::string line;
@@ -757,8 +759,9 @@ EvalResults rescore_samples_file(const std::string& path, const EvalOptions& opt
     for (auto& j : by_task[tn]) {
       Sample s;
       s.task = t.name;
-      s.doc_id = j["doc_id"].get<size_t>();
-      if (s.doc_id >= t.docs.size()) fail("{}: task {} has no doc_id {}", path, tn, s.doc_id);
+      // Checked as written: doc_id -1 must not read as 18446744073709551615.
+      s.doc_id = size_t(json_int_in_range(j["doc_id"], 0, int64_t(t.docs.size()) - 1,
+                                          fmt::format("{}: task {} doc_id", path, tn)));
       if (!seen.insert(s.doc_id).second) fail("{}: task {} doc_id {} appears twice", path, tn, s.doc_id);
       s.doc = t.docs[s.doc_id];
       s.prompt = j.value("prompt", std::string());
