@@ -8,6 +8,7 @@
 #include "arith/engine.h"
 #include "arith/sparsify.h"
 #include "core/error.h"
+#include "core/input_file.h"
 #include "io/model_dir.h"
 
 namespace fs = std::filesystem;
@@ -197,7 +198,7 @@ Report merge_yaml(const fs::path& config, const Options& opts_in) {
   c.file = config.string();
   YAML::Node root;
   try {
-    root = YAML::LoadFile(config.string());
+    root = YAML::Load(read_file(config));
   } catch (const YAML::Exception& e) {
     fail("{}: invalid YAML: {}", c.file, e.what());
   }

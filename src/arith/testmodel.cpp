@@ -174,7 +174,7 @@ void write_test_model(const fs::path& out, const TestModelOptions& o) {
   if (o.tokenizer_dir) {
     for (const auto& f : io::donor_files()) {
       fs::path src = *o.tokenizer_dir / f;
-      if (fs::is_regular_file(src)) fs::copy_file(src, dir.tmp() / f, fs::copy_options::overwrite_existing);
+      if (fs::is_regular_file(src)) copy_file_checked(src, dir.tmp() / f);
     }
   }
   io::write_rvec_json(dir.tmp(), json{{"operation", "testmodel"},

@@ -10,6 +10,8 @@
 
 #include "cli/command.h"
 #include "cli/infer_common.h"
+#include "core/memory.h"
+#include "model/config.h"
 #include "core/cpu.h"
 
 namespace {
@@ -59,6 +61,18 @@ double read_bandwidth() {
   return best;
 }
 
+constexpr int kMaxBatch = 65536, kMaxTokens = 1 << 24;
+
+// Bytes bench allocates beyond the weights: the f32 KV caches, the logits, the prefill
+// rows and their activations (residual, q/k/v, MLP; an estimate, not a bound).
+double bench_memory_estimate(const rvec::model::ModelConfig& c, int batch, int prompt, int gen) {
+  const double ctx = double(prompt) + gen + 1, rows = double(batch) * prompt;
+  const double kv = double(batch) * ctx * c.num_layers * 2.0 * c.kv_dim() * 4;
+  const double logits = double(batch) * c.vocab_size * 4 * 2;
+  const double act = rows * (4.0 * c.hidden_size + 3.0 * c.intermediate_size + c.q_dim() + 2.0 * c.kv_dim()) * 4;
+  return kv + logits + act + rows * 24;
+}
+
 struct Args {
   rvec::cli::InferArgs common;
   int prompt_tokens = 128, gen_tokens = 64, batch = 1, reps = 1;
@@ -80,8 +94,16 @@ rvec::cli::Command cmd(
         cli::apply_infer_options(a->common);
         if (a->prompt_tokens < 1 || a->gen_tokens < 0 || a->batch < 1 || a->reps < 1)
           fail("bench: --prompt-tokens, --batch and --reps must be >= 1, --gen-tokens >= 0");
+        // Sane bounds first (they also keep the estimate below far from overflow).
+        if (a->batch > kMaxBatch) fail("bench: --batch {} is over the limit of {}", a->batch, kMaxBatch);
+        if (a->prompt_tokens > kMaxTokens) fail("bench: --prompt-tokens {} is over the limit of {}", a->prompt_tokens, kMaxTokens);
+        if (a->gen_tokens > kMaxTokens) fail("bench: --gen-tokens {} is over the limit of {}", a->gen_tokens, kMaxTokens);
+        if (a->reps > 1000) fail("bench: --reps {} is over the limit of 1000", a->reps);
         auto model = infer::load_model(a->common.model);
         const auto& c = model->config();
+        check_memory(bench_memory_estimate(c, a->batch, a->prompt_tokens, a->gen_tokens),
+                     fmt::format("bench: --batch {} x (--prompt-tokens {} + --gen-tokens {})", a->batch,
+                                 a->prompt_tokens, a->gen_tokens));
         infer::Engine eng(*model, {.threads = a->common.threads, .max_batch = a->batch,
                                    .max_context = size_t(a->prompt_tokens + a->gen_tokens + 1)});
         std::mt19937 rng(42);

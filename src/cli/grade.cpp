@@ -3,12 +3,13 @@
 // {"correct", "extracted", "gold_normalized", "rule"}.
 #include <fmt/format.h>
 
-#include <fstream>
+#include <sstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
 #include "core/error.h"
+#include "core/input_file.h"
 #include "eval/math/grade.h"
 
 namespace {
@@ -36,8 +37,7 @@ rvec::cli::Command cmd("grade", "Check a math answer against a gold answer (the 
       fmt::print("{}\n", grade(scheme, a->gold, a->output, a->data_name).to_json().dump());
       return 0;
     }
-    std::ifstream in(a->jsonl);
-    if (!in) rvec::fail("{}: cannot open", a->jsonl);
+    std::istringstream in(rvec::read_file(a->jsonl));
     std::string line, out;
     int lineno = 0;
     while (std::getline(in, line)) {

@@ -3,6 +3,7 @@
 
 #include "cli/command.h"
 #include "cli/infer_common.h"
+#include "core/checked_int.h"
 #include "infer/npy.h"
 
 namespace {
@@ -35,14 +36,7 @@ rvec::cli::Command cmd(
           while (p <= s.size() && !s.empty()) {
             size_t q = s.find(',', p);
             std::string item = s.substr(p, q == std::string::npos ? std::string::npos : q - p);
-            try {
-              size_t used = 0;
-              long v = std::stol(item, &used);
-              if (used != item.size() || v < 0 || v > INT32_MAX) throw std::invalid_argument("");
-              ids.push_back(int32_t(v));
-            } catch (const std::exception&) {
-              fail("--tokens: '{}' is not a token id", item);
-            }
+            ids.push_back(int32_t(parse_int_in_range(item, 0, INT32_MAX, "--tokens: a token id")));
             if (q == std::string::npos) break;
             p = q + 1;
           }

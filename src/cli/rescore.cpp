@@ -4,11 +4,12 @@
 #include <fmt/format.h>
 
 #include <filesystem>
-#include <fstream>
+#include <sstream>
 #include <memory>
 
 #include "cli/command.h"
 #include "eval/lm_eval_io.h"
+#include "core/input_file.h"
 #include "eval/runner.h"
 #include "eval/humaneval_exec.h"
 #include "eval/sandbox.h"
@@ -47,7 +48,7 @@ rvec::cli::Command cmd("rescore", "Re-score a samples_<task>.jsonl file (saved o
     for (auto& f : a->samples) {
       auto lm_task = task_from_lm_eval_samples_name(f);
       if (lm_task && lm_task->starts_with("humaneval")) needs_sandbox = true;
-      std::ifstream in(f);
+      std::istringstream in(rvec::read_file(f));
       std::string line;
       while (!needs_sandbox && std::getline(in, line)) {
         auto p = line.find("\"task\"");

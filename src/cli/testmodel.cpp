@@ -9,6 +9,8 @@
 
 #include "arith/testmodel.h"
 #include "cli/command.h"
+#include "core/memory.h"
+#include "model/config.h"
 #include "core/atomic_output.h"
 #include "core/error.h"
 
@@ -129,6 +131,18 @@ rvec::cli::Command cmd("testmodel", "Write a random-weight model with real Qwen2
     if (a->untied) c["tie_word_embeddings"] = false;
     auto dt = rvec::parse_torch_dtype(a->dtype);
     if (!dt || !rvec::is_arith_dtype(*dt)) rvec::fail("--dtype {}: expected bf16, f16 or f32", a->dtype);
+    // The shape flags go through config.json's validation (bounded sizes, named keys), and
+    // the output must fit on the disk before anything is written.
+    const auto mc = rvec::model::ModelConfig::from_json(
+        c, a->config.empty() ? std::string("testmodel (shape flags)") : a->config + " (with the shape flags)");
+    const double H = mc.hidden_size, per_layer = H * mc.q_dim() * 2 + H * mc.kv_dim() * 2 +
+                                                  3.0 * H * mc.intermediate_size + 2 * H;
+    const double params = per_layer * mc.num_layers + double(mc.vocab_size) * H * (mc.tie_word_embeddings ? 1 : 2) + H;
+    std::filesystem::path parent = std::filesystem::absolute(a->out).parent_path();
+    while (!parent.empty() && !std::filesystem::exists(parent) && parent != parent.parent_path()) parent = parent.parent_path();
+    rvec::check_disk_space(parent.string(), params * double(rvec::dtype_size(*dt)),
+                           fmt::format("testmodel: {} layers x hidden {} (vocab {})", mc.num_layers, mc.hidden_size,
+                                       mc.vocab_size));
     o.dtype = *dt;
     o.seed = a->seed;
     o.shard_size = uint64_t(a->shard_size);

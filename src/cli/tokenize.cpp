@@ -3,12 +3,14 @@
 #include <fmt/format.h>
 
 #include <filesystem>
-#include <fstream>
+#include <sstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "core/checked_int.h"
 #include "core/error.h"
+#include "core/input_file.h"
 #include "text/tokenizer.h"
 
 namespace {
@@ -24,10 +26,8 @@ std::string ids_json(const std::vector<int32_t>& ids) {
 std::vector<int32_t> parse_ids(const json& j, const std::string& where) {
   if (!j.is_array()) rvec::fail("{}: expected a JSON array of token ids", where);
   std::vector<int32_t> ids;
-  for (const auto& x : j) {
-    if (!x.is_number_integer()) rvec::fail("{}: token ids must be integers", where);
-    ids.push_back(x.get<int32_t>());
-  }
+  for (size_t i = 0; i < j.size(); ++i)
+    ids.push_back(int32_t(rvec::json_int_in_range(j[i], 0, INT32_MAX, fmt::format("{}: token id [{}]", where, i))));
   return ids;
 }
 
@@ -68,8 +68,7 @@ rvec::cli::Command cmd(
           }
           return 0;
         }
-        std::ifstream in(a->jsonl, std::ios::binary);
-        if (!in) rvec::fail("{}: cannot open", a->jsonl);
+        std::istringstream in(rvec::read_file(a->jsonl));
         std::string line, out;
         size_t lineno = 0;
         while (std::getline(in, line)) {

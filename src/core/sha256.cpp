@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/input_file.h"
 
 namespace fs = std::filesystem;
 
@@ -46,22 +47,19 @@ std::string sha256_hex(std::string_view data) {
 }
 
 std::string sha256_file(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("cannot open {}: {}", path.string(), std::strerror(errno));
+  InputFile in(path);
+  const int fd = in.fd();
   Ctx ctx = new_ctx();
   std::vector<unsigned char> buf(8 << 20);
   for (;;) {
     ssize_t r = ::read(fd, buf.data(), buf.size());
     if (r < 0) {
       if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      fail("cannot read {}: {}", path.string(), std::strerror(e));
+      fail("cannot read {}: {}", path.string(), std::strerror(errno));
     }
     if (r == 0) break;
     EVP_DigestUpdate(ctx.get(), buf.data(), size_t(r));
   }
-  ::close(fd);
   return finish_hex(ctx.get());
 }
 

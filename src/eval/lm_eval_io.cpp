@@ -2,10 +2,11 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
+#include <sstream>
 #include <regex>
 
 #include "core/error.h"
+#include "core/input_file.h"
 #include "core/sha256.h"
 
 using nlohmann::json;
@@ -226,8 +227,7 @@ void load_samples_file(const std::string& path, RunSamples& run) {
 }  // namespace
 
 void for_each_samples_line(const std::string& path, const std::function<void(json&, const std::string&)>& fn) {
-  std::ifstream in(path);
-  if (!in) fail("{}: cannot open samples file", path);
+  std::istringstream in(read_file(path));  // a regular file only (FIFOs are refused, not waited on)
   std::string line;
   int lineno = 0;
   while (std::getline(in, line)) {

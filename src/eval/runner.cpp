@@ -12,11 +12,13 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <sstream>
 
 #include "core/atomic_output.h"
+#include "core/checked_int.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "eval/math_scoring.h"
@@ -486,7 +488,7 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
   if (!opts.out_dir.empty()) {
     fs::path cpath = fs::path(opts.out_dir) / "cache" / cache_file_name(t.name);
     if (opts.resume && fs::exists(cpath)) {
-      std::ifstream in(cpath);
+      std::istringstream in(read_file(cpath));
       std::string line;
       while (std::getline(in, line)) {
         json j;
@@ -496,6 +498,8 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
           continue;  // a line cut by a kill: that sample is redone
         }
         if (!j.contains("doc_id") || !j.contains("prompt") || !j.contains("output")) continue;
+        if (!j["doc_id"].is_number_unsigned() || (j.contains("sample") && !j["sample"].is_number_unsigned()))
+          continue;  // not a line this cache wrote
         size_t id = j["doc_id"].get<size_t>();
         if (id >= N || done[id] || j["prompt"] != samples[id].prompt) continue;
         if (j.contains("sample") != multi) continue;  // written with another --samples
@@ -839,9 +843,12 @@ EvalResults rescore_samples_files(const std::vector<std::string>& paths, const E
     for (auto& j : by_task[tn]) {
       Sample s;
       s.task = t.name;
-      s.doc_id = j["doc_id"].get<size_t>();
       const bool lm = j.contains("_where");
       const std::string where = lm ? j["_where"].get<std::string>() : where_of[tn];
+      // Checked as written: doc_id -1 must not read as 18446744073709551615. An lm-eval line carries its
+      // own document, so only rvec's lines are bounded by the task's documents.
+      const int64_t max_id = lm ? std::numeric_limits<int64_t>::max() : int64_t(t.docs.size()) - 1;
+      s.doc_id = size_t(json_int_in_range(j["doc_id"], 0, max_id, fmt::format("{}: task {} doc_id", where, tn)));
       if (!seen.insert(s.doc_id).second) {
         if (lm) continue;  // lm-eval logs a document once per filter
         fail("{}: task {} doc_id {} appears twice", where, tn, s.doc_id);

@@ -33,7 +33,8 @@ std::unique_ptr<Model> load_model(const fs::path& name) {
       fail("{}: invalid JSON: {}", gc.string(), e.what());
     }
     if (j.is_object() && j.contains("eos_token_id")) {
-      auto ids = model::parse_token_id_list(j["eos_token_id"]);
+      auto ids = model::parse_token_id_list(j["eos_token_id"], gc.string() + ": key 'eos_token_id'",
+                                            m->cfg_.vocab_size);
       if (!ids.empty()) m->eos_ = ids;
     }
   }

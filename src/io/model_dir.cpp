@@ -10,6 +10,7 @@
 
 #include "core/atomic_output.h"
 #include "core/error.h"
+#include "core/json_strict.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -17,14 +18,9 @@ using nlohmann::json;
 namespace rvec::io {
 
 namespace {
-json read_json(const fs::path& p) {
-  std::string s = read_file(p);
-  try {
-    return json::parse(s);
-  } catch (const json::exception& e) {
-    fail("{}: invalid JSON: {}", p.string(), e.what());
-  }
-}
+// config.json and the shard index: a duplicate key would make the value depend on which
+// parser reads the file, so it is refused.
+json read_json(const fs::path& p) { return parse_json_strict(read_file(p), p.string()); }
 }  // namespace
 
 std::unique_ptr<ModelDir> ModelDir::open(const fs::path& name, bool require_config) {

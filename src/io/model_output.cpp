@@ -43,9 +43,7 @@ void copy_donor_files(const fs::path& donor, const fs::path& out_dir, std::optio
   for (const auto& f : donor_files()) {
     fs::path src = donor / f;
     if (!fs::is_regular_file(src)) continue;
-    std::error_code ec;
-    fs::copy_file(src, out_dir / f, fs::copy_options::overwrite_existing, ec);
-    if (ec) fail("cannot copy {} to {}: {}", src.string(), (out_dir / f).string(), ec.message());
+    copy_file_checked(src, out_dir / f);
   }
 }
 

@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
-#include <set>
 
 #include "core/error.h"
+#include "core/json_strict.h"
 
 namespace rvec::io {
 
@@ -81,22 +81,15 @@ ParsedHeader parse_safetensors(const uint8_t* bytes, size_t size, const std::str
   const char* hb = reinterpret_cast<const char*>(bytes + 8);
   if (hb[0] != '{') fail("{}: header does not start with '{{'", what);
 
-  // Duplicate names: nlohmann keeps the last duplicate silently, so detect them while parsing.
-  std::set<std::string> seen;
-  std::string dup;
+  // Linear in the header size (the 100 MB cap allows ~1.4 million tensors); duplicate
+  // names are refused since nlohmann would keep only the last.
   json header;
   try {
-    header = json::parse(hb, hb + n, [&](int depth, json::parse_event_t ev, json& parsed) {
-      if (ev == json::parse_event_t::key && depth == 1) {
-        auto k = parsed.get<std::string>();
-        if (!seen.insert(k).second && dup.empty()) dup = k;
-      }
-      return true;
-    });
-  } catch (const json::exception& e) {
-    fail("{}: header is not valid JSON: {}", what, e.what());
+    header = parse_json_strict(std::string_view(hb, n), what + ": header");
+  } catch (const DuplicateKeyError& e) {
+    if (e.depth() == 1) fail("{}: duplicate tensor name '{}' in header", what, e.key());
+    throw;
   }
-  if (!dup.empty()) fail("{}: duplicate tensor name '{}' in header", what, dup);
   if (!header.is_object()) fail("{}: header is not a JSON object", what);
 
   const uint64_t data_size = size - out.data_start;

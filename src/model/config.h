@@ -60,7 +60,8 @@ struct ModelConfig {
   std::vector<double> rope_inv_freq() const;
 };
 
-// eos ids as generation_config.json gives them (int or list), falling back to config's.
-std::vector<int32_t> parse_token_id_list(const nlohmann::json& v);
+// eos ids as config.json / generation_config.json give them (null, int or list), each
+// checked to lie in [0, vocab_size) (or int32 when vocab_size is 0); `what` prefixes errors.
+std::vector<int32_t> parse_token_id_list(const nlohmann::json& v, const std::string& what, int64_t vocab_size = 0);
 
 }  // namespace rvec::model

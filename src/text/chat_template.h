@@ -14,6 +14,7 @@
 // (strip, split, startswith, endswith, items, get, ...), namespace().
 // Anything else raises rvec::Error naming the template line.
 #pragma once
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -22,6 +23,18 @@
 #include <vector>
 
 namespace rvec::text {
+
+// Templates ship inside downloaded checkpoints, so rendering runs under a budget; going
+// over any limit is an rvec::Error naming the limit (never a silently capped result).
+struct ChatTemplateLimits {
+  uint64_t max_output_bytes = 64ull << 20;   // the rendered text
+  uint64_t max_steps = 20'000'000;           // expression evaluations + statements executed
+  uint64_t max_value_bytes = 64ull << 20;    // any one string/list/dict computed
+  uint64_t max_total_bytes = 2ull << 30;     // all strings/lists/dicts computed, summed
+};
+
+// chat_template.jinja / tokenizer_config.json larger than this are refused.
+constexpr uint64_t kMaxTemplateFileBytes = 64ull << 20;
 
 struct ChatMessage {
   std::string role, content;
@@ -45,6 +58,8 @@ class ChatTemplate {
                           const nlohmann::ordered_json& extra = nlohmann::ordered_json::object()) const;
 
   const std::string& source() const;
+  void set_limits(const ChatTemplateLimits& l) { limits_ = l; }
+  const ChatTemplateLimits& limits() const { return limits_; }
   const std::string& bos_token() const { return bos_; }
   const std::string& eos_token() const { return eos_; }
 
@@ -53,6 +68,7 @@ class ChatTemplate {
  private:
   std::shared_ptr<const Program> prog_;
   std::string bos_, eos_;
+  ChatTemplateLimits limits_;
 };
 
 }  // namespace rvec::text

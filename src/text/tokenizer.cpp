@@ -18,6 +18,7 @@
 #include <unordered_map>
 
 #include "core/atomic_output.h"
+#include "core/checked_int.h"
 #include "core/error.h"
 
 namespace rvec::text {
@@ -613,6 +614,12 @@ void parse_decoder(const json& d, Tokenizer::Impl& t) {
   }
 }
 
+// A token id from the file, checked before narrowing to int32 (2^40 must not become 0).
+int32_t token_id(const json& v, const std::string& origin, const std::string& token) {
+  if (v.is_number_unsigned() && v.get<uint64_t>() <= uint64_t(INT32_MAX)) return int32_t(v.get<uint64_t>());
+  return int32_t(json_int_in_range(v, 0, INT32_MAX, fmt::format("{}: token id of \"{}\"", origin, token)));
+}
+
 void set_token(Tokenizer::Impl& t, int32_t id, const std::string& s) {
   if (id < 0) fail("{}: negative token id {} for \"{}\"", t.origin, id, s);
   if (size_t(id) >= t.id_tok.size()) {
@@ -696,7 +703,7 @@ Tokenizer Tokenizer::from_json_string(std::string_view text, const std::string& 
     t->vocab.reserve(vocab.size() * 2);
     size_t n_added = j.contains("added_tokens") && j.at("added_tokens").is_array() ? j.at("added_tokens").size() : 0;
     t->id_limit = 2 * (vocab.size() + n_added) + 65536;
-    for (const auto& [tok, id] : vocab.items()) set_token(*t, id.get<int32_t>(), tok);
+    for (const auto& [tok, id] : vocab.items()) set_token(*t, token_id(id, origin, tok), tok);
     size_t n_model = t->id_tok.size();
 
     // Byte-level view of the model vocab (byte mode), or the model vocab itself and its
@@ -706,7 +713,7 @@ Tokenizer Tokenizer::from_json_string(std::string_view text, const std::string& 
     if (!t->byte_mode) {
       t->model_vocab.reserve(vocab.size() * 2);
       for (const auto& [tok, id] : vocab.items()) {
-        int32_t i = id.get<int32_t>();
+        int32_t i = token_id(id, origin, tok);
         t->model_vocab[tok] = i;
         int b = parse_byte_token(tok);
         if (b >= 0 && tok == fmt::format("<0x{:02X}>", b)) t->fallback_id[size_t(b)] = i;
@@ -758,8 +765,8 @@ Tokenizer Tokenizer::from_json_string(std::string_view text, const std::string& 
     if (j.contains("added_tokens") && !j.at("added_tokens").is_null()) {
       for (const auto& a : j.at("added_tokens")) {
         AddedToken at;
-        at.id = need(a, "id", origin, "added token").get<int32_t>();
         at.content = need(a, "content", origin, "added token").get<std::string>();
+        at.id = token_id(need(a, "id", origin, "added token"), origin, at.content);
         if (at.content.empty()) fail("{}: added token {} has empty content", origin, at.id);
         at.special = get_bool(a, "special", false);
         at.lstrip = get_bool(a, "lstrip", false);

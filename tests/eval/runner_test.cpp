@@ -184,6 +184,17 @@ TEST(Runner, ResultsFileStructureAndRescoreAgree) {
     ASSERT_NE(x, nullptr) << t.name;
     for (auto& [k, v] : t.metrics) EXPECT_DOUBLE_EQ(x->metrics.at(k).value, v.value) << t.name << " " << k;
   }
+  // A doc_id given as -1 or 2^64-1 is reported as written, not wrapped (issue 10).
+  for (std::string id : {"-1", "18446744073709551615", "1.5"}) {
+    rvec::write_file_atomic(dir.p / "bad.jsonl", R"({"task":"gsm8k","doc_id":)" + id + R"(,"output":"x"})" "\n");
+    try {
+      rescore_samples_file((dir.p / "bad.jsonl").string(), ro);
+      ADD_FAILURE() << id;
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find("task gsm8k doc_id must be an integer in [0, "), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("got " + id), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(Runner, ResumeAfterInterruptionGivesIdenticalResults) {

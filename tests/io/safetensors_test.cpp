@@ -202,3 +202,20 @@ TEST(ModelOutput, MappedSha256MatchesStreamedSha256) {
     EXPECT_EQ(io::sha256_mapped(t.p / "f"), sha256_hex(s)) << n;
   }
 }
+
+// Duplicates anywhere in the header are refused (nlohmann would keep only the last),
+// including inside a tensor entry, where a second "data_offsets" could hide the first.
+TEST(Safetensors, RefusesDuplicateKeysAtAnyDepth) {
+  EXPECT_NE(parse_error(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"data_offsets":[0,8]}})", 8))
+                .find("duplicate key \"data_offsets\""),
+            std::string::npos);
+  EXPECT_NE(parse_error(image(R"({"__metadata__":{"k":"1","k":"2"}})", 0)).find("duplicate key \"k\""),
+            std::string::npos);
+  // The first of several duplicates is the one named, even far into a large header.
+  std::string h = "{";
+  for (int i = 0; i < 5000; ++i)
+    h += "\"t" + std::to_string(i) + "\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[" + std::to_string(i) +
+         "," + std::to_string(i + 1) + "]},";
+  h += R"("t4999":{"dtype":"U8","shape":[1],"data_offsets":[5000,5001]}})";
+  EXPECT_NE(parse_error(image(h, 5001)).find("duplicate tensor name 't4999'"), std::string::npos);
+}

@@ -229,9 +229,13 @@ TEST(Tokenizer, ErrorsNameFileAndComponent) {
   expect_error(R"({"model":{"vocab":{"a":0},"merges":[]},"pre_tokenizer":{"type":"Split","pattern":{"Regex":"(["},)"
                R"("behavior":"Isolated"},"decoder":{"type":"ByteLevel"}})",
                "regex");
-  expect_error(R"({"model":{"vocab":{"a":-3},"merges":[]},)" + bl + "}", "negative");
+  expect_error(R"({"model":{"vocab":{"a":-3},"merges":[]},)" + bl + "}", "token id of \"a\" must be an integer in [0, 2147483647], got -3");
   expect_error(R"({"model":{"vocab":{"a":2000000000},"merges":[]},)" + bl + "}", "out of range");
-  expect_error(R"({"model":{"vocab":{"a":"x"},"merges":[]},)" + bl + "}", "invalid tokenizer.json");
+  expect_error(R"({"model":{"vocab":{"a":"x"},"merges":[]},)" + bl + "}", "token id of \"a\" must be an integer in [0, 2147483647], got \"x\"");
+  // Ids past 32 bits are refused as written, not cut to 32 bits (2^32 + 1 would be id 1).
+  expect_error(R"({"model":{"vocab":{"a":4294967297},"merges":[]},)" + bl + "}", "got 4294967297");
+  expect_error(R"({"model":{"vocab":{"a":0},"merges":[]},"added_tokens":[{"id":1099511627776,"content":"<x>"}],)" + bl + "}",
+               "token id of \"<x>\" must be an integer in [0, 2147483647], got 1099511627776");
   // A minimal valid file loads and encodes.
   auto t = Tokenizer::from_json_string("{" + base_model + "," + bl + R"(,"normalizer":null})", "ok");
   EXPECT_EQ(t.encode("ab"), (std::vector<int32_t>{2}));
