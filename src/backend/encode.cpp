@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_output.h"
+#include "core/checked_int.h"
 #include "core/error.h"
 #include "eval/pyregex.h"
 #include "model/config.h"
@@ -57,13 +58,15 @@ nlohmann::json read_json_if_exists(const fs::path& p) {
 
 std::optional<int32_t> prefix_token_of_model_dir(const fs::path& dir) {
   nlohmann::json cfg = read_json_if_exists(dir / "config.json"), gen = read_json_if_exists(dir / "generation_config.json");
-  if (cfg.is_object() && cfg.contains("bos_token_id") && cfg["bos_token_id"].is_number_integer())
-    return cfg["bos_token_id"].get<int32_t>();
-  for (auto* j : {&gen, &cfg})
-    if (j->is_object() && j->contains("eos_token_id")) {
-      auto ids = model::parse_token_id_list((*j)["eos_token_id"]);
+  if (cfg.is_object() && cfg.contains("bos_token_id") && !cfg["bos_token_id"].is_null())
+    return int32_t(json_int_in_range(cfg["bos_token_id"], 0, INT32_MAX, (dir / "config.json").string() + ": key 'bos_token_id'"));
+  for (const char* name : {"generation_config.json", "config.json"}) {
+    const nlohmann::json& j = std::string(name) == "config.json" ? cfg : gen;
+    if (j.is_object() && j.contains("eos_token_id")) {
+      auto ids = model::parse_token_id_list(j["eos_token_id"], (dir / name).string() + ": key 'eos_token_id'", 0);
       if (!ids.empty()) return ids.front();
     }
+  }
   return std::nullopt;
 }
 

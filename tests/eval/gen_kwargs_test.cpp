@@ -56,7 +56,7 @@ TEST(GenKwargs, BadInputNamesTheKey) {
 
 // The overrides reach the model's requests and the recorded task config.
 TEST(GenKwargs, ReachTheRequests) {
-  testing::ScriptedModel m;
+  rvec::eval::testing::ScriptedModel m;
   EvalOptions o;
   o.shipped_data_dir = RVEC_DATA_DIR;
   o.quiet = true;
