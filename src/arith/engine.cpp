@@ -493,7 +493,8 @@ Report run(const Job& job, const Options& opts) {
         GtaDelta gd;
         gd.prm = sj.delta_params(d, p.out.name);
         for (auto& [input, c] : sj.deltas[d]) {
-          auto it = std::find_if(p.terms.begin(), p.terms.end(), [&](const Term& t) { return t.input == input; });
+          const auto in_id = input;  // clang 14 cannot capture a structured binding
+          auto it = std::find_if(p.terms.begin(), p.terms.end(), [&](const Term& t) { return t.input == in_id; });
           if (it == p.terms.end()) fail("internal: tensor '{}' has no input {}", p.out.name, input);
           if (it->t->dtype == DType::F64)
             fail("tensor '{}' of '{}' is F64; sparsifying merges compute in f32", p.out.name, in[input].name);

@@ -660,12 +660,12 @@ ExecResult run_once(const std::string& program, SandboxMode mode, const SandboxL
 
   // The runner's header goes into a pipe before the fork (it fits the pipe buffer), so the child reads it
   // and then EOF; the report comes back over another pipe.
-  const std::string nonce = sandbox_runner::make_nonce();
+  const sandbox_runner::Tokens tokens = sandbox_runner::make_tokens();
   int hdr[2], rep[2], out[2], err[2], stat_pipe[2];
   if (::pipe2(hdr, O_CLOEXEC) != 0) fail("sandbox: pipe: {}", std::strerror(errno));
   Fd hdr_r(hdr[0]), hdr_w(hdr[1]);
   {
-    std::string h = sandbox_runner::header(nonce);
+    std::string h = sandbox_runner::header(tokens);
     if (::write(hdr_w.fd, h.data(), h.size()) != static_cast<ssize_t>(h.size()))
       fail("sandbox: pipe write: {}", std::strerror(errno));
     hdr_w.reset();
@@ -709,7 +709,7 @@ ExecResult run_once(const std::string& program, SandboxMode mode, const SandboxL
   bool exited = false;
   std::vector<char> buf(64 << 10);
 
-  sandbox_runner::ReportScanner report(nonce);
+  sandbox_runner::ReportScanner report(tokens);
   auto pump = [&](int ms) {
     pollfd fds[4];
     int n = 0;
@@ -917,7 +917,7 @@ std::string ExecResult::status() const {
 
 std::vector<std::string> Sandbox::protections(SandboxMode mode) {
   std::vector<std::string> p = {
-      "verdict: passes only when exec() of the program returns normally (runner report with a per-run nonce)",
+      "verdict: passes only when exec() of the program returns normally (runner report with per-run secret tokens)",
       "rlimits (hard = soft): CPU time, address space, file size, open files, processes, no core files",
       "wall-clock timeout: the process group is killed",
   };

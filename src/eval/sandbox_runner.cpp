@@ -1,11 +1,15 @@
 // The runner's design, and why each part is there:
 // - The program is compiled and exec()'d on a second thread. Python runs signal handlers, and lets
 //   code register them, only on the main thread, so no program code ever runs on the main thread,
-//   and no program frame's f_back chain reaches the main thread's frame, which alone holds the nonce.
+//   and no program frame's f_back chain reaches the main thread's frame, which alone holds the tokens.
 // - The main thread waits on a lock and then reads the worker frame's f_lineno: it is the line marked
 //   RVEC_OK only if exec() returned normally (only a trace function can set f_lineno, and tracing is
 //   refused). After the program starts, the main thread calls only C functions it holds in locals,
-//   allocates nothing, and leaves with os._exit: no program-patchable Python code runs there.
+//   allocates nothing on the way to a pass, and leaves with os._exit: no program-patchable Python code
+//   runs there. Before reporting a failure it drops the pass token: should that write fail (the program
+//   closed or replaced the pipe's fd) and the exception's allocation run a program finalizer on this
+//   thread, or should the program read what is written to a pipe it put in the report fd's place, only
+//   the fail token can be learnt, which forges nothing.
 // - An audit hook refuses the remaining ways to reach the main thread's memory or to outlive the
 //   runner: gc's object walks, sys._current_frames, settrace/setprofile, ctypes, process creation and
 //   exec (and subprocess's unaudited spawner is replaced), signals to processes, /proc paths (the namespace
@@ -32,17 +36,16 @@ def _rvec_main():
         if not b:
             break
         hdr += b
-    fd_s, nonce, ok_s = hdr.decode("ascii").split()
+    fd_s, pass_s, fail_s, ok_s = hdr.decode("ascii").split()
     fd, ok_lineno = int(fd_s), int(ok_s)
-    del hdr, fd_s, ok_s
+    ok_line = (pass_s + " passed\n").encode("ascii")
+    fail_line = (fail_s + " failed\n").encode("ascii")
+    del hdr, fd_s, ok_s, pass_s, fail_s
     nul = os.open(os.devnull, os.O_RDONLY)
     os.dup2(nul, 0)
     os.close(nul)
     os.set_inheritable(fd, False)
     write, exit_, getframe = os.write, os._exit, sys._getframe
-    ok_line = (nonce + " passed\n").encode("ascii")
-    fail_line = (nonce + " failed\n").encode("ascii")
-    del nonce
     with open("prog.py", "rb") as f:
         src = f.read()
     try:
@@ -117,10 +120,15 @@ def _rvec_main():
     frame = frames[0]
     acquire()
     if frame.f_lineno == ok_lineno:
-        write(fd, ok_line)
-        exit_(0)
-    write(fd, fail_line)
-    exit_(1)
+        try:
+            write(fd, ok_line)
+        finally:
+            exit_(0)
+    del ok_line
+    try:
+        write(fd, fail_line)
+    finally:
+        exit_(1)
 _rvec_main()
 )PY";
 
@@ -140,14 +148,22 @@ const std::string& source() {
   return s;
 }
 
-std::string make_nonce() {
-  std::random_device rd;  // /dev/urandom (getrandom) on Linux
-  std::string n;
-  for (int i = 0; i < 4; ++i) n += fmt::format("{:08x}", static_cast<uint32_t>(rd()));
-  return n;
+Tokens make_tokens() {
+  std::random_device rd;  // getrandom(2) on Linux
+  auto token = [&] {
+    std::string n;
+    for (int i = 0; i < 4; ++i) n += fmt::format("{:08x}", static_cast<uint32_t>(rd()));
+    return n;
+  };
+  Tokens t;
+  t.pass = token();
+  t.fail = token();
+  return t;
 }
 
-std::string header(const std::string& nonce) { return fmt::format("{} {} {}\n", kReportFd, nonce, ok_line_number()); }
+std::string header(const Tokens& t) {
+  return fmt::format("{} {} {} {}\n", kReportFd, t.pass, t.fail, ok_line_number());
+}
 
 void ReportScanner::add(const char* data, size_t n) {
   constexpr size_t kMaxLine = 512;  // longer lines cannot be a verdict or a useful exception name
@@ -166,8 +182,8 @@ void ReportScanner::add(const char* data, size_t n) {
 
 void ReportScanner::line_done() {
   if (!overlong_) {
-    if (verdict_ == 0 && line_ == nonce_ + " passed") verdict_ = 1;
-    if (verdict_ == 0 && line_ == nonce_ + " failed") verdict_ = -1;
+    if (verdict_ == 0 && line_ == tokens_.pass + " passed") verdict_ = 1;
+    if (verdict_ == 0 && line_ == tokens_.fail + " failed") verdict_ = -1;
     if (error_.empty() && line_.rfind("error ", 0) == 0) {
       for (char c : line_.substr(6))
         if (error_.size() < 100 && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.')) error_ += c;

