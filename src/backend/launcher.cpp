@@ -186,11 +186,24 @@ void ServerGroup::wait_ready(Instance& in) {
   HttpClient h;
   auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o_.ready_timeout_s));
   std::string root = fmt::format("http://127.0.0.1:{}", in.port);
+  int respawns = 0;
   while (true) {
     int status = 0;
     if (::waitpid(in.pid, &status, WNOHANG) == in.pid) {
       track_group(in.pid, false);
+      ::kill(-in.pid, SIGKILL);  // anything it left in its group
       in.pid = -1;
+      // Killed by a signal (the OOM killer, an operator's kill -9) while starting: start it again, twice at
+      // most; a server that exits by itself (bad command, bad model) fails at once.
+      if (WIFSIGNALED(status) && respawns < 2) {
+        respawns++;
+        restarts_++;
+        if (!o_.quiet)
+          fmt::print(stderr, "rvec: the server on port {} was killed while starting (signal {}); restarting it\n",
+                     in.port, WTERMSIG(status));
+        spawn(in);
+        continue;
+      }
       fail("the server exited before it was ready ({}): {}\nlog {}:\n{}",
            WIFEXITED(status) ? fmt::format("exit status {}", WEXITSTATUS(status))
                              : fmt::format("signal {}", WTERMSIG(status)),
