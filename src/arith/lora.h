@@ -38,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "arith/arith.h"
 #include "core/dtype.h"
 #include "io/safetensors.h"
 
@@ -119,6 +120,8 @@ struct Entry {
   const io::TensorInfo* a = nullptr;  // LowRank: lora_A [rank, in]
   const io::TensorInfo* b = nullptr;  // LowRank: lora_B [out, rank]; BiasDelta: lora_B.bias [out]
   const io::TensorInfo* full = nullptr;  // Replace
+  bool transposed = false;            // embedding LoRA (lora_embedding_A [r, vocab], _B [dim, r])
+  std::string key;                    // the adapter key it comes from (errors)
 };
 
 class Adapter {
@@ -131,11 +134,13 @@ class Adapter {
   const std::vector<Entry>& entries() const { return entries_; }  // sorted by target name
   const Entry* find(const std::string& target) const;             // nullptr if untouched
 
-  // Rows [r0, r1) of entry i's change as f32 into dst (row-major, (r1 - r0) x cols):
-  // LowRank scale·B[r0:r1]·A, BiasDelta scale·bias (one "row" per element: cols = 1),
-  // Replace the full tensor's rows. Thread-safe (reads only).
-  void rows(size_t i, int64_t r0, int64_t r1, float* dst) const;
-  // The whole tensor of entry i (rows(i, 0, shape[0])).
+  // Applies entry i to elements [off, off + len) of its target (row-major, flat index) held in
+  // acc as f32: LowRank / BiasDelta add coef · scale · (B·A) / coef · scale · bias; Replace
+  // moves acc towards the full weight, acc += coef · (full − acc) (coef 1: PEFT's merge).
+  // Thread-safe (reads only); streaming: only the rows of B and columns of A involved are read.
+  void add_elements(size_t i, uint64_t off, size_t len, double coef, float* acc) const;
+  // The whole change of entry i as f32 (row-major, entry shape): scale · B·A, scale · bias,
+  // or the full weight for Replace.
   std::vector<float> dense(size_t i) const;
 
  private:
@@ -145,6 +150,13 @@ class Adapter {
   std::unique_ptr<io::SafetensorsFile> file_;
   std::vector<Entry> entries_;
 };
+
+// target + Σ alpha_i · vector_i + Σ alpha_j · adapter_j (`rvec apply --lora A[:ALPHA]`), streamed like
+// arith::apply: LowRank entries add alpha · scale · B·A, modules_to_save / base_layer.bias entries
+// move the target's tensor to alpha · full + (1 − alpha) · target (alpha 1: PEFT's merge_and_unload).
+// Every adapter entry must name a float tensor of the target with the same shape.
+Report apply_adapters(const std::filesystem::path& target, const std::vector<std::pair<std::filesystem::path, double>>& vectors,
+                      const std::vector<std::pair<std::filesystem::path, double>>& adapters, const Options& opts);
 
 // Rank and scale PEFT gives a module ("model.layers.0.self_attn.q_proj") under a config.
 int module_rank(const AdapterConfig& c, const std::string& module);
