@@ -20,6 +20,7 @@ std::string TaskConfig::key() const {
   // Sampling settings only when used, so greedy configurations keep their cache keys.
   if (samples != 1 || temperature != 0 || top_p != 1)
     k += fmt::format("|samples={}|temperature={}|top_p={}", samples, temperature, top_p);
+  if (min_p != 0) k += fmt::format("|min_p={}", min_p);
   return k;
 }
 
@@ -191,7 +192,7 @@ ExperimentConfig parse_config(const std::string& yaml, const fs::path& base_dir,
       tc.name = t.as<std::string>();
     } else {
       c.keys(t, "a task", {"name", "limit", "num_fewshot", "chat", "max_gen_tokens", "data_dir", "samples", "temperature",
-                           "top_p"});
+                           "top_p", "min_p"});
       if (!t["name"]) c.err(t, "a task needs a `name`");
       tc.name = c.as<std::string>(t["name"], "task name");
       if (t["limit"]) tc.limit = c.as<int64_t>(t["limit"], "limit");
@@ -202,6 +203,7 @@ ExperimentConfig parse_config(const std::string& yaml, const fs::path& base_dir,
       if (t["samples"]) tc.samples = c.as<int>(t["samples"], "samples");
       if (t["temperature"]) tc.temperature = c.as<double>(t["temperature"], "temperature");
       if (t["top_p"]) tc.top_p = c.as<double>(t["top_p"], "top_p");
+      if (t["min_p"]) tc.min_p = c.as<double>(t["min_p"], "min_p");
     }
     cfg.tasks.push_back(tc);
   }

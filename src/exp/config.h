@@ -44,6 +44,7 @@ struct TaskConfig {
   int samples = 1;          // generations per document (math tasks: avg@K, pass@K, maj@K)
   double temperature = 0;   // with samples > 1
   double top_p = 1;
+  double min_p = 0;         // vLLM's min_p (0: off)
   // Canonical description of everything that changes the task's scores (cache identity).
   std::string key() const;
 };
@@ -97,6 +98,7 @@ struct ExperimentConfig {
   std::filesystem::path out = "rvec-experiment";
   bool keep_models = false;
   int threads = 0, batch = 16;
+  double kv_cache_gb = 0;  // `rvec experiment --kv-cache-gb` (not part of the config file)
   uint64_t seed = 1234;
   BackendConfig backend;
 
