@@ -136,7 +136,7 @@ rvec::cli::Command cmd(
           double pp_s = 0;
           if (a->context > 0) {
             for (int b = 0; b < a->batch; ++b) {
-              caches[b].fill_random_for_bench(c, a->context, uint64_t(b + 1));
+              caches[b].fill_random_for_bench(c, a->context, a->gen_tokens + 1, uint64_t(b + 1));
               lg[size_t(b * V + dist(rng))] = 1.f;  // the first decode token
             }
           } else {

@@ -64,15 +64,15 @@ size_t kv_cache_cap_bytes(double gb) {
   return avail ? size_t(*avail / 2) : 0;
 }
 
-void KVCache::fill_random_for_bench(const model::ModelConfig& c, int64_t n, uint64_t seed) {
+void KVCache::fill_random_for_bench(const model::ModelConfig& c, int64_t n, int64_t room, uint64_t seed) {
   std::mt19937_64 g(seed);
   std::normal_distribution<float> nd;
-  const size_t m = size_t(n * c.kv_dim());
+  const size_t m = size_t((n + room) * c.kv_dim());
   k_.assign(size_t(c.num_layers), std::vector<float>(m));
   v_.assign(size_t(c.num_layers), std::vector<float>(m));
   for (auto* kv : {&k_, &v_})
     for (auto& l : *kv)
-      for (auto& x : l) x = nd(g);
+      for (size_t i = 0; i < size_t(n * c.kv_dim()); ++i) l[i] = nd(g);
   len_ = n;
 }
 

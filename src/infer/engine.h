@@ -108,8 +108,9 @@ class KVCache {
   // (0: up to the engine's max_context). The Generator sets it to the sequence's reservation.
   void limit_growth(int64_t tokens) { limit_ = tokens; }
   // Benchmarks: n positions of random keys and values (normal, seeded), as if a prompt of n tokens
-  // had been prefilled (the cost of attention depends on the length, not on the values).
-  void fill_random_for_bench(const model::ModelConfig& c, int64_t n, uint64_t seed);
+  // had been prefilled (the cost of attention depends on the length, not on the values), with
+  // memory for `room` more tokens (no reallocation inside a timed loop).
+  void fill_random_for_bench(const model::ModelConfig& c, int64_t n, int64_t room, uint64_t seed);
 
  private:
   friend class Engine;
