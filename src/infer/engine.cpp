@@ -54,7 +54,7 @@ std::string kv_cache_report(const model::ModelConfig& c, const EngineOptions& o)
   return fmt::format("KV cache: f32, {} bytes/token ({} layers x K,V x {} floats); {} sequences x {} tokens = {:.2f} "
                      "GiB; cap {} (--kv-cache-gb)",
                      int64_t(per), c.num_layers, c.kv_dim(), o.max_batch, o.max_context, full / gib,
-                     o.kv_cache_bytes ? fmt::format("{:.2f} GiB", double(o.kv_cache_bytes) / gib) : "none");
+                     o.kv_cache_bytes ? fmt::format("{:.2f} GiB ({} bytes)", double(o.kv_cache_bytes) / gib, o.kv_cache_bytes) : "none");
 }
 
 size_t kv_cache_cap_bytes(double gb) {

@@ -135,7 +135,7 @@ TEST(LongGen, KvCacheReport) {
   const std::string s = kv_cache_report(c, o);
   EXPECT_NE(s.find(std::to_string(c.num_layers * 2 * c.kv_dim() * 4) + " bytes/token"), std::string::npos) << s;
   EXPECT_NE(s.find("2 sequences x 100 tokens"), std::string::npos) << s;
-  EXPECT_NE(s.find("cap 1.00 GiB"), std::string::npos) << s;
+  EXPECT_NE(s.find("cap 1.00 GiB (1073741824 bytes)"), std::string::npos) << s;
   EXPECT_EQ(kv_cache_cap_bytes(2.0), size_t(2) << 30);
   EXPECT_THROW(kv_cache_cap_bytes(-1), Error);
 }
