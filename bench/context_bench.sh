@@ -12,6 +12,6 @@ date -u >&2
 for ctx in 512 4096 16384 32768; do
   for att in tiled untiled; do
     echo "load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-    "$BIN" bench "$MODEL" --context "$ctx" --gen-tokens 32 --reps 2 --threads "$THREADS" --no-bandwidth --attention "$att" --json
+    "$BIN" bench "$MODEL" --context "$ctx" --gen-tokens 16 --reps 2 --threads "$THREADS" --no-bandwidth --attention "$att" --json
   done
 done
