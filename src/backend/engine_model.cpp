@@ -38,6 +38,8 @@ class EngineModel : public LanguageModel {
     // The model's own context (lm-eval's max_length is max_position_embeddings), so long chains of
     // thought (math tasks: up to 32k tokens) fit; KV caches grow with use, not with this bound.
     eo.max_context = max_context_ = size_t(std::max<int64_t>(4096, model_->config().max_position_embeddings));
+    eo.kv_cache_bytes = infer::kv_cache_cap_bytes(opts.kv_cache_gb);
+    fmt::print(stderr, "{}\n", infer::kv_cache_report(model_->config(), eo));
     engine_ = std::make_unique<infer::Engine>(*model_, eo);
     if (!opts.chat_template_file.empty()) {
       auto dir_tpl = text::ChatTemplate::from_model_dir(model_->dir().path());
@@ -69,6 +71,7 @@ class EngineModel : public LanguageModel {
       g[i].sampling.top_p = float(reqs[i].top_p);
       g[i].sampling.seed = reqs[i].seed;
       g[i].sampling.top_k = reqs[i].top_k;
+      g[i].sampling.min_p = float(reqs[i].min_p);
       g[i].stop_strings = reqs[i].until;
     }
     std::mutex mu;

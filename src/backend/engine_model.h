@@ -12,6 +12,7 @@ struct EngineOptions {
   int threads = 0;  // 0: all cores
   int batch = 16;   // maximum concurrent sequences
   std::string chat_template_file;  // overrides the model's chat template when set
+  double kv_cache_gb = 0;          // KV cache cap (infer::kv_cache_cap_bytes: 0 = half the available memory)
 };
 
 // Loads the model directory (config.json, safetensors, tokenizer.json); rvec::Error when any is

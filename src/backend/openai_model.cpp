@@ -352,6 +352,9 @@ class OpenAIModel : public eval::LanguageModel {
     p["max_tokens"] = g.max_new_tokens;
     p["temperature"] = g.temperature;
     if (g.top_p != 1) p["top_p"] = g.top_p;
+    // vLLM's extra sampling fields (OpenAI's API has neither)
+    if (g.top_k > 0) p["top_k"] = g.top_k;
+    if (g.min_p > 0) p["min_p"] = g.min_p;
     p["seed"] = g.seed;
     json stop = json::array();
     for (auto& u : g.until)

@@ -1,6 +1,9 @@
 // `rvec bench MODEL [--prompt-tokens 128] [--gen-tokens 64] [--batch 1] [--threads N] [--json]`:
 // like llama-bench: prefill of `batch` prompts of random tokens, then `gen-tokens` decode
 // steps of all `batch` sequences together; tokens/s are aggregates over the batch.
+// `--context N` measures decode after N cached positions instead: each KV cache is filled with N
+// random positions (no prefill; attention's cost depends on the length, not the values);
+// `--attention untiled` runs the previous attention kernel for before/after comparisons.
 #include <fmt/format.h>
 #include <omp.h>
 
@@ -13,6 +16,7 @@
 #include "core/memory.h"
 #include "model/config.h"
 #include "core/cpu.h"
+#include "infer/attention.h"
 
 namespace {
 
@@ -75,7 +79,8 @@ double bench_memory_estimate(const rvec::model::ModelConfig& c, int batch, int p
 
 struct Args {
   rvec::cli::InferArgs common;
-  int prompt_tokens = 128, gen_tokens = 64, batch = 1, reps = 1;
+  int prompt_tokens = 128, gen_tokens = 64, batch = 1, reps = 1, context = 0;
+  std::string attention = "tiled";
   bool json = false, no_bandwidth = false;
 };
 
@@ -87,6 +92,11 @@ rvec::cli::Command cmd(
       app.add_option("--gen-tokens", a->gen_tokens, "Decode steps")->capture_default_str();
       app.add_option("--batch", a->batch, "Sequences processed together")->capture_default_str();
       app.add_option("--reps", a->reps, "Repetitions (the best is reported)")->capture_default_str();
+      app.add_option("--context", a->context,
+                     "Decode after this many cached positions (random keys/values; no prefill is measured)");
+      app.add_option("--attention", a->attention, "Attention kernel: tiled (the engine's) or untiled (the previous one)")
+          ->check(CLI::IsMember({"tiled", "untiled"}))
+          ->capture_default_str();
       app.add_flag("--json", a->json, "Print one JSON object");
       app.add_flag("--no-bandwidth", a->no_bandwidth, "Skip the memory copy-bandwidth measurement");
       return [a]() -> int {
@@ -99,13 +109,16 @@ rvec::cli::Command cmd(
         if (a->prompt_tokens > kMaxTokens) fail("bench: --prompt-tokens {} is over the limit of {}", a->prompt_tokens, kMaxTokens);
         if (a->gen_tokens > kMaxTokens) fail("bench: --gen-tokens {} is over the limit of {}", a->gen_tokens, kMaxTokens);
         if (a->reps > 1000) fail("bench: --reps {} is over the limit of 1000", a->reps);
+        if (a->context < 0 || a->context > kMaxTokens) fail("bench: --context must be in [0, {}]", kMaxTokens);
+        if (a->attention == "untiled") infer::set_attention_kernel(infer::AttentionKernel::Untiled);
+        const int prompt = a->context > 0 ? a->context : a->prompt_tokens;
         auto model = infer::load_model(a->common.model);
         const auto& c = model->config();
-        check_memory(bench_memory_estimate(c, a->batch, a->prompt_tokens, a->gen_tokens),
-                     fmt::format("bench: --batch {} x (--prompt-tokens {} + --gen-tokens {})", a->batch,
-                                 a->prompt_tokens, a->gen_tokens));
+        check_memory(bench_memory_estimate(c, a->batch, prompt, a->gen_tokens),
+                     fmt::format("bench: --batch {} x (--prompt-tokens/--context {} + --gen-tokens {})", a->batch,
+                                 prompt, a->gen_tokens));
         infer::Engine eng(*model, {.threads = a->common.threads, .max_batch = a->batch,
-                                   .max_context = size_t(a->prompt_tokens + a->gen_tokens + 1)});
+                                   .max_context = size_t(prompt + a->gen_tokens + 1)});
         std::mt19937 rng(42);
         std::uniform_int_distribution<int32_t> dist(0, c.vocab_size - 1);
         double best_pp = 0, best_tg = 0;
@@ -118,14 +131,22 @@ rvec::cli::Command cmd(
           // Engine::forward with one reused logits buffer, as generation does.
           std::vector<infer::KVCache> caches(a->batch);
           std::vector<infer::Engine::Row> rows;
-          for (int b = 0; b < a->batch; ++b)
-            for (int t = 0; t < a->prompt_tokens; ++t)
-              rows.push_back({&caches[b], dist(rng), t + 1 == a->prompt_tokens});
           const int64_t V = c.vocab_size;
           std::vector<float> lg(size_t(a->batch) * V);
-          auto t0 = std::chrono::steady_clock::now();
-          eng.forward(rows, lg.data());
-          double pp_s = cli::seconds_since(t0);
+          double pp_s = 0;
+          if (a->context > 0) {
+            for (int b = 0; b < a->batch; ++b) {
+              caches[b].fill_random_for_bench(c, a->context, a->gen_tokens + 1, uint64_t(b + 1));
+              lg[size_t(b * V + dist(rng))] = 1.f;  // the first decode token
+            }
+          } else {
+            for (int b = 0; b < a->batch; ++b)
+              for (int t = 0; t < a->prompt_tokens; ++t)
+                rows.push_back({&caches[b], dist(rng), t + 1 == a->prompt_tokens});
+            auto t0 = std::chrono::steady_clock::now();
+            eng.forward(rows, lg.data());
+            pp_s = cli::seconds_since(t0);
+          }
           auto next_rows = [&] {
             rows.clear();
             for (int b = 0; b < a->batch; ++b) {
@@ -140,7 +161,7 @@ rvec::cli::Command cmd(
             next_rows();
           }
           double tg_s = cli::seconds_since(t1);
-          best_pp = std::max(best_pp, double(a->batch) * a->prompt_tokens / pp_s);
+          if (pp_s > 0) best_pp = std::max(best_pp, double(a->batch) * a->prompt_tokens / pp_s);
           if (a->gen_tokens > 0) best_tg = std::max(best_tg, double(a->batch) * a->gen_tokens / tg_s);
         }
         const uint64_t wbytes = model->weights().matmul_bytes_per_token();
@@ -156,6 +177,8 @@ rvec::cli::Command cmd(
                          {"batch", a->batch},
                          {"prompt_tokens", a->prompt_tokens},
                          {"gen_tokens", a->gen_tokens},
+                         {"context", a->context},
+                         {"attention", a->attention},
                          {"prefill_tokens_per_s", best_pp},
                          {"decode_tokens_per_s", best_tg},
                          {"weight_bytes_per_decode_step", wbytes},
@@ -169,7 +192,10 @@ rvec::cli::Command cmd(
         } else {
           fmt::print("model {} ({}), {} threads, batch {}, matmul {}\n", a->common.model, c.architecture, threads,
                      a->batch, bfdot ? "bf16dot" : "f32");
-          fmt::print("prefill pp{}: {:.1f} tok/s\n", a->prompt_tokens, best_pp);
+          if (a->context > 0)
+            fmt::print("context {} cached positions (random), attention {}\n", a->context, a->attention);
+          else
+            fmt::print("prefill pp{}: {:.1f} tok/s\n", a->prompt_tokens, best_pp);
           if (a->gen_tokens > 0)
             fmt::print("decode  tg{}: {:.1f} tok/s (aggregate), weights {:.0f} MB read per step\n", a->gen_tokens,
                        best_tg, double(wbytes) / 1e6);

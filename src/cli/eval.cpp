@@ -9,6 +9,7 @@
 #include "backend/factory.h"
 #include "cli/chat_options.h"
 #include "cli/command.h"
+#include "cli/infer_common.h"
 #include "core/error.h"
 #include "eval/perturb.h"
 #include "eval/runner.h"
@@ -29,7 +30,7 @@ struct Args {
   std::vector<std::string> perturb;
   int limit = -1, num_fewshot = -1, max_gen_tokens = -1, batch = 16, threads = 0, samples = 1;
   long long seed = -1;
-  double temperature = 0, top_p = 1, exec_timeout = 3.0;
+  double temperature = 0, top_p = 1, min_p = 0, exec_timeout = 3.0, kv_cache_gb = 0;
   int top_k = 0;
   bool chat = false, think = false, resume = false, list = false, quiet = false, bf16_dot = false;
   std::string backend = "engine";
@@ -82,7 +83,7 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
                  "With --chat: few-shot as alternating turns (true, default) or one user turn (false)");
   app.add_option("--system-instruction", a->system_instruction, "System instruction before the task description");
   app.add_option("--gen-kwargs", a->gen_kwargs,
-                 "lm-eval's --gen_kwargs k=v,... for every generation task (temperature, top_p, top_k, max_gen_toks, "
+                 "lm-eval's --gen_kwargs k=v,... for every generation task (temperature, top_p, top_k, min_p, max_gen_toks, "
                  "do_sample, until); applied after --temperature/--top-p/--top-k/--max-gen-tokens");
   app.add_flag("--think", a->think, "Append \"Think step by step.\" to the user turn");
   app.add_option("--perturb", a->perturb, "Adversarial conditions: distractor, shuffle_choices, fewshot_numbers")
@@ -96,6 +97,10 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
   app.add_option("--temperature", a->temperature, "Sampling temperature (default 0: greedy)");
   app.add_option("--top-p", a->top_p, "Nucleus sampling mass with --temperature (default 1)");
   app.add_option("--top-k", a->top_k, "Sample among the K most likely tokens with --temperature (default 0: all)");
+  app.add_option("--min-p", a->min_p,
+                 "With --temperature: drop tokens whose probability is below MIN_P x the most likely one's (vLLM's "
+                 "min_p; default 0: off)");
+  rvec::cli::add_kv_cache_option(app, a->kv_cache_gb);
   app.add_option("--samples", a->samples,
                  "Generations per document: pass@k (humaneval*), avg@K/pass@K/maj@K (math tasks); needs --temperature");
   app.add_option("--out", a->out, "Output directory (default: eval-out)");
@@ -142,6 +147,7 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
     o.temperature = a->temperature;
     o.top_p = a->top_p;
     o.top_k = a->top_k;
+    o.min_p = a->min_p;
     o.samples = a->samples;
     if (!a->gen_kwargs.empty()) apply_gen_kwargs(a->gen_kwargs, o);
     o.batch = a->batch;
@@ -186,6 +192,7 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
     bo.openai.quiet = a->quiet;
     bo.engine.threads = a->threads;
     bo.engine.batch = a->batch;
+    bo.engine.kv_cache_gb = a->kv_cache_gb;
     bo.engine.chat_template_file = a->chat_template;
     auto model = rvec::backend::open_backend(bo);
     EvalResults r = run_eval(*model, names, o);

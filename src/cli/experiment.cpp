@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "cli/command.h"
+#include "cli/infer_common.h"
 #include "exp/config.h"
 #include "exp/runner.h"
 
@@ -13,6 +14,7 @@ struct Args {
   std::string config, out;
   bool resume = false, fresh = false, keep = false, quiet = false;
   int threads = -1, batch = -1;
+  double kv_cache_gb = 0;
 };
 
 rvec::cli::Command cmd("experiment", "Run the reasoning-vector experiment described by a YAML config", [](CLI::App& app) {
@@ -25,11 +27,13 @@ rvec::cli::Command cmd("experiment", "Run the reasoning-vector experiment descri
   app.add_option("--threads", a->threads, "threads for inference (default: config eval.threads, 0 = all cores)");
   app.add_option("--batch", a->batch, "concurrent sequences (default: config eval.batch)");
   app.add_flag("--quiet,-q", a->quiet, "no progress on stderr");
+  rvec::cli::add_kv_cache_option(app, a->kv_cache_gb);
   return [a] {
     using namespace rvec::experiment;
     ExperimentConfig cfg = load_config(a->config);
     if (a->threads >= 0) cfg.threads = a->threads;
     if (a->batch > 0) cfg.batch = a->batch;
+    cfg.kv_cache_gb = a->kv_cache_gb;
     RunOptions ro;
     ro.out = a->out;
     ro.resume = a->resume;

@@ -18,7 +18,8 @@ struct Args {
   std::string prompt, system, chat_template, template_kwargs;
   bool chat = false, no_thinking = false;
   int max_tokens = 256;
-  float temperature = 0, top_p = 1;
+  float temperature = 0, top_p = 1, min_p = 0;
+  double kv_cache_gb = 0;
   int top_k = 0;
   uint64_t seed = 0;
   std::vector<std::string> stop;
@@ -41,6 +42,10 @@ rvec::cli::Command cmd(
       app.add_option("--temperature", a->temperature, "Sampling temperature (0: greedy)")->capture_default_str();
       app.add_option("--top-p", a->top_p, "Nucleus sampling mass")->capture_default_str();
       app.add_option("--top-k", a->top_k, "Top-k sampling (0: off)")->capture_default_str();
+      app.add_option("--min-p", a->min_p, "Drop tokens below MIN_P x the top probability (vLLM's min_p; 0: off)")
+          ->capture_default_str()
+          ->check(CLI::Range(0.0, 1.0));
+      rvec::cli::add_kv_cache_option(app, a->kv_cache_gb);
       app.add_option("--seed", a->seed, "Sampling seed")->capture_default_str();
       app.add_option("--stop", a->stop, "Stop string (repeatable)");
       return [a]() -> int {
@@ -77,9 +82,19 @@ rvec::cli::Command cmd(
         // apply_chat_template tokenizes it without adding another.
         if (!chat && tok->add_bos() && tok->bos_id()) req.prompt.insert(req.prompt.begin(), *tok->bos_id());
         req.max_new_tokens = a->max_tokens;
-        req.sampling = {a->temperature, a->top_p, a->top_k, a->seed};
+        req.sampling = {a->temperature, a->top_p, a->top_k, a->seed, a->min_p};
         req.stop_strings = a->stop;
-        infer::Engine eng(*model, {.threads = a->common.threads, .max_batch = 1, .max_context = 32768});
+        // The model's context, as eval and serve use it (the prompt is left-truncated to fit the budget).
+        const infer::EngineOptions eo{.threads = a->common.threads,
+                                      .max_batch = 1,
+                                      .max_context = size_t(model->config().max_position_embeddings),
+                                      .kv_cache_bytes = infer::kv_cache_cap_bytes(a->kv_cache_gb)};
+        if (size_t(std::max(a->max_tokens, 0)) >= eo.max_context)
+          fail("--max-tokens {} leaves no room for the prompt in the model's context of {} tokens "
+               "(max_position_embeddings)",
+               a->max_tokens, eo.max_context);
+        fmt::print(stderr, "{}\n", infer::kv_cache_report(model->config(), eo));
+        infer::Engine eng(*model, eo);
         const double load_s = cli::seconds_since(t0);
         auto t1 = std::chrono::steady_clock::now();
         std::optional<double> first_s;

@@ -25,6 +25,14 @@ inline void add_infer_options(CLI::App& app, InferArgs& a) {
                "relative; default: exact f32 arithmetic)");
 }
 
+// --kv-cache-gb for the commands that generate (generate, eval, experiment, serve).
+inline void add_kv_cache_option(CLI::App& app, double& gb) {
+  app.add_option("--kv-cache-gb", gb,
+                 "KV cache cap in GiB over all running sequences; sequences that do not fit wait, one that never "
+                 "fits is an error (default 0: half of the memory available at start)")
+      ->check(CLI::NonNegativeNumber);
+}
+
 inline void apply_infer_options(const InferArgs& a) {
   if (a.bf16_dot) infer::set_matmul_precision(infer::MatmulPrecision::BF16Dot);
 }

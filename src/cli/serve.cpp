@@ -41,6 +41,7 @@ rvec::cli::Command cmd(
           ->check(CLI::Range(size_t(1), size_t(1) << 30));
       app.add_option("--chat-template", a->chat_template, "Jinja chat template file overriding the model's");
       app.add_option("--max-model-len", o.max_model_len, "Context length (default: max_position_embeddings)");
+      rvec::cli::add_kv_cache_option(app, o.kv_cache_gb);
       app.add_option("--max-body", o.max_body_bytes, "Largest request body in bytes (413 above)")->capture_default_str();
       app.add_option("--grace", a->grace, "Seconds running requests get to finish on SIGINT/SIGTERM")
           ->capture_default_str();

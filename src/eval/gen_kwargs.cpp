@@ -61,6 +61,10 @@ void apply_gen_kwargs(const std::string& spec, EvalOptions& o) {
       double t = number(key, v);
       if (!(t > 0 && t <= 1)) fail("--gen-kwargs top_p: must be in (0, 1] (got {})", t);
       o.top_p = t;
+    } else if (key == "min_p") {
+      double m = number(key, v);
+      if (!(m >= 0 && m <= 1)) fail("--gen-kwargs min_p: must be in [0, 1] (got {})", m);
+      o.min_p = m;
     } else if (key == "top_k") {
       auto* i = std::get_if<long long>(&v);
       if (!i || *i < 0 || *i > (1 << 30)) fail("--gen-kwargs top_k: expected an integer >= 0");
@@ -77,7 +81,7 @@ void apply_gen_kwargs(const std::string& spec, EvalOptions& o) {
       auto* s = std::get_if<std::string>(&v);
       o.until = std::vector<std::string>{s ? *s : item.substr(eq + 1)};
     } else {
-      fail("--gen-kwargs: unknown key '{}' (rvec knows temperature, top_p, top_k, max_gen_toks, do_sample, until)",
+      fail("--gen-kwargs: unknown key '{}' (rvec knows temperature, top_p, top_k, min_p, max_gen_toks, do_sample, until)",
            key);
     }
   }

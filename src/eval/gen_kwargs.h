@@ -8,7 +8,7 @@
 
 namespace rvec::eval {
 
-// Keys: temperature, top_p, top_k, max_gen_toks, do_sample (false: greedy; true without a temperature:
+// Keys: temperature, top_p, top_k, min_p (vLLM's, in [0, 1]), max_gen_toks, do_sample (false: greedy; true without a temperature:
 // temperature 1, transformers' default), until (one stop string, as lm-eval wraps a string).
 void apply_gen_kwargs(const std::string& spec, EvalOptions& o);
 

@@ -21,6 +21,7 @@ struct GenRequest {
   double top_p = 1;  // nucleus sampling mass (temperature > 0 only)
   uint64_t seed = 0;
   int top_k = 0;     // keep the k most likely tokens (0: no limit; temperature > 0 only)
+  double min_p = 0;  // drop tokens below min_p x the top probability (vLLM's min_p; temperature > 0 only)
 };
 struct LoglikRequest {
   std::string context, continuation;

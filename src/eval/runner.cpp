@@ -139,6 +139,7 @@ json task_config(const Task& t, const EvalOptions& o, int n_shot) {
                               {"temperature", o.temperature}};
     if (o.top_p != 1) c["generation_kwargs"]["top_p"] = o.top_p;
     if (o.top_k != 0) c["generation_kwargs"]["top_k"] = o.top_k;
+    if (o.min_p != 0) c["generation_kwargs"]["min_p"] = o.min_p;
   }
   if (o.samples > 1) c["repeats"] = o.samples;
   if (is_code_task(t)) c["sandbox"] = o.sandbox_mode;
@@ -444,6 +445,9 @@ void check_sampling_options(const EvalOptions& o, const std::vector<std::string>
     fail("--top-k {} has no effect with greedy decoding: pass --temperature T > 0", o.top_k);
   if (o.top_p < 1 && o.temperature <= 0)
     fail("--top-p {} has no effect with greedy decoding: pass --temperature T > 0", o.top_p);
+  if (!(o.min_p >= 0 && o.min_p <= 1)) fail("--min-p must be in [0, 1] (got {})", o.min_p);
+  if (o.min_p > 0 && o.temperature <= 0)
+    fail("--min-p {} has no effect with greedy decoding: pass --temperature T > 0", o.min_p);
   if (o.samples == 1) return;
   if (o.temperature <= 0)
     fail("--samples {} with temperature 0: greedy decoding would give {} identical samples per document; "
@@ -514,7 +518,7 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
         size_t k = j["sample"].get<size_t>();
         if (k >= R || !j["output"].is_string() || j.value("seed", uint64_t(0)) != seed_of(id, k) ||
             j.value("temperature", -1.0) != opts.temperature || j.value("top_p", -1.0) != opts.top_p ||
-            j.value("top_k", 0) != opts.top_k)
+            j.value("top_k", 0) != opts.top_k || j.value("min_p", 0.0) != opts.min_p)
           continue;
         gens[id][k] = j["output"].get<std::string>();
       }
@@ -571,7 +575,7 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
         for (size_t k = 0; k < R; k++)
           if (!multi || !gens[id][k]) {
             reqs.push_back(GenRequest{samples[id].prompt, t.until, max_new, opts.temperature, opts.top_p, seed_of(id, k),
-                                      opts.top_k});
+                                      opts.top_k, opts.min_p});
             slot.emplace_back(id, k);
           }
       model.generate(reqs, [&](size_t i, const std::string& text) {
@@ -592,6 +596,7 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
                              {"temperature", opts.temperature},
                              {"top_p", opts.top_p},
                              {"top_k", opts.top_k},
+                             {"min_p", opts.min_p},
                              {"output", *gens[id][k]}});
         prog.add(1, model.throughput().empty() ? "generated" : "generated | " + model.throughput());
         if (std::all_of(gens[id].begin(), gens[id].end(), [](auto& g) { return g.has_value(); })) {
@@ -693,6 +698,7 @@ EvalResults run_eval(LanguageModel& model, const std::vector<std::string>& names
                   {"lm_eval_prompt_rules", lm_eval_version_name(opts.lm_eval)}};
   if (opts.top_p != 1) r.run_config["gen_kwargs"]["top_p"] = opts.top_p;
   if (opts.top_k != 0) r.run_config["gen_kwargs"]["top_k"] = opts.top_k;
+  if (opts.min_p != 0) r.run_config["gen_kwargs"]["min_p"] = opts.min_p;
   if (opts.samples > 1) r.run_config["repeats"] = opts.samples;
   if (json p = model.provenance(); !p.is_null()) r.run_config["backend"] = p;
   if (!opts.out_dir.empty()) write_outputs(r, opts.out_dir);

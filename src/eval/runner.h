@@ -41,6 +41,7 @@ struct EvalOptions {
   double temperature = 0;
   double top_p = 1;                     // nucleus sampling mass (temperature > 0 only)
   int top_k = 0;                        // top-k sampling (0: no limit; temperature > 0 only)
+  double min_p = 0;                     // vLLM's min_p in [0, 1] (0: off; temperature > 0 only)
   // Generations per document (lm-eval `repeats`): pass@k tasks (humaneval, humaneval_instruct) and math tasks,
   // temperature > 0 when > 1. Sample j of document i is generated with seed gen_seed + i*samples + j.
   int samples = 1;

@@ -21,6 +21,7 @@ std::string TaskConfig::key() const {
   if (samples != 1 || temperature != 0 || top_p != 1)
     k += fmt::format("|samples={}|temperature={}|top_p={}", samples, temperature, top_p);
   if (!chat_template_kwargs.empty()) k += "|template_kwargs=" + chat_template_kwargs.dump();
+  if (min_p != 0) k += fmt::format("|min_p={}", min_p);
   return k;
 }
 
@@ -226,7 +227,7 @@ ExperimentConfig parse_config(const std::string& yaml, const fs::path& base_dir,
       tc.name = t.as<std::string>();
     } else {
       c.keys(t, "a task", {"name", "limit", "num_fewshot", "chat", "max_gen_tokens", "data_dir", "samples", "temperature",
-                           "top_p", "chat_template_kwargs"});
+                           "top_p", "min_p", "chat_template_kwargs"});
       if (!t["name"]) c.err(t, "a task needs a `name`");
       tc.name = c.as<std::string>(t["name"], "task name");
       if (t["limit"]) tc.limit = c.as<int64_t>(t["limit"], "limit");
@@ -242,6 +243,7 @@ ExperimentConfig parse_config(const std::string& yaml, const fs::path& base_dir,
         tc.chat_template_kwargs = c.to_json(k, "chat_template_kwargs");
         if (!tc.chat) c.err(k, fmt::format("task '{}': chat_template_kwargs needs chat: true", tc.name));
       }
+      if (t["min_p"]) tc.min_p = c.as<double>(t["min_p"], "min_p");
     }
     cfg.tasks.push_back(tc);
   }

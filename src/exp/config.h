@@ -47,6 +47,7 @@ struct TaskConfig {
   double top_p = 1;
   // With chat: extra chat-template variables, e.g. {enable_thinking: false} (Qwen3).
   nlohmann::ordered_json chat_template_kwargs = nlohmann::ordered_json::object();
+  double min_p = 0;         // vLLM's min_p (0: off)
   // Canonical description of everything that changes the task's scores (cache identity).
   std::string key() const;
 };
@@ -100,6 +101,7 @@ struct ExperimentConfig {
   std::filesystem::path out = "rvec-experiment";
   bool keep_models = false;
   int threads = 0, batch = 16;
+  double kv_cache_gb = 0;  // `rvec experiment --kv-cache-gb` (not part of the config file)
   uint64_t seed = 1234;
   BackendConfig backend;
 

@@ -53,6 +53,7 @@ class EngineEvaluator : public CellEvaluator {
     eo.samples = task.samples;
     eo.temperature = task.temperature;
     eo.top_p = task.top_p;
+    eo.min_p = task.min_p;
     eo.gen_seed = o_.seed;
     eo.chat = task.chat;
     eo.chat_template_kwargs = task.chat_template_kwargs;
@@ -110,6 +111,7 @@ class EngineEvaluator : public CellEvaluator {
     bo.model = model.string();
     bo.engine.threads = o_.threads;
     bo.engine.batch = o_.batch;
+    bo.engine.kv_cache_gb = o_.kv_cache_gb;
     if (bc.kind == "engine") return backend::open_backend(bo);
     backend::OpenAIOptions& oo = bo.openai;
     oo.tokenizer = model.string();  // prompts, chat templates and tokens come from the model dir
@@ -162,6 +164,7 @@ RunSummary run_with_engine_and_print(const ExperimentConfig& cfg, const RunOptio
   EvaluatorOptions eo;
   eo.threads = cfg.threads;
   eo.batch = cfg.batch;
+  eo.kv_cache_gb = cfg.kv_cache_gb;
   eo.seed = cfg.seed;
   eo.quiet = opts.quiet;
   eo.data_dir = data_dir;

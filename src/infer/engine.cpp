@@ -7,9 +7,12 @@
 #include <limits>
 #include <map>
 #include <numeric>
+#include <random>
 
 #include "core/atomic_output.h"
 #include "core/error.h"
+#include "core/memory.h"
+#include "infer/attention.h"
 #include "infer/kernels.h"
 
 namespace rvec::infer {
@@ -41,9 +44,41 @@ std::unique_ptr<Model> load_model(const fs::path& name) {
   return m;
 }
 
+int64_t kv_bytes_per_token(const model::ModelConfig& c) {
+  return c.num_layers * 2 * c.kv_dim() * int64_t(sizeof(float));
+}
+
+std::string kv_cache_report(const model::ModelConfig& c, const EngineOptions& o) {
+  const double gib = double(1 << 30), per = double(kv_bytes_per_token(c));
+  const double full = per * double(o.max_batch) * double(o.max_context);
+  return fmt::format("KV cache: f32, {} bytes/token ({} layers x K,V x {} floats); {} sequences x {} tokens = {:.2f} "
+                     "GiB; cap {} (--kv-cache-gb)",
+                     int64_t(per), c.num_layers, c.kv_dim(), o.max_batch, o.max_context, full / gib,
+                     o.kv_cache_bytes ? fmt::format("{:.2f} GiB ({} bytes)", double(o.kv_cache_bytes) / gib, o.kv_cache_bytes) : "none");
+}
+
+size_t kv_cache_cap_bytes(double gb) {
+  if (!(gb >= 0) || !std::isfinite(gb)) fail("--kv-cache-gb must be a number >= 0 (got {})", gb);
+  if (gb > 0) return size_t(gb * double(1 << 30));
+  const auto avail = available_memory_bytes();
+  return avail ? size_t(*avail / 2) : 0;
+}
+
+void KVCache::fill_random_for_bench(const model::ModelConfig& c, int64_t n, int64_t room, uint64_t seed) {
+  std::mt19937_64 g(seed);
+  std::normal_distribution<float> nd;
+  const size_t m = size_t((n + room) * c.kv_dim());
+  k_.assign(size_t(c.num_layers), std::vector<float>(m));
+  v_.assign(size_t(c.num_layers), std::vector<float>(m));
+  for (auto* kv : {&k_, &v_})
+    for (auto& l : *kv)
+      for (size_t i = 0; i < size_t(n * c.kv_dim()); ++i) l[i] = nd(g);
+  len_ = n;
+}
+
 // Activation buffers, reused across calls.
 struct Engine::Work {
-  std::vector<float> x, xn, q, k, v, att, tmp, gate, up, rope, fin;
+  std::vector<float> x, xn, q, k, v, att, attp, tmp, gate, up, rope, fin;
 };
 
 Engine::Engine(const Model& m, EngineOptions opts) : m_(m), opts_(opts), w_(std::make_unique<Work>()) {
@@ -119,7 +154,8 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
     KVCache& kv = *rows[r].cache;
     const size_t need = size_t(kv.len_) * KVD;
     if (kv.k_[0].size() < need) {
-      const size_t cap = std::max(need, std::min(kv.k_[0].size() * 2, opts_.max_context * KVD));
+      const size_t most = kv.limit_ > 0 ? size_t(kv.limit_) * KVD : opts_.max_context * KVD;
+      const size_t cap = std::max(need, std::min(kv.k_[0].size() * 2, most));
       for (int64_t l = 0; l < L; ++l) {
         kv.k_[l].resize(std::max(cap, need));
         kv.v_[l].resize(std::max(cap, need));
@@ -182,25 +218,67 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
       std::copy_n(w.v.data() + r * KVD, KVD, kv.v_[l].data() + pos[r] * KVD);
     }
     // Causal attention with GQA over each row's cache (positions 0..pos): one work item per
-    // block of up to 16 consecutive rows of one sequence and one KV head.
+    // block of up to 16 consecutive rows of one sequence and one KV head. A one-row block
+    // (decode) reaching past one partition is split further, one item per partition, and its
+    // partials are merged afterwards in partition order (attention.h): the same bits as one
+    // item, so results do not depend on the thread count, and one long sequence keeps every
+    // thread busy.
     struct AttItem {
-      int64_t r0, rows, g;
+      int64_t r0, rows, g, part;  // part -1: all partitions in one item
+      size_t off;                 // part >= 0: its partial in w.attp
+    };
+    struct AttMerge {
+      int64_t r, g;
+      size_t off;  // its partials in w.attp
+    };
+    const bool tiled = attention_kernel() == AttentionKernel::Tiled;
+    auto att_args = [&](int64_t r0, int64_t nr, int64_t g) {
+      const KVCache& kv = *rows[r0].cache;
+      return AttentionArgs{w.q.data() + r0 * QD + g * group * hd, QD,  group, hd, kv.k_[l].data() + g * hd,
+                           kv.v_[l].data() + g * hd,           KVD, nr,    pos[r0], att_scale};
     };
     std::vector<AttItem> items;
+    std::vector<AttMerge> merges;
+    size_t attp_size = 0;
     int64_t att_work = 0;
     for (int64_t r = 0; r < n;) {
       int64_t e = r + 1;
       while (e < n && e - r < 16 && rows[e].cache == rows[r].cache) ++e;
-      for (int64_t g = 0; g < c.num_kv_heads; ++g) items.push_back({r, e - r, g});
+      for (int64_t g = 0; g < c.num_kv_heads; ++g) {
+        const AttentionArgs a = att_args(r, e - r, g);
+        const int64_t np = attention_partitions(a);
+        if (e - r > 1 || np == 1 || !tiled) {
+          items.push_back({r, e - r, g, -1, 0});
+          continue;
+        }
+        merges.push_back({r, g, attp_size});
+        for (int64_t j = 0; j < np; ++j) {
+          items.push_back({r, 1, g, j, attp_size});
+          attp_size += size_t(attention_partial_floats(a));
+        }
+      }
       att_work += (e - r) * (pos[e - 1] + 1) * QD;
       r = e;
     }
-#pragma omp parallel for schedule(dynamic, 1) if (att_work > (int64_t(1) << 18))
-    for (size_t it = 0; it < items.size(); ++it) {
-      const auto [r0, nr, g] = items[it];
-      const KVCache& kv = *rows[r0].cache;
-      attention(w.q.data() + r0 * QD + g * group * hd, QD, group, hd, kv.k_[l].data() + g * hd,
-                kv.v_[l].data() + g * hd, KVD, nr, pos[r0], att_scale, w.att.data() + r0 * QD + g * group * hd, QD);
+    ensure(w.attp, attp_size);
+#pragma omp parallel if (att_work > (int64_t(1) << 18))
+    {
+#pragma omp for schedule(dynamic, 1)
+      for (size_t it = 0; it < items.size(); ++it) {
+        const auto [r0, nr, g, part, off] = items[it];
+        const AttentionArgs a = att_args(r0, nr, g);
+        float* out = w.att.data() + r0 * QD + g * group * hd;
+        if (part >= 0) attention_partial(a, part, w.attp.data() + off);
+        else if (tiled) attention(a, out, QD);
+        else attention_untiled(a, out, QD);
+      }
+#pragma omp for schedule(dynamic, 1)
+      for (size_t mi = 0; mi < merges.size(); ++mi) {
+        const auto [r, g, off] = merges[mi];
+        const AttentionArgs a = att_args(r, 1, g);
+        attention_merge(a, w.attp.data() + off, attention_partial_floats(a), w.att.data() + r * QD + g * group * hd,
+                        QD);
+      }
     }
     matmul(w.att.data(), n, QD, lw.o.w, bias(lw.o), w.tmp.data(), H);
     add_block(lw.post_attention_norm);
@@ -286,8 +364,12 @@ int32_t sample_token(const float* logits, int64_t V, const SamplingParams& p, do
   std::vector<int32_t> idx(V);
   std::iota(idx.begin(), idx.end(), 0);
   auto desc = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
-  int64_t n = V;
-  if (p.top_k > 0 && p.top_k < V) {
+  if (p.min_p > 0) {  // p_i >= min_p * p_max, i.e. exp((l_i - l_max) / T) >= min_p
+    const float top = *std::max_element(logits, logits + V);
+    std::erase_if(idx, [&](int32_t i) { return std::exp(double(logits[i] - top) / p.temperature) < double(p.min_p); });
+  }
+  int64_t n = int64_t(idx.size());
+  if (p.top_k > 0 && p.top_k < n) {
     n = p.top_k;
     std::partial_sort(idx.begin(), idx.begin() + n, idx.end(), desc);
   } else if (p.top_p < 1) {

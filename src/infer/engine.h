@@ -34,6 +34,9 @@ struct SamplingParams {
   float top_p = 1;        // nucleus: smallest set of tokens whose probability sum >= top_p
   int top_k = 0;          // 0: no limit
   uint64_t seed = 0;      // per request: a request's output does not depend on its batch
+  // vLLM's min_p: drop tokens whose probability (after temperature) is below min_p x the top one's;
+  // applied before top-k and top-p, as vLLM's sampler does (0: off).
+  float min_p = 0;
 };
 
 struct GenerationRequest {
@@ -58,7 +61,22 @@ struct EngineOptions {
   // prompt), when at least kMinSharedPrefix tokens, is prefilled once and copied into
   // each sequence's KV cache instead of being recomputed per prompt.
   bool share_prefix = true;
+  // KV cache budget in bytes over all running sequences (0: unlimited). Generation reserves each
+  // sequence's whole KV cache (kept prompt + max_new_tokens, at most max_context tokens) when it is
+  // admitted; a sequence that does not fit next to the running ones waits in the queue until they
+  // finish, and one that could never fit is an error naming the cap. Loglikelihood and the shared
+  // prompt prefix are not counted.
+  size_t kv_cache_bytes = 0;
 };
+
+// KV cache memory: f32 keys and values of every layer, kv_dim floats each, per token.
+int64_t kv_bytes_per_token(const model::ModelConfig& c);
+// One line for the start of a run: bytes per token, what max_batch sequences of max_context tokens
+// would take, and the cap.
+std::string kv_cache_report(const model::ModelConfig& c, const EngineOptions& o);
+// The cap of --kv-cache-gb: gb > 0 as given; 0 (auto): half of the memory available now
+// (core/memory.h), unlimited when that is unknown.
+size_t kv_cache_cap_bytes(double gb);
 
 // Loaded weights + config (+ tokenizer when the directory has tokenizer.json).
 class Model {
@@ -86,11 +104,18 @@ std::unique_ptr<Model> load_model(const std::filesystem::path& dir);
 class KVCache {
  public:
   int64_t size() const { return len_; }  // tokens cached
+  // Its memory grows (by doubling) to at most this many tokens' worth, unless more are cached
+  // (0: up to the engine's max_context). The Generator sets it to the sequence's reservation.
+  void limit_growth(int64_t tokens) { limit_ = tokens; }
+  // Benchmarks: n positions of random keys and values (normal, seeded), as if a prompt of n tokens
+  // had been prefilled (the cost of attention depends on the length, not on the values), with
+  // memory for `room` more tokens (no reallocation inside a timed loop).
+  void fill_random_for_bench(const model::ModelConfig& c, int64_t n, int64_t room, uint64_t seed);
 
  private:
   friend class Engine;
   std::vector<std::vector<float>> k_, v_;
-  int64_t len_ = 0;
+  int64_t len_ = 0, limit_ = 0;
 };
 
 class Engine {
@@ -164,7 +189,8 @@ class LogSoftmax {
   double log_sum_;
 };
 
-// Samples a token from logits [vocab] (temperature/top-k/top-p; greedy when temperature <= 0).
+// Samples a token from logits [vocab] (temperature, then min-p, top-k, top-p, each on the
+// renormalised survivors of the previous step, as vLLM orders them; greedy when temperature <= 0).
 // `u` is a uniform draw in [0, 1).
 int32_t sample_token(const float* logits, int64_t vocab, const SamplingParams& p, double u);
 

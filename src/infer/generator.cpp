@@ -16,6 +16,7 @@ struct Generator::Seq {
   GenerationResult res;
   std::optional<text::StreamDecoder> dec;
   std::mt19937_64 rng;
+  size_t kv_bytes = 0;  // reserved while running
   int32_t last = 0;
   size_t streamed = 0;
   bool done = false;
@@ -34,12 +35,25 @@ size_t Generator::prompt_start(const GenerationRequest& rq, size_t max_context) 
   return rq.prompt.size() > room ? rq.prompt.size() - room : 0;
 }
 
+size_t Generator::kv_tokens(const GenerationRequest& rq, size_t max_context) {
+  const size_t kept = rq.prompt.size() - std::min(rq.prompt.size(), prompt_start(rq, max_context));
+  return std::min(max_context, kept + size_t(std::max(rq.max_new_tokens, 0)));
+}
+
 void Generator::add(uint64_t id, GenerationRequest req, SeqOptions opts) {
   const text::Tokenizer* tok = eng_.model().tokenizer();
   if (!req.stop_strings.empty() && !tok)
     fail("{}: stop strings need a tokenizer.json", eng_.model().dir().path().string());
   if (req.prompt.empty()) fail("generate: request {} has an empty prompt", id);
+  const EngineOptions& eo = eng_.options();
+  const size_t tokens = kv_tokens(req, eo.max_context);
+  const size_t bytes = tokens * size_t(kv_bytes_per_token(eng_.model().config()));
+  if (eo.kv_cache_bytes > 0 && bytes > eo.kv_cache_bytes)
+    fail("generate: request {} needs a KV cache of {} tokens ({:.3f} GiB: prompt + max_new_tokens), more than the "
+         "KV cache cap of {:.3f} GiB (--kv-cache-gb); raise the cap or lower the generation budget",
+         id, tokens, double(bytes) / double(1 << 30), double(eo.kv_cache_bytes) / double(1 << 30));
   auto s = std::make_unique<Seq>();
+  s->kv_bytes = bytes;
   s->id = id;
   s->req = std::move(req);
   s->opts = opts;
@@ -55,6 +69,7 @@ bool Generator::cancel(uint64_t id) {
     return true;
   }
   if (auto it = std::find_if(active_.begin(), active_.end(), match); it != active_.end()) {
+    reserved_ -= (*it)->kv_bytes;
     active_.erase(it);
     return true;
   }
@@ -101,6 +116,8 @@ bool Generator::accept(Seq& a, int32_t t) {
   stream(a, finished);
   if (finished) {
     a.done = true;
+    reserved_ -= a.kv_bytes;
+    a.kv = KVCache();  // its memory goes back now, not when the batch is next compacted
     cb_.on_done(a.id, std::move(a.res));
   }
   return finished;
@@ -121,15 +138,20 @@ void Generator::stream(Seq& a, bool finished) {
 }
 
 void Generator::step() {
-  // Admit queued sequences (up to max_batch running) and prefill their prompts together.
+  // Admit queued sequences (up to max_batch running, and in order while their KV cache
+  // reservations fit the cap) and prefill their prompts together.
   std::vector<std::unique_ptr<Seq>> fresh;
-  while (!queue_.empty() && active_.size() + fresh.size() < size_t(eng_.options().max_batch)) {
+  const size_t cap = eng_.options().kv_cache_bytes;
+  while (!queue_.empty() && active_.size() + fresh.size() < size_t(eng_.options().max_batch) &&
+         (cap == 0 || reserved_ + queue_.front()->kv_bytes <= cap)) {
     auto s = std::move(queue_.front());
     queue_.pop_front();
     if (s->req.max_new_tokens <= 0 && !s->opts.prompt_logits) {
       cb_.on_done(s->id, GenerationResult{{}, "", "length"});
       continue;
     }
+    reserved_ += s->kv_bytes;
+    s->kv.limit_growth(int64_t(kv_tokens(s->req, eng_.options().max_context)));
     fresh.push_back(std::move(s));
   }
   if (!fresh.empty()) prefill(fresh);
@@ -150,6 +172,7 @@ void Generator::prefill(std::vector<std::unique_ptr<Seq>>& fresh) {
     size_t start = prompt_start(a.req, max_context);
     if (a.opts.prefix && start == 0) {
       a.kv = *a.opts.prefix;  // the prefix's keys and values, then only the rest is prefilled
+      a.kv.limit_growth(int64_t(kv_tokens(a.req, max_context)));
       start = size_t(a.kv.size());
     }
     if (!a.opts.prompt_logits) {
@@ -176,6 +199,7 @@ void Generator::prefill(std::vector<std::unique_ptr<Seq>>& fresh) {
     auto& a = fresh[j];
     const float* lg = a->opts.prompt_logits ? last_lg.data() + j * V : lg_.data() + (b++) * V;
     if (a->req.max_new_tokens <= 0) {
+      reserved_ -= a->kv_bytes;
       cb_.on_done(a->id, GenerationResult{{}, "", "length"});
       continue;
     }

@@ -48,7 +48,9 @@ class Generator {
 
   // A prompt longer than max_context - max_new_tokens keeps its last tokens; an empty prompt
   // fails; max_new_tokens <= 0 finishes with "length" at admission (after the prompt logits
-  // if asked for).
+  // if asked for). A sequence whose KV cache (kv_tokens) could never fit the engine's
+  // kv_cache_bytes fails here, naming the cap; one that does not fit next to the running
+  // sequences waits in the queue (in order: later ones wait behind it).
   void add(uint64_t id, GenerationRequest req, SeqOptions opts);
   void add(uint64_t id, GenerationRequest req) { add(id, std::move(req), SeqOptions()); }
   bool cancel(uint64_t id);  // false if unknown or already finished
@@ -59,6 +61,9 @@ class Generator {
 
   // The first prompt position prefilled (left truncation to max_context - max_new_tokens).
   static size_t prompt_start(const GenerationRequest& rq, size_t max_context);
+  // Tokens of KV cache a sequence reserves: its kept prompt plus max_new_tokens, at most max_context.
+  static size_t kv_tokens(const GenerationRequest& rq, size_t max_context);
+  size_t reserved_kv_bytes() const { return reserved_; }
 
   struct Seq;
 
@@ -74,6 +79,7 @@ class Generator {
   std::deque<std::unique_ptr<Seq>> queue_;
   std::vector<std::unique_ptr<Seq>> active_;
   std::vector<float> lg_;  // logits of a step; reused so that big batches do not page-fault every step
+  size_t reserved_ = 0;    // KV cache bytes reserved by the running sequences
 };
 
 }  // namespace rvec::infer

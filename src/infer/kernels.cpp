@@ -1,5 +1,7 @@
 #include "infer/kernels.h"
 
+#include "infer/attention.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -102,6 +104,7 @@ RVEC_TARGET inline void vsplit_bf16(const uint16_t* p, VF& even, VF& odd) {
 #include "infer/matmul_simd.inc"
 #include "infer/vmath_simd.inc"
 #include "infer/attention_simd.inc"
+#include "infer/attention_untiled_simd.inc"
 #undef RVEC_TARGET
 }  // namespace avx2
 
@@ -143,6 +146,7 @@ RVEC_TARGET inline void vsplit_bf16(const uint16_t* p, VF& even, VF& odd) {
 #include "infer/matmul_simd.inc"
 #include "infer/vmath_simd.inc"
 #include "infer/attention_simd.inc"
+#include "infer/attention_untiled_simd.inc"
 #undef RVEC_TARGET
 }  // namespace avx512
 
@@ -456,6 +460,8 @@ RVEC_T2 void axpy_avx2(float s, const float* x, float* y, int64_t n) {
 
 }  // namespace
 
+#include "infer/attention_dispatch.inc"
+
 void set_matmul_precision(MatmulPrecision p) { g_precision.store(int(p)); }
 MatmulPrecision matmul_precision() { return MatmulPrecision(g_precision.load()); }
 
@@ -486,36 +492,6 @@ void matmul(const float* x, int64_t n, int64_t ldx, const model::Matrix& W, cons
   if (W.rows <= 0) return;
   const MatmulOut o{&W, bias, y, ldy};
   matmul_multi(x, n, ldx, {&o, 1});
-}
-
-void attention(const float* q, int64_t ldq, int64_t heads, int64_t hd, const float* k, const float* v,
-               int64_t ldkv, int64_t rows, int64_t pos0, float scale, float* out, int64_t ldo) {
-  if (rows <= 0 || heads <= 0) return;
-  const CpuIsa isa = cpu_isa();
-  const int64_t T = pos0 + rows;
-  thread_local std::vector<float> S, kt;
-  if ((isa == CpuIsa::AVX512 && hd % avx512::VW == 0) || (isa == CpuIsa::AVX2 && hd % avx2::VW == 0)) {
-    const int64_t vw = isa == CpuIsa::AVX512 ? avx512::VW : avx2::VW;
-    S.resize(size_t(rows * heads * ((T + vw - 1) / vw * vw)));
-    kt.resize(size_t(hd * vw));
-    if (isa == CpuIsa::AVX512)
-      avx512::attention_simd(q, ldq, heads, hd, k, v, ldkv, rows, pos0, scale, out, ldo, S.data(), kt.data());
-    else
-      avx2::attention_simd(q, ldq, heads, hd, k, v, ldkv, rows, pos0, scale, out, ldo, S.data(), kt.data());
-    return;
-  }
-  // Any head size: one query vector at a time.
-  S.resize(size_t(T));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t h = 0; h < heads; ++h) {
-      const float* qv = q + r * ldq + h * hd;
-      const int64_t n = pos0 + r + 1;
-      for (int64_t t = 0; t < n; ++t) S[t] = dot(qv, k + t * ldkv, hd) * scale;
-      softmax(S.data(), n);
-      float* o = out + r * ldo + h * hd;
-      std::fill_n(o, hd, 0.f);
-      for (int64_t t = 0; t < n; ++t) axpy(S[t], v + t * ldkv, o, hd);
-    }
 }
 
 void rmsnorm(const float* x, const float* w, float* y, int64_t n, double eps) {

@@ -36,15 +36,6 @@ struct MatmulOut {
 };
 void matmul_multi(const float* x, int64_t n, int64_t ldx, std::span<const MatmulOut> outs);
 
-// Causal self-attention of `rows` consecutive positions pos0, pos0+1, ... of one sequence
-// for the query heads that share one KV head. q: row i's query vectors (heads of hd
-// floats) at q + i * ldq; k, v: that KV head's cached keys/values, position t at
-// k + t * ldkv (positions 0 .. pos0+rows-1 filled); out: like q (stride ldo). Row i attends
-// to positions 0 .. pos0+i with softmax(q.k * scale). Single-threaded: callers parallelise
-// over sequences and KV heads.
-void attention(const float* q, int64_t ldq, int64_t heads, int64_t hd, const float* k, const float* v,
-               int64_t ldkv, int64_t rows, int64_t pos0, float scale, float* out, int64_t ldo);
-
 // y = x / sqrt(mean(x^2) + eps) * w over n elements (sum of squares in double).
 void rmsnorm(const float* x, const float* w, float* y, int64_t n, double eps);
 float dot(const float* a, const float* b, int64_t n);

@@ -149,6 +149,7 @@ void fill_common(const json& b, const ModelInfo& m, const Limits& lim, Completio
   if (sp.top_p <= 0) bad("top_p", "'top_p' must be in (0, 1]");
   int64_t top_k = get_int(b, "top_k", -1, std::numeric_limits<int32_t>::max()).value_or(0);
   sp.top_k = top_k < 0 ? 0 : int(top_k);
+  sp.min_p = float(get_number(b, "min_p", 0, 1).value_or(0.0));
   const int64_t n = get_int(b, "n", 1, lim.max_n).value_or(1);
   if (const json* v = field(b, "best_of"); v && !(v->is_number_integer() && v->get<int64_t>() == n))
     bad("best_of", "'best_of' is not supported (only equal to n)");
@@ -182,6 +183,12 @@ void fill_common(const json& b, const ModelInfo& m, const Limits& lim, Completio
           fmt::format("This model's maximum context length is {} tokens. However, you requested {} tokens ({} in "
                       "the prompt, {} in the completion). Please reduce the length of the prompt or completion.",
                       m.max_model_len, int64_t(p.size()) + mt, p.size(), mt));
+    if (m.kv_cache_bytes > 0 && double(p.size() + size_t(mt)) * double(m.kv_bytes_per_token) > double(m.kv_cache_bytes))
+      bad(r.chat ? "max_completion_tokens" : "max_tokens",
+          fmt::format("The prompt ({} tokens) and the completion ({} tokens) need {:.3f} GiB of KV cache, more than "
+                      "the server's KV cache cap of {:.3f} GiB (--kv-cache-gb).",
+                      p.size(), mt, double(p.size() + size_t(mt)) * double(m.kv_bytes_per_token) / double(1 << 30),
+                      double(m.kv_cache_bytes) / double(1 << 30)));
     for (int64_t j = 0; j < n; ++j) {
       SeqSpec s;
       s.gen.prompt = p;

@@ -33,6 +33,10 @@ struct ModelInfo {
   int64_t vocab_size;
   size_t max_model_len;  // prompt + max_tokens must fit
   std::vector<int32_t> eos_ids;
+  // The engine's KV cache cap and cost (0: no cap): a sequence whose prompt + max_tokens could never
+  // fit is refused (400); others wait for room.
+  size_t kv_cache_bytes = 0;
+  int64_t kv_bytes_per_token = 0;
 };
 
 struct Limits {

@@ -126,7 +126,15 @@ void Server::Impl::setup() {
   } else {
     tpl = text::ChatTemplate::from_model_dir(model.dir().path());
   }
-  info = {opts.served_model_name, tok, tpl ? &*tpl : nullptr, cfg.vocab_size, max_len, model.eos_ids()};
+  Scheduler::Options so;
+  so.engine = {.threads = 0,
+               .max_batch = std::max(1, opts.batch),
+               .max_context = max_len,
+               .share_prefix = false,
+               .kv_cache_bytes = infer::kv_cache_cap_bytes(opts.kv_cache_gb)};
+  fmt::print(stderr, "rvec serve: {}\n", infer::kv_cache_report(cfg, so.engine));
+  info = {opts.served_model_name, tok,     tpl ? &*tpl : nullptr, cfg.vocab_size, max_len, model.eos_ids(),
+          so.engine.kv_cache_bytes,  infer::kv_bytes_per_token(cfg)};
   tokenizer_info = {{"eos_token", token_text(tcfg, "eos_token")},
                     {"bos_token", token_text(tcfg, "bos_token")},
                     {"pad_token", token_text(tcfg, "pad_token")},
@@ -139,8 +147,6 @@ void Server::Impl::setup() {
                     {"tokenizer_class", tcfg.value("tokenizer_class", "")},
                     {"vocab_size", cfg.vocab_size}};
 
-  Scheduler::Options so;
-  so.engine = {.threads = 0, .max_batch = std::max(1, opts.batch), .max_context = max_len, .share_prefix = false};
   so.threads = opts.threads;
   so.max_queue = opts.max_queue;
   sched = std::make_unique<Scheduler>(model, so);

@@ -50,7 +50,7 @@ std::map<size_t, std::string> generate_all(eval::LanguageModel& m, const std::ve
 std::vector<eval::GenRequest> three_requests() {
   return {{"What is 2+2?", {"<|im_end|>", "\n\n"}, 32, 0, 1, 7},
           {"", {"<|im_end|>"}, 8, 0, 1, 8},
-          {"Q: 1+1", {}, 4, 0.7, 0.9, 9}};
+          {"Q: 1+1", {}, 4, 0.7, 0.9, 9, 20, 0.05}};
 }
 
 }  // namespace
@@ -93,6 +93,9 @@ TEST(OpenAIBackend, GenerationPayloadsAreExactAndUntilIsCutLocally) {
   EXPECT_FALSE(by_seed[9].contains("stop"));
   EXPECT_EQ(by_seed[9]["top_p"], 0.9);
   EXPECT_EQ(by_seed[9]["temperature"], 0.7);
+  EXPECT_EQ(by_seed[9]["top_k"], 20);      // vLLM's extra sampling fields, only when set
+  EXPECT_EQ(by_seed[9]["min_p"], 0.05);
+  EXPECT_FALSE(by_seed[7].contains("min_p"));
 }
 
 TEST(OpenAIBackend, LoglikelihoodUsesLmEvalPayloadAndSumsContinuationLogprobs) {

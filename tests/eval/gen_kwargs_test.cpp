@@ -12,7 +12,8 @@ using namespace rvec::eval;
 
 TEST(GenKwargs, ParsedAsLmEvalDoes) {
   EvalOptions o;
-  apply_gen_kwargs("temperature=0.6,top_p=0.95,,top_k=20,max_gen_toks=512", o);
+  apply_gen_kwargs("temperature=0.6,top_p=0.95,,top_k=20,max_gen_toks=512,min_p=0.05", o);
+  EXPECT_DOUBLE_EQ(o.min_p, 0.05);
   EXPECT_DOUBLE_EQ(o.temperature, 0.6);
   EXPECT_DOUBLE_EQ(o.top_p, 0.95);
   EXPECT_EQ(o.top_k, 20);
@@ -49,6 +50,8 @@ TEST(GenKwargs, BadInputNamesTheKey) {
   EXPECT_NE(msg("temperature=-1").find("temperature"), std::string::npos);
   EXPECT_NE(msg("top_p=0").find("top_p"), std::string::npos);
   EXPECT_NE(msg("top_k=1.5").find("top_k"), std::string::npos);
+  EXPECT_NE(msg("min_p=1.5").find("min_p"), std::string::npos);
+  EXPECT_NE(msg("min_p=-0.1").find("min_p"), std::string::npos);
   EXPECT_NE(msg("max_gen_toks=0").find("max_gen_toks"), std::string::npos);
   EXPECT_NE(msg("do_sample=maybe").find("do_sample"), std::string::npos);
   EXPECT_NE(msg("temperature").find("not key=value"), std::string::npos);

@@ -544,3 +544,31 @@ TEST(Serve, SigtermUnderLoadExitsZero) {
   EXPECT_EQ(WEXITSTATUS(st), 0);
   EXPECT_LT(took, 10.0);
 }
+
+// --kv-cache-gb: a cap that holds one request's prompt + max_tokens but not two. Both concurrent
+// requests are answered (the second waits for the first's KV cache, not an error) with the text
+// they get on an uncapped server; a request that could never fit is a 400 naming the cap.
+TEST(Serve, KvCacheCapQueuesRequestsAndRefusesOnesThatNeverFit) {
+  const int64_t per = infer::kv_bytes_per_token(tiny_model().config());
+  const std::vector<std::string> prompts = {"Once upon a time", "The capital of France is"};
+  size_t most = 0;
+  for (const auto& p : prompts) most = std::max(most, encode(p).size());
+  serve::ServerOptions o;
+  o.kv_cache_gb = double(per) * double(most + 20 + 4) / double(1 << 30);  // one sequence of prompt + 20, not two
+  auto capped = start(o);
+  std::vector<json> got(2);
+  std::vector<std::thread> th;
+  for (size_t i = 0; i < 2; ++i)
+    th.emplace_back([&, i] {
+      got[i] = post_json(capped->port, "/v1/completions", {{"prompt", prompts[i]}, {"max_tokens", 20}, {"temperature", 0}});
+    });
+  for (auto& t : th) t.join();
+  for (size_t i = 0; i < 2; ++i) {
+    json alone =
+        post_json(server().port, "/v1/completions", {{"model", "tiny"}, {"prompt", prompts[i]}, {"max_tokens", 20}, {"temperature", 0}});
+    ASSERT_TRUE(got[i].is_object()) << i;
+    EXPECT_EQ(got[i]["choices"][0]["text"], alone["choices"][0]["text"]) << i;
+  }
+  json err = post_json(capped->port, "/v1/completions", {{"prompt", prompts[0]}, {"max_tokens", 200}}, 400);
+  EXPECT_NE(err.dump().find("--kv-cache-gb"), std::string::npos) << err.dump();
+}

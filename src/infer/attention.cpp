@@ -1,0 +1,102 @@
+#include "infer/attention.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <vector>
+
+#include "infer/kernels.h"
+
+namespace rvec::infer {
+
+namespace {
+
+static_assert(kAttPartition % kAttBlock == 0);
+
+std::atomic<int> g_kernel{int(AttentionKernel::Tiled)};
+
+int64_t partial_stride(const AttentionArgs& a) { return a.hd + 2; }
+
+// attention_part_simd's contract for any head size: one query vector at a time, the same
+// blocks, running maximum and rescaling.
+void attention_part_scalar(const AttentionArgs& a, int64_t t0, int64_t t1, float* part) {
+  const int64_t ps = partial_stride(a);
+  float s[kAttBlock];
+  for (int64_t qi = 0; qi < a.rows * a.heads; ++qi) {
+    const int64_t r = qi / a.heads, pos = a.pos0 + r;
+    const float* qv = a.q + r * a.ldq + (qi % a.heads) * a.hd;
+    float* p = part + qi * ps;
+    float* o = p + 2;
+    p[0] = -HUGE_VALF;
+    p[1] = 0;
+    std::fill_n(o, a.hd, 0.f);
+    for (int64_t tb = t0; tb < t1 && tb <= pos; tb += kAttBlock) {
+      const int64_t n = std::min({kAttBlock, t1 - tb, pos - tb + 1});
+      float bm = -HUGE_VALF;
+      for (int64_t t = 0; t < n; ++t) bm = std::max(bm, s[t] = dot(qv, a.k + (tb + t) * a.ldkv, a.hd) * a.scale);
+      const float m = std::max(p[0], bm), alpha = std::exp(p[0] - m);
+      float tot = 0;
+      for (int64_t t = 0; t < n; ++t) tot += s[t] = std::exp(s[t] - m);
+      p[0] = m;
+      p[1] = p[1] * alpha + tot;
+      scale(o, alpha, a.hd);
+      for (int64_t t = 0; t < n; ++t) axpy(s[t], a.v + (tb + t) * a.ldkv, o, a.hd);
+    }
+  }
+}
+
+}  // namespace
+
+int64_t attention_partitions(const AttentionArgs& a) { return (a.pos0 + a.rows + kAttPartition - 1) / kAttPartition; }
+
+int64_t attention_partial_floats(const AttentionArgs& a) { return a.rows * a.heads * partial_stride(a); }
+
+void attention_partial(const AttentionArgs& a, int64_t j, float* partial) {
+  const int64_t t0 = j * kAttPartition, t1 = std::min(t0 + kAttPartition, a.pos0 + a.rows);
+  if (!detail::attention_part_vec(a, t0, t1, partial)) attention_part_scalar(a, t0, t1, partial);
+}
+
+// out = the partials combined in partition order: m = max m_j, l = sum l_j e^(m_j - m),
+// O = sum O_j e^(m_j - m), then O / l. Partitions after a query's position have m_j = -inf.
+void attention_merge(const AttentionArgs& a, const float* partials, int64_t stride, float* out, int64_t ldo) {
+  const int64_t ps = partial_stride(a), np = attention_partitions(a), hd = a.hd;
+  thread_local std::vector<float> acc;
+  acc.resize(size_t(hd));
+  for (int64_t qi = 0; qi < a.rows * a.heads; ++qi) {
+    const float* p0 = partials + qi * ps;
+    float m = p0[0], l = p0[1];
+    std::copy_n(p0 + 2, hd, acc.data());
+    for (int64_t j = 1; j < np; ++j) {
+      const float* pj = partials + j * stride + qi * ps;
+      if (pj[0] == -HUGE_VALF) continue;
+      const float mn = std::max(m, pj[0]), ea = std::exp(m - mn), eb = std::exp(pj[0] - mn);
+      l = l * ea + pj[1] * eb;
+      for (int64_t d = 0; d < hd; ++d) acc[size_t(d)] = acc[size_t(d)] * ea + pj[2 + d] * eb;
+      m = mn;
+    }
+    const float inv = 1.f / l;
+    float* o = out + (qi / a.heads) * ldo + (qi % a.heads) * hd;
+    for (int64_t d = 0; d < hd; ++d) o[d] = acc[size_t(d)] * inv;
+  }
+}
+
+void attention(const AttentionArgs& a, float* out, int64_t ldo) {
+  if (a.rows <= 0 || a.heads <= 0) return;
+  const int64_t np = attention_partitions(a), stride = attention_partial_floats(a);
+  thread_local std::vector<float> partials;
+  partials.resize(size_t(np * stride));
+  for (int64_t j = 0; j < np; ++j) attention_partial(a, j, partials.data() + j * stride);
+  attention_merge(a, partials.data(), stride, out, ldo);
+}
+
+void attention_untiled(const AttentionArgs& a, float* out, int64_t ldo) {
+  if (a.rows <= 0 || a.heads <= 0) return;
+  if (detail::attention_untiled_vec(a, out, ldo)) return;
+  attention(a, out, ldo);  // no untiled scalar kernel kept
+}
+
+
+void set_attention_kernel(AttentionKernel k) { g_kernel.store(int(k)); }
+AttentionKernel attention_kernel() { return AttentionKernel(g_kernel.load()); }
+
+}  // namespace rvec::infer

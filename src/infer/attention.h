@@ -1,0 +1,61 @@
+// Causal self-attention over a KV cache, tiled with an online softmax (flash attention): keys
+// and values are visited in blocks of kAttBlock positions, each query keeps a running maximum,
+// sum and unnormalised output, so no rows x T score matrix is ever built and the working set
+// stays in cache at any context length. Vectorised with the kernels' runtime dispatch
+// (AVX-512, AVX2, scalar for any head size).
+//
+// Positions are cut into partitions of kAttPartition consecutive positions counted from 0. Each
+// partition's partial result (max, sum, output) is computed on its own and the partials are
+// merged in partition order, whether one thread does all of them (attention()) or several
+// threads do some each (attention_partial() + attention_merge()): the bits of a query's result
+// depend only on its query vector, the cache and its position, never on the thread count or on
+// the other rows and sequences of the batch.
+#pragma once
+#include <cstdint>
+
+namespace rvec::infer {
+
+constexpr int64_t kAttBlock = 64;       // positions per online-softmax step
+constexpr int64_t kAttPartition = 512;  // positions per partition (a multiple of kAttBlock)
+
+// The attention of `rows` consecutive positions pos0, pos0+1, ... of one sequence for the query
+// heads that share one KV head. q: row i's query vectors (heads of hd floats) at q + i * ldq;
+// k, v: that KV head's cached keys/values, position t at k + t * ldkv (positions 0 ..
+// pos0+rows-1 filled); out: like q (stride ldo). Row i attends to positions 0 .. pos0+i with
+// softmax(q.k * scale).
+struct AttentionArgs {
+  const float* q;
+  int64_t ldq, heads, hd;
+  const float *k, *v;
+  int64_t ldkv, rows, pos0;
+  float scale;
+};
+
+// Single-threaded (callers parallelise over sequences and KV heads, or use the split below).
+void attention(const AttentionArgs& a, float* out, int64_t ldo);
+
+// Split form for long contexts: partition j's partial for every query vector (rows x heads),
+// written to partial (attention_partial_floats(a) floats); attention_merge then combines the
+// partials of partitions 0 .. attention_partitions(a)-1, stored partial_stride floats apart, into
+// out. Same bits as attention().
+int64_t attention_partitions(const AttentionArgs& a);
+int64_t attention_partial_floats(const AttentionArgs& a);
+void attention_partial(const AttentionArgs& a, int64_t j, float* partial);
+void attention_merge(const AttentionArgs& a, const float* partials, int64_t partial_stride, float* out, int64_t ldo);
+
+// For benchmarks only: the previous kernel (the whole score row of each query, then one
+// softmax), kept to measure the tiled kernel against it in the same run. The engine uses it
+// when set_attention_kernel(Untiled) was called (process-wide; `rvec bench --attention untiled`).
+void attention_untiled(const AttentionArgs& a, float* out, int64_t ldo);
+enum class AttentionKernel { Tiled, Untiled };
+void set_attention_kernel(AttentionKernel k);
+AttentionKernel attention_kernel();
+
+}  // namespace rvec::infer
+
+namespace rvec::infer::detail {
+// The SIMD kernels (kernels.cpp, attention_dispatch.inc); false when the CPU or head size has
+// no vector path (then attention.cpp's scalar code runs).
+bool attention_part_vec(const AttentionArgs& a, int64_t t0, int64_t t1, float* part);
+bool attention_untiled_vec(const AttentionArgs& a, float* out, int64_t ldo);
+}  // namespace rvec::infer::detail

@@ -1,0 +1,185 @@
+// The tiled attention kernel (infer/attention.h) against hand-derived cases and a double-precision
+// naive reference (whole score rows, one softmax), on every ISA, up to 5000 positions; and the
+// invariances the engine relies on: split partitions merge to the same bits, and a row's result
+// does not depend on the other rows computed with it.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <tuple>
+
+#include "core/cpu.h"
+#include "infer/attention.h"
+
+using namespace rvec;
+using namespace rvec::infer;
+
+namespace {
+
+struct IsaGuard {
+  CpuIsa saved = cpu_isa();
+  ~IsaGuard() { set_cpu_isa_for_testing(saved); }
+};
+
+// set_cpu_isa_for_testing clamps to what the CPU supports.
+constexpr CpuIsa kIsas[] = {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512};
+
+struct Case {
+  int64_t heads, hd, rows, pos0;
+  int64_t ldq() const { return heads * hd + 3; }
+  int64_t ldkv() const { return hd + 5; }
+  int64_t T() const { return pos0 + rows; }
+};
+
+struct Data {
+  std::vector<float> q, k, v;
+};
+
+Data att_data(const Case& c, unsigned seed, float spread = 1.f) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> nd(0.f, spread);
+  Data d{std::vector<float>(c.rows * c.ldq()), std::vector<float>(c.T() * c.ldkv()),
+         std::vector<float>(c.T() * c.ldkv())};
+  for (auto* vec : {&d.q, &d.k, &d.v})
+    for (auto& x : *vec) x = nd(g);
+  return d;
+}
+
+AttentionArgs args(const Case& c, const Data& d, float scale) {
+  return {d.q.data(), c.ldq(), c.heads, c.hd, d.k.data(), d.v.data(), c.ldkv(), c.rows, c.pos0, scale};
+}
+
+// Naive reference in double: the whole score row, max-subtracted softmax, weighted sum.
+std::vector<double> reference(const Case& c, const Data& d, float scale) {
+  std::vector<double> want(c.rows * c.heads * c.hd);
+  for (int64_t r = 0; r < c.rows; ++r)
+    for (int64_t h = 0; h < c.heads; ++h) {
+      const int64_t n = c.pos0 + r + 1;
+      std::vector<double> s(n);
+      double mx = -1e300, sum = 0;
+      for (int64_t t = 0; t < n; ++t) {
+        for (int64_t i = 0; i < c.hd; ++i) s[t] += double(d.q[r * c.ldq() + h * c.hd + i]) * d.k[t * c.ldkv() + i];
+        s[t] *= scale;
+        mx = std::max(mx, s[t]);
+      }
+      for (auto& x : s) sum += x = std::exp(x - mx);
+      for (int64_t i = 0; i < c.hd; ++i) {
+        double o = 0;
+        for (int64_t t = 0; t < n; ++t) o += s[t] / sum * d.v[t * c.ldkv() + i];
+        want[(r * c.heads + h) * c.hd + i] = o;
+      }
+    }
+  return want;
+}
+
+std::vector<float> run(const Case& c, const Data& d, float scale, int64_t ldo) {
+  std::vector<float> out(c.rows * ldo, -7.f);
+  attention(args(c, d, scale), out.data(), ldo);
+  return out;
+}
+
+}  // namespace
+
+// Hand-derived: scores 0 and ln 3 give weights 1/4 and 3/4; the first row of a causal block sees
+// only position 0 (its value exactly); a score gap of 200 leaves the smaller weight below 1e-80.
+TEST(Attention, HandDerivedCases) {
+  IsaGuard guard;
+  for (CpuIsa isa : kIsas) {
+    set_cpu_isa_for_testing(isa);
+    for (int64_t hd : {3, 16, 64}) {
+      const Case c{1, hd, 2, 0};
+      Data d{std::vector<float>(c.rows * c.ldq(), 0.f), std::vector<float>(c.T() * c.ldkv(), 0.f),
+             std::vector<float>(c.T() * c.ldkv(), 0.f)};
+      d.q[0] = std::log(3.f);  // row 0
+      d.q[c.ldq()] = std::log(3.f);  // row 1
+      d.k[c.ldkv()] = 1.f;           // k0 = 0, k1 = e0: scores 0 and ln 3
+      for (int64_t i = 0; i < hd; ++i) {
+        d.v[i] = float(i + 1);
+        d.v[c.ldkv() + i] = -2.f * float(i);
+      }
+      auto out = run(c, d, 1.f, hd);
+      for (int64_t i = 0; i < hd; ++i) {
+        EXPECT_EQ(out[i], float(i + 1)) << cpu_isa_name(isa) << " hd=" << hd;  // row 0: only v0
+        EXPECT_NEAR(out[hd + i], 0.25 * (i + 1) + 0.75 * (-2.0 * i), 1e-6 * (1 + 2.0 * i)) << cpu_isa_name(isa) << " hd=" << hd;
+      }
+      // A gap of 200: row 1 is v1 up to e^-200 (no overflow, no NaN).
+      d.q[c.ldq()] = 200.f;
+      out = run(c, d, 1.f, hd);
+      for (int64_t i = 0; i < hd; ++i) EXPECT_EQ(out[hd + i], -2.f * float(i)) << cpu_isa_name(isa) << " hd=" << hd;
+    }
+  }
+}
+
+// Random cases against the double reference: head sizes with vector paths (16, 32, 64, 128) and
+// without (24), decode (1 row) and prefill blocks after a cached prefix, key counts that are not
+// multiples of a block or a partition, and long contexts (5000 positions: ten partitions).
+TEST(Attention, AllIsasMatchDoubleReference) {
+  IsaGuard guard;
+  const Case cases[] = {{7, 64, 1, 0},   {7, 64, 5, 20},   {2, 16, 16, 0},  {9, 24, 3, 30},  {1, 64, 33, 0},
+                        {4, 32, 1, 200}, {7, 64, 1, 4999}, {2, 128, 10, 4990}, {3, 24, 1, 1100}, {7, 64, 16, 500}};
+  unsigned seed = 1;
+  for (const Case& c : cases) {
+    const Data d = att_data(c, seed++, 1.5f);
+    const float scale = 1 / std::sqrt(float(c.hd));
+    const auto want = reference(c, d, scale);
+    for (CpuIsa isa : kIsas) {
+        set_cpu_isa_for_testing(isa);
+      const int64_t ldo = c.heads * c.hd + 1;
+      const auto out = run(c, d, scale, ldo);
+      for (int64_t r = 0; r < c.rows; ++r) {
+        for (int64_t i = 0; i < c.heads * c.hd; ++i)
+          ASSERT_NEAR(out[r * ldo + i], want[r * c.heads * c.hd + i], 2e-5)
+              << "isa=" << cpu_isa_name(isa) << " heads=" << c.heads << " hd=" << c.hd << " rows=" << c.rows
+              << " pos0=" << c.pos0 << " r=" << r << " i=" << i;
+        EXPECT_EQ(out[r * ldo + c.heads * c.hd], -7.f);  // nothing written past the heads
+      }
+    }
+  }
+}
+
+// The engine computes a decode row's partitions on several threads and merges them afterwards, and
+// computes prefill rows in blocks whose composition depends on the batch: both must give the bits
+// of one attention() call on that row alone.
+TEST(Attention, SplitPartitionsAndRowBlocksGiveIdenticalBits) {
+  IsaGuard guard;
+  for (CpuIsa isa : kIsas) {
+    set_cpu_isa_for_testing(isa);
+    for (int64_t hd : {64, 24}) {
+      const Case c{7, hd, 12, 1530};
+      const Data d = att_data(c, 99, 2.f);
+      const float scale = 1 / std::sqrt(float(hd));
+      const int64_t ldo = c.heads * hd;
+      const auto block = run(c, d, scale, ldo);
+      for (int64_t r : {0, 5, 11}) {
+        Case one{c.heads, hd, 1, c.pos0 + r};
+        Data dr{std::vector<float>(d.q.begin() + r * c.ldq(), d.q.begin() + (r + 1) * c.ldq()), d.k, d.v};
+        const AttentionArgs a = args(one, dr, scale);
+        ASSERT_EQ(one.ldq(), c.ldq());
+        const auto alone = run(one, dr, scale, ldo);
+        EXPECT_EQ(std::memcmp(alone.data(), block.data() + r * ldo, size_t(ldo) * 4), 0)
+            << cpu_isa_name(isa) << " hd=" << hd << " row " << r;
+        // Partitions on two threads, in any order, then merged.
+        const int64_t np = attention_partitions(a), stride = attention_partial_floats(a);
+        ASSERT_GE(np, 3);
+        std::vector<float> partials(size_t(np * stride)), split(static_cast<size_t>(ldo));
+#pragma omp parallel for num_threads(2) schedule(static, 1)
+        for (int64_t j = np - 1; j >= 0; --j) attention_partial(a, j, partials.data() + j * stride);
+        attention_merge(a, partials.data(), stride, split.data(), ldo);
+        EXPECT_EQ(std::memcmp(alone.data(), split.data(), size_t(ldo) * 4), 0) << cpu_isa_name(isa) << " hd=" << hd;
+      }
+    }
+  }
+}
+
+// The benchmark's untiled kernel computes the same attention.
+TEST(Attention, UntiledKernelAgrees) {
+  const Case c{7, 64, 9, 700};
+  const Data d = att_data(c, 5);
+  const float scale = 0.125f;
+  const auto want = reference(c, d, scale);
+  std::vector<float> out(c.rows * c.heads * c.hd);
+  attention_untiled(args(c, d, scale), out.data(), c.heads * c.hd);
+  for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], want[i], 2e-5) << i;
+}
