@@ -1,5 +1,7 @@
-// The experiment's VectorOps on top of rvec::arith (extract / apply / random_like).
+// The experiment's VectorOps on top of rvec::arith (extract / apply / random_like / compress).
 #include "arith/arith.h"
+#include "arith/compress.h"
+#include "core/error.h"
 #include "exp/runner.h"
 
 namespace fs = std::filesystem;
@@ -33,6 +35,17 @@ class ArithOps : public VectorOps {
     o.quiet = true;
     o.hash_inputs = false;
     arith::random_like(vector, seed, o);
+  }
+  void compress(const fs::path& vector, const CompressConfig& c, const fs::path& out) override {
+    if (c.method == "lora") fail("compress: method lora is not available in this build (sparse, int8)");
+    arith::CompressOptions o;
+    o.method = c.method;
+    o.density = c.density;
+    o.scope = c.scope;
+    o.out = out;
+    o.force = true;
+    o.quiet = true;
+    arith::compress(vector, o);
   }
 };
 
