@@ -53,14 +53,6 @@ std::vector<uint64_t> u32s(const io::ModelDir& m, const std::string& name) {
   return v;
 }
 
-std::vector<float> gaussian(size_t n, uint64_t seed) {
-  std::mt19937_64 g(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = nd(g);
-  return v;
-}
-
 // Expects fn to throw rvec::Error whose message contains every piece.
 template <class F>
 void expect_error(F&& fn, std::initializer_list<std::string> pieces) {
