@@ -9,9 +9,12 @@
 #include <memory>
 #include <set>
 
+#include <fmt/ranges.h>
+
 #include "arith/compress.h"
 #include "arith/gta.h"
 #include "arith/kernels.h"
+#include "arith/lora.h"
 #include "arith/pipeline.h"
 #include "arith/regex.h"
 #include "core/atomic_output.h"
@@ -89,7 +92,18 @@ struct Plan {
   bool copy_only = false;           // non-float tensor copied through
   bool use_f64 = false;
   const GtaPlan* gta = nullptr;     // a sparsifying merge's tensor (Job::sparse)
+  struct LoraTerm {
+    const lora::Adapter* adapter;
+    size_t entry;
+    double coef;
+  };
+  std::vector<LoraTerm> loras;      // adapter changes applied after the combination
 };
+
+// Applies the plan's LoRA adapter entries to elements [off, off + len) held in acc.
+void add_loras(const Plan& p, uint64_t off, size_t len, float* acc) {
+  for (const auto& l : p.loras) l.adapter->add_elements(l.entry, off, len, l.coef, acc);
+}
 
 std::string family(const std::string& arch) {
   // Qwen2ForCausalLM -> qwen2; LlamaForCausalLM -> llama; MistralForCausalLM -> mistral.
@@ -267,11 +281,31 @@ void compute_chunk(const Plan& p, const Compute& cx, uint64_t off, size_t len, u
     float* acc = s.acc.data();
     to_f32(p.target->dtype, p.target->data + off * dtype_size(p.target->dtype), acc, len);
     if (nc > 0) gta_add(*p.gta, off, nc, acc, s.gta);
+    add_loras(p, off, len, acc);
     s.nonfinite += count_nonfinite(acc, len);
     from_f32(p.out.dtype, acc, dst, len);
     return;
   }
   if (p.use_f64) {
+    if (!p.loras.empty()) {  // the adapters' change computed in f32 on the f32-rounded values, added in f64
+      std::vector<double> a(len);
+      for (size_t i = 0; i < len; ++i) {
+        const uint64_t e = off + i;
+        if (i < nc) {
+          for (const auto& t : p.terms) a[i] += t.coef * load_f64(t.t->dtype, t.t->data, e);
+        } else {
+          a[i] = load_f64(p.target->dtype, p.target->data, e);
+        }
+        s.acc[i] = s.tmp[i] = float(a[i]);
+      }
+      add_loras(p, off, len, s.acc.data());
+      for (size_t i = 0; i < len; ++i) {
+        a[i] += double(s.acc[i]) - double(s.tmp[i]);
+        if (!std::isfinite(a[i])) ++s.nonfinite;
+        store_from_f64(p.out.dtype, a[i], dst, i);
+      }
+      return;
+    }
     for (size_t i = 0; i < len; ++i) {
       const uint64_t e = off + i;
       double a = 0;
@@ -315,6 +349,7 @@ void compute_chunk(const Plan& p, const Compute& cx, uint64_t off, size_t len, u
     const size_t es = dtype_size(p.target->dtype);
     to_f32(p.target->dtype, p.target->data + c_end * es, acc + nc, len - nc);
   }
+  add_loras(p, off, len, acc);
   s.nonfinite += count_nonfinite(acc, len);
   from_f32(p.out.dtype, acc, dst, len);
   if (cx.vector_output && p.out.dtype != DType::F32) {
@@ -540,6 +575,37 @@ Report run(const Job& job, const Options& opts) {
         t.coef = (t.input == job.target) ? 1.0 + s * (t.coef - 1.0) : s * t.coef;
     }
     std::erase_if(p.terms, [](const Term& t) { return t.coef == 0.0; });
+  }
+  // ---- LoRA adapters: every entry must name a float tensor of the target with its shape ----
+  std::vector<std::unique_ptr<lora::Adapter>> adapters;
+  {
+    std::map<std::string, size_t> plan_of;
+    for (size_t k = 0; k < plans.size(); ++k) plan_of[plans[k].out.name] = k;
+    for (const auto& li : job.loras) {
+      adapters.push_back(lora::Adapter::open(io::resolve_model_path(li.path)));
+      const lora::Adapter& ad = *adapters.back();
+      for (size_t e = 0; e < ad.entries().size(); ++e) {
+        const lora::Entry& en = ad.entries()[e];
+        auto it = plan_of.find(en.target);
+        if (it == plan_of.end()) {
+          if (en.target == kHead && tgt.dir->find(kEmbed))
+            fail("adapter '{}' ({}) changes {} but '{}' ties it to {}", li.name, li.path.string(), kHead, tgt.name, kEmbed);
+          fail("adapter '{}' ({}): key '{}' changes tensor '{}', which '{}' ({}) does not have", li.name,
+               li.path.string(), en.key, en.target, tgt.name, tgt.path.string());
+        }
+        Plan& p = plans[it->second];
+        if (p.copy_only)
+          fail("adapter '{}': tensor '{}' of '{}' has dtype {}; LoRA changes need a float tensor", li.name, en.target,
+               tgt.name, dtype_name(p.target->dtype));
+        if (p.target->shape != en.shape)
+          fail("adapter '{}' ({}): key '{}' gives tensor '{}' the shape [{}] but '{}' has {}", li.name,
+               li.path.string(), en.key, en.target, fmt::join(en.shape, ", "), tgt.name, p.target->shape_str());
+        if (p.gta && en.kind == lora::Entry::Kind::Replace)
+          fail("adapter '{}' replaces '{}' (modules_to_save); not combinable with --sparsify", li.name, en.target);
+        const double c = li.alpha * sel.factor(en.target);
+        if (c != 0) p.loras.push_back({&ad, e, c});
+      }
+    }
   }
   // ---- hashing inputs in the background (overlaps the lossless check and the write) ----
   // One hash per distinct directory (an input given twice is read once).

@@ -50,6 +50,14 @@ struct Job {
   // Set: the output is target + the merged deltas above (coef() is then unused); the
   // target's own tensor is the input `target`.
   std::optional<SparseJob> sparse;
+  // PEFT LoRA adapters added on top (arith/lora.h): each entry's change times alpha (and the
+  // --scale / --include factor) is applied to its target tensor after the linear combination.
+  struct LoraInput {
+    std::string name;
+    std::filesystem::path path;
+    double alpha = 1;
+  };
+  std::vector<LoraInput> loras;
 };
 
 Report run(const Job& job, const Options& opts);

@@ -92,11 +92,12 @@ class EngineModel : public LanguageModel {
   }
 
   std::optional<std::string> apply_chat_template(const std::vector<std::pair<std::string, std::string>>& rc,
-                                                 bool add_generation_prompt) const override {
+                                                 bool add_generation_prompt,
+                                                 const nlohmann::ordered_json& template_kwargs) const override {
     if (!tpl_) return std::nullopt;
     std::vector<text::ChatMessage> msgs;
     for (auto& [r, c] : rc) msgs.push_back({r, c});
-    return tpl_->render(msgs, add_generation_prompt);
+    return tpl_->render(msgs, add_generation_prompt, template_kwargs);
   }
 
  private:

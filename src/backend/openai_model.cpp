@@ -155,21 +155,23 @@ class OpenAIModel : public eval::LanguageModel {
   }
 
   std::optional<std::string> apply_chat_template(const std::vector<std::pair<std::string, std::string>>& rc,
-                                                 bool add_generation_prompt) const override {
+                                                 bool add_generation_prompt,
+                                                 const nlohmann::ordered_json& template_kwargs) const override {
     if (o_.chat_endpoint) {
       // The server renders the template; the prompt is the messages as JSON (as lm-eval's
-      // local-chat-completions records it), remembered so generate() sends them as messages.
+      // local-chat-completions records it), remembered with the template variables so
+      // generate() sends them as messages and chat_template_kwargs (vLLM's request field).
       json msgs = json::array();
       for (auto& [r, c] : rc) msgs.push_back({{"role", r}, {"content", c}});
       std::string s = dump(msgs);
       std::lock_guard<std::mutex> lk(chat_mu_);
-      chat_prompts_.insert(s);
+      chat_prompts_[s] = template_kwargs;
       return s;
     }
     if (!tpl_) return std::nullopt;
     std::vector<text::ChatMessage> msgs;
     for (auto& [r, c] : rc) msgs.push_back({r, c});
-    return tpl_->render(msgs, add_generation_prompt);
+    return tpl_->render(msgs, add_generation_prompt, template_kwargs);
   }
 
   json provenance() const override {
@@ -333,14 +335,15 @@ class OpenAIModel : public eval::LanguageModel {
 
   json chat_payload(const eval::GenRequest& g) {
     json msgs;
-    bool rendered;
+    std::optional<nlohmann::ordered_json> kwargs;
     {
       std::lock_guard<std::mutex> lk(chat_mu_);
-      rendered = chat_prompts_.count(g.prompt) > 0;
+      if (auto it = chat_prompts_.find(g.prompt); it != chat_prompts_.end()) kwargs = it->second;
     }
-    if (rendered) msgs = json::parse(g.prompt);
+    if (kwargs) msgs = json::parse(g.prompt);
     else msgs = json::array({{{"role", "user"}, {"content", g.prompt}}});
     json p = {{"model", model_}, {"messages", msgs}};
+    if (kwargs && !kwargs->empty()) p["chat_template_kwargs"] = json::parse(kwargs->dump());
     add_sampling(p, g);
     return p;
   }
@@ -516,7 +519,7 @@ class OpenAIModel : public eval::LanguageModel {
   HttpClient tok_http_;
   std::map<std::string, std::vector<int32_t>> tok_cache_;
   mutable std::mutex chat_mu_;
-  mutable std::set<std::string> chat_prompts_;
+  mutable std::map<std::string, nlohmann::ordered_json> chat_prompts_;  // messages JSON -> template kwargs
   std::atomic<Clock::time_point> call_start_{Clock::now()};
   std::atomic<uint64_t> done_{0}, tokens_{0};
 };

@@ -1,7 +1,9 @@
 // `rvec apply TARGET --vector VEC[:ALPHA] ... [--alpha A] -o OUT`: target + Σ α·v, or with
-// `--sparsify ties|dare|della|breadcrumbs --density D`, the vectors sparsified first.
+// `--sparsify ties|dare|della|breadcrumbs --density D`, the vectors sparsified first; `--lora ADAPTER[:ALPHA]`
+// merges PEFT LoRA adapters (W += alpha * B·A * lora_alpha / r).
 #include <fmt/format.h>
 
+#include "arith/lora.h"
 #include "cli/arith_common.h"
 #include "cli/command.h"
 
@@ -12,7 +14,9 @@ rvec::cli::Command cmd("apply", "Add task vectors to a model: target + sum of al
   auto vecs = std::make_shared<std::vector<std::string>>();
   auto alpha = std::make_shared<double>(1.0);
   app.add_option("target", *target, "Target model directory")->required();
-  app.add_option("--vector,-v", *vecs, "Task vector directory, optionally :ALPHA (repeatable)")->required();
+  auto loras = std::make_shared<std::vector<std::string>>();
+  app.add_option("--vector,-v", *vecs, "Task vector directory, optionally :ALPHA (repeatable)");
+  app.add_option("--lora", *loras, "PEFT LoRA adapter directory, optionally :ALPHA (repeatable; default --alpha)");
   app.add_option("--alpha,-a", *alpha, "Default alpha for vectors given without :ALPHA (default 1; < 0 subtracts)");
   auto sp = std::make_shared<rvec::arith::SparsifyOptions>();
   auto rescale = std::make_shared<std::string>(), consensus = std::make_shared<std::string>();
@@ -26,11 +30,12 @@ rvec::cli::Command cmd("apply", "Add task vectors to a model: target + sum of al
   app.add_flag("--normalize", sp->normalize, "Divide by the sum of the (sign-agreeing) alphas, as mergekit's normalize");
   app.add_option("--seed", *seed, "Seed of the random masks (dare, della; default 0)");
   a->add(app);
-  return [a, target, vecs, alpha, sp, rescale, consensus, seed] {
-    std::vector<std::pair<std::filesystem::path, double>> v;
-    for (const auto& s : *vecs) {
+  return [a, target, vecs, loras, alpha, sp, rescale, consensus, seed] {
+    if (vecs->empty() && loras->empty()) rvec::fail("apply: give at least one --vector or --lora");
+    std::vector<std::pair<std::filesystem::path, double>> v, l;
+    auto split = [](const std::string& s, double def) {
       auto c = s.rfind(':');
-      double al = *alpha;
+      double al = def;
       std::string p = s;
       if (c != std::string::npos && c + 1 < s.size()) {
         std::string num = s.substr(c + 1);
@@ -44,8 +49,10 @@ rvec::cli::Command cmd("apply", "Add task vectors to a model: target + sum of al
         } catch (const std::exception&) {
         }
       }
-      v.emplace_back(p, al);
-    }
+      return std::pair<std::filesystem::path, double>(p, al);
+    };
+    for (const auto& s : *vecs) v.push_back(split(s, *alpha));
+    for (const auto& s : *loras) l.push_back(split(s, *alpha));
     auto onoff = [](const std::string& s, const char* opt) -> std::optional<bool> {
       if (s.empty()) return std::nullopt;
       if (s == "on" || s == "true" || s == "1") return true;
@@ -55,7 +62,10 @@ rvec::cli::Command cmd("apply", "Add task vectors to a model: target + sum of al
     rvec::arith::Options o = a->finish();
     o.seed = *seed;
     rvec::arith::Report r;
-    if (!sp->method.empty()) {
+    if (!l.empty()) {
+      if (!sp->method.empty()) rvec::fail("--lora cannot be combined with --sparsify");
+      r = rvec::arith::lora::apply_adapters(*target, v, l, o);
+    } else if (!sp->method.empty()) {
       sp->rescale = onoff(*rescale, "--rescale");
       sp->consensus = onoff(*consensus, "--consensus");
       r = rvec::arith::apply_sparse(*target, v, *sp, o);

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "backend/factory.h"
+#include "cli/chat_options.h"
 #include "cli/command.h"
 #include "core/error.h"
 #include "eval/perturb.h"
@@ -22,7 +23,8 @@ namespace {
 
 struct Args {
   std::string model, tasks = "gsm8k", out, data_dir, chat_template, lm_eval_version = "0.4.9.2", system_instruction,
-      gen_kwargs;
+      gen_kwargs, template_kwargs;
+  bool no_thinking = false;
   bool fewshot_as_multiturn = true;
   std::vector<std::string> perturb;
   int limit = -1, num_fewshot = -1, max_gen_tokens = -1, batch = 16, threads = 0, samples = 1;
@@ -69,6 +71,11 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
   app.add_option("--max-gen-tokens", a->max_gen_tokens, "Generation budget (default: each task's)");
   app.add_flag("--chat", a->chat, "Apply the model's chat template (few-shot as alternating turns)");
   app.add_option("--chat-template", a->chat_template, "Jinja chat template file overriding the model's");
+  app.add_option("--chat-template-kwargs", a->template_kwargs,
+                 "With --chat: JSON object of extra template variables, e.g. '{\"enable_thinking\": false}' "
+                 "(sent as chat_template_kwargs with --chat-endpoint)");
+  app.add_flag("--no-thinking", a->no_thinking,
+               "With --chat: enable_thinking=false for the template (Qwen3: an empty <think></think> block)");
   app.add_option("--lm-eval-version", a->lm_eval_version,
                  "lm-eval release whose prompt rules to follow: 0.4.9.2 (reference, default) or 0.4.11");
   app.add_option("--fewshot-as-multiturn", a->fewshot_as_multiturn,
@@ -124,6 +131,9 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
     if (a->max_gen_tokens > 0) o.max_gen_tokens = a->max_gen_tokens;
     o.chat = a->chat;
     o.think = a->think;
+    if ((a->no_thinking || !a->template_kwargs.empty()) && !a->chat)
+      rvec::fail("eval: --no-thinking and --chat-template-kwargs need --chat");
+    o.chat_template_kwargs = rvec::cli::chat_template_kwargs(a->template_kwargs, a->no_thinking);
     o.lm_eval = parse_lm_eval_version(a->lm_eval_version);
     o.fewshot_as_multiturn = a->fewshot_as_multiturn;
     if (!a->system_instruction.empty()) o.system_instruction = a->system_instruction;

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <optional>
 
+#include "cli/chat_options.h"
 #include "cli/command.h"
 #include "cli/infer_common.h"
 #include "text/chat_template.h"
@@ -65,17 +66,7 @@ rvec::cli::Command cmd(
           nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
           if (!a->system.empty()) msgs.push_back({{"role", "system"}, {"content", a->system}});
           msgs.push_back({{"role", "user"}, {"content", a->prompt}});
-          nlohmann::ordered_json extra = nlohmann::ordered_json::object();
-          if (!a->template_kwargs.empty()) {
-            try {
-              extra = nlohmann::ordered_json::parse(a->template_kwargs);
-            } catch (const nlohmann::json::exception& e) {
-              fail("--chat-template-kwargs: invalid JSON: {}", e.what());
-            }
-            if (!extra.is_object()) fail("--chat-template-kwargs: expected a JSON object");
-          }
-          if (a->no_thinking) extra["enable_thinking"] = false;
-          prompt = tpl->render_json(msgs, true, extra);
+          prompt = tpl->render_json(msgs, true, cli::chat_template_kwargs(a->template_kwargs, a->no_thinking));
         } else if (!a->system.empty() || a->no_thinking || !a->template_kwargs.empty()) {
           fail("--system, --no-thinking and --chat-template-kwargs need --chat");
         }

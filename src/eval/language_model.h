@@ -42,8 +42,11 @@ class LanguageModel {
   virtual void loglikelihood(const std::vector<LoglikRequest>& reqs,
                              const std::function<void(size_t, const LoglikResult&)>& on_done) = 0;
   // Chat template rendering for --chat (nullopt: the model has no template -> clear error if --chat).
+  // template_kwargs: extra template variables (a JSON object, e.g. {"enable_thinking": false}), as
+  // transformers' apply_chat_template(**kwargs) and vLLM's chat_template_kwargs pass them.
   virtual std::optional<std::string> apply_chat_template(
-      const std::vector<std::pair<std::string, std::string>>& role_content, bool add_generation_prompt) const = 0;
+      const std::vector<std::pair<std::string, std::string>>& role_content, bool add_generation_prompt,
+      const nlohmann::ordered_json& template_kwargs) const = 0;
   // Where the results came from, recorded as config.backend in results_*.json (kind, endpoints,
   // served model, server version ...); null: nothing to record.
   virtual nlohmann::json provenance() const { return nullptr; }

@@ -126,6 +126,8 @@ json task_config(const Task& t, const EvalOptions& o, int n_shot) {
             {"metric_list", metrics},
             {"apply_chat_template", o.chat},
             {"fewshot_as_multiturn", o.chat && o.fewshot_as_multiturn},
+            {"chat_template_kwargs", o.chat && !o.chat_template_kwargs.empty() ? json::parse(o.chat_template_kwargs.dump())
+                                                                               : json(nullptr)},
             {"system_instruction", o.system_instruction ? json(*o.system_instruction) : json(nullptr)},
             {"think_instruction", o.think ? json(kThinkInstruction) : json(nullptr)},
             {"perturbation", split_perturbed_name(t.name).second},
@@ -465,6 +467,7 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
   po.lm_eval = opts.lm_eval;
   po.fewshot_as_multiturn = opts.fewshot_as_multiturn;
   po.system_instruction = opts.system_instruction;
+  po.chat_template_kwargs = opts.chat_template_kwargs;
   int n_shot = effective_fewshot(t, po);
   size_t N = opts.limit ? std::min(*opts.limit, t.docs.size()) : t.docs.size();
   PyRandom rng(opts.fewshot_seed);
@@ -677,6 +680,9 @@ EvalResults run_eval(LanguageModel& model, const std::vector<std::string>& names
                   {"fewshot_seed", opts.fewshot_seed},
                   {"apply_chat_template", opts.chat},
                   {"fewshot_as_multiturn", opts.chat && opts.fewshot_as_multiturn},
+                  {"chat_template_kwargs", opts.chat && !opts.chat_template_kwargs.empty()
+                                               ? json::parse(opts.chat_template_kwargs.dump())
+                                               : json(nullptr)},
                   {"system_instruction", opts.system_instruction ? json(*opts.system_instruction) : json(nullptr)},
                   {"think_instruction", opts.think ? json(kThinkInstruction) : json(nullptr)},
                   {"perturbations", opts.perturb},

@@ -33,6 +33,7 @@ struct EvalOptions {
   bool chat = false, think = false;
   bool fewshot_as_multiturn = true;                  // with chat: false = one user turn (lm-eval's default)
   std::optional<std::string> system_instruction;     // lm-eval --system_instruction
+  nlohmann::ordered_json chat_template_kwargs = nlohmann::ordered_json::object();  // with chat: template variables
   LmEvalVersion lm_eval = LmEvalVersion::V0_4_9_2;  // --lm-eval-version (prompt rules; results' config.lm_eval_reference)
   std::vector<std::string> perturb;     // each adds "<task>@<name>" for the tasks it applies to
   uint64_t fewshot_seed = 1234;         // lm-eval's fewshot_random_seed

@@ -631,7 +631,7 @@ std::string build_prompt(const Task& t, const Doc& doc, const std::vector<Doc>& 
   if (o.chat) {
     if (!model) fail("{}: --chat needs a model with a chat template", t.name);
     auto msgs = build_chat_messages(t, doc, fewshot, o);
-    auto rendered = model->apply_chat_template(msgs, true);
+    auto rendered = model->apply_chat_template(msgs, true, o.chat_template_kwargs);
     if (!rendered) fail("{}: --chat given but model '{}' has no chat template", t.name, model->name());
     return *rendered + gp;
   }

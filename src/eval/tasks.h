@@ -119,6 +119,8 @@ struct PromptOptions {
   // lm-eval --system_instruction: before the description (joined by the fewshot delimiter), as
   // the system turn with a chat template, at the start of the context without.
   std::optional<std::string> system_instruction;
+  // Chat: extra chat-template variables (--chat-template-kwargs, e.g. {"enable_thinking": false}).
+  nlohmann::ordered_json chat_template_kwargs = nlohmann::ordered_json::object();
 };
 
 int effective_fewshot(const Task& t, const PromptOptions& o);

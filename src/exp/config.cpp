@@ -20,6 +20,7 @@ std::string TaskConfig::key() const {
   // Sampling settings only when used, so greedy configurations keep their cache keys.
   if (samples != 1 || temperature != 0 || top_p != 1)
     k += fmt::format("|samples={}|temperature={}|top_p={}", samples, temperature, top_p);
+  if (!chat_template_kwargs.empty()) k += "|template_kwargs=" + chat_template_kwargs.dump();
   return k;
 }
 
@@ -73,6 +74,40 @@ struct Ctx {
         err(it->first, fmt::format("unknown key '{}' in {} (allowed: {})", k, where, list));
       }
     }
+  }
+  // A YAML value as JSON: plain scalars true/false, null, integers and decimals are typed,
+  // quoted scalars stay strings (YAML 1.2 core schema, as a Python yaml.safe_load user expects).
+  nlohmann::ordered_json to_json(const YAML::Node& n, const std::string& what) const {
+    using oj = nlohmann::ordered_json;
+    if (n.IsMap()) {
+      oj o = oj::object();
+      for (auto it = n.begin(); it != n.end(); ++it) {
+        std::string k = as<std::string>(it->first, what + " key");
+        o[k] = to_json(it->second, what + "." + k);
+      }
+      return o;
+    }
+    if (n.IsSequence()) {
+      oj a = oj::array();
+      for (auto x : n) a.push_back(to_json(x, what));
+      return a;
+    }
+    if (n.IsNull()) return nullptr;
+    if (!n.IsScalar()) err(n, what + ": unsupported YAML value");
+    const std::string s = n.Scalar();
+    if (n.Tag() == "!") return s;  // quoted
+    if (s == "true" || s == "True") return true;
+    if (s == "false" || s == "False") return false;
+    if (s == "null" || s == "~") return nullptr;
+    try {
+      size_t pos = 0;
+      long long i = std::stoll(s, &pos);
+      if (pos == s.size()) return i;
+      double d = std::stod(s, &pos);
+      if (pos == s.size()) return d;
+    } catch (const std::exception&) {
+    }
+    return s;
   }
   template <typename T>
   T as(const YAML::Node& n, const std::string& what) const {
@@ -197,7 +232,7 @@ ExperimentConfig parse_config(const std::string& yaml, const fs::path& base_dir,
       tc.name = t.as<std::string>();
     } else {
       c.keys(t, "a task", {"name", "limit", "num_fewshot", "chat", "max_gen_tokens", "data_dir", "samples", "temperature",
-                           "top_p"});
+                           "top_p", "chat_template_kwargs"});
       if (!t["name"]) c.err(t, "a task needs a `name`");
       tc.name = c.as<std::string>(t["name"], "task name");
       if (t["limit"]) tc.limit = c.as<int64_t>(t["limit"], "limit");
@@ -208,6 +243,11 @@ ExperimentConfig parse_config(const std::string& yaml, const fs::path& base_dir,
       if (t["samples"]) tc.samples = c.as<int>(t["samples"], "samples");
       if (t["temperature"]) tc.temperature = c.as<double>(t["temperature"], "temperature");
       if (t["top_p"]) tc.top_p = c.as<double>(t["top_p"], "top_p");
+      if (auto k = t["chat_template_kwargs"]) {
+        if (!k.IsMap()) c.err(k, "chat_template_kwargs must be a mapping, e.g. {enable_thinking: false}");
+        tc.chat_template_kwargs = c.to_json(k, "chat_template_kwargs");
+        if (!tc.chat) c.err(k, fmt::format("task '{}': chat_template_kwargs needs chat: true", tc.name));
+      }
     }
     cfg.tasks.push_back(tc);
   }

@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,8 @@ struct TaskConfig {
   int samples = 1;          // generations per document (math tasks: avg@K, pass@K, maj@K)
   double temperature = 0;   // with samples > 1
   double top_p = 1;
+  // With chat: extra chat-template variables, e.g. {enable_thinking: false} (Qwen3).
+  nlohmann::ordered_json chat_template_kwargs = nlohmann::ordered_json::object();
   // Canonical description of everything that changes the task's scores (cache identity).
   std::string key() const;
 };

@@ -55,6 +55,7 @@ class EngineEvaluator : public CellEvaluator {
     eo.top_p = task.top_p;
     eo.gen_seed = o_.seed;
     eo.chat = task.chat;
+    eo.chat_template_kwargs = task.chat_template_kwargs;
     eo.think = cond.think;
     eo.fewshot_seed = o_.seed;
     eo.batch = o_.batch;

@@ -136,9 +136,11 @@ json build_results(const ExperimentConfig& cfg, const std::vector<json>& cells) 
   for (auto& c : cfg.conditions) conds.push_back({{"name", c.name}, {"think", c.think}, {"perturb", c.perturb}});
   res["conditions"] = conds;
   json tasks = json::array();
-  for (auto& t : cfg.tasks)
+  for (auto& t : cfg.tasks) {
     tasks.push_back({{"name", t.name}, {"limit", t.limit}, {"num_fewshot", t.num_fewshot}, {"chat", t.chat},
                      {"max_gen_tokens", t.max_gen_tokens}});
+    if (!t.chat_template_kwargs.empty()) tasks.back()["chat_template_kwargs"] = json::parse(t.chat_template_kwargs.dump());
+  }
   res["tasks"] = tasks;
 
   // Baselines: (target, condition, task) -> cell.

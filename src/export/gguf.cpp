@@ -6,13 +6,16 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <optional>
 
 #include "core/atomic_output.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "arith/lora.h"
 #include "io/model_dir.h"
+#include "io/model_resolver.h"
 #include "model/config.h"
 
 namespace fs = std::filesystem;
@@ -216,7 +219,99 @@ struct Planned {
   int permute_heads = 0;  // Llama/Mistral q/k: heads to permute to GGML's rotary layout
   uint64_t offset = 0, nbytes = 0;
   std::vector<float> values;
+  int n_dims = 2;  // ne = [cols] or [cols, rows]
+  std::function<void(int64_t, float*)> make_row;  // export_lora: produces row r
 };
+
+// llama.cpp's architecture name for a config (llama.cpp runs Mistral as llama).
+std::string gguf_arch(const model::ModelConfig& cfg) {
+  switch (cfg.arch) {
+    case model::Arch::Qwen2: return "qwen2";
+    case model::Arch::Qwen3: return "qwen3";
+    case model::Arch::Llama:
+    case model::Arch::Mistral: return "llama";
+    case model::Arch::Olmo2: return "olmo2";
+  }
+  return "";
+}
+
+// convert_hf_to_gguf's LlamaModel.permute as a row map: within each head of hd rows, HF's
+// rotate-half order [first halves..., second halves...] becomes interleaved pairs. Output
+// row r is input row rotary_perm(r).
+int64_t rotary_perm(int64_t r, int64_t hd) {
+  const int64_t head_i = r / hd, k = r % hd, i = k / 2, j = k % 2;
+  return head_i * hd + j * (hd / 2) + i;
+}
+
+// Writes a GGUF v3 file: the metadata `h`, the tensor infos of `plan` (offsets already laid
+// out, `data_size` bytes of aligned data in all), then each tensor row by row: row(p, r, dst)
+// fills the p.cols f32 values of row r, encoded to p.type. Built in a temporary sibling and
+// renamed when complete.
+void write_gguf(const fs::path& out, Header& h, const std::vector<Planned>& plan, uint64_t data_size,
+                const std::string& label, bool quiet,
+                const std::function<void(const Planned&, int64_t, float*)>& row_of) {
+  std::string head = "GGUF";
+  const uint32_t version = 3;
+  head.append(reinterpret_cast<const char*>(&version), 4);
+  const uint64_t n_tensors = plan.size(), n_kv = h.n_kv();
+  head.append(reinterpret_cast<const char*>(&n_tensors), 8);
+  head.append(reinterpret_cast<const char*>(&n_kv), 8);
+  head += h.bytes();
+  Header ti;
+  for (const auto& p : plan) {
+    ti.str(p.name);
+    ti.u32(uint32_t(p.n_dims));
+    ti.u64(uint64_t(p.cols));  // ggml order: ne[0] = row length
+    if (p.n_dims == 2) ti.u64(uint64_t(p.rows));
+    ti.u32(p.type);
+    ti.u64(p.offset);
+  }
+  head += ti.bytes();
+  head.resize(align_up(head.size()), '\0');
+
+  const fs::path tmp = out.string() + ".rvec-tmp-" + std::to_string(::getpid());
+  struct Cleanup {
+    fs::path p;
+    bool keep = false;
+    ~Cleanup() {
+      std::error_code ec;
+      if (!keep) fs::remove(p, ec);
+    }
+  } cleanup{tmp};
+  std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+  if (!f) fail("{}: cannot write", tmp.string());
+  f.write(head.data(), std::streamsize(head.size()));
+  Progress prog(label, data_size, "B", quiet);
+  std::vector<float> row;
+  std::vector<uint8_t> enc;
+  uint64_t pos = 0;
+  for (const auto& p : plan) {
+    if (pos < p.offset) {
+      std::string pad(p.offset - pos, '\0');
+      f.write(pad.data(), std::streamsize(pad.size()));
+      pos = p.offset;
+    }
+    row.resize(size_t(p.cols));
+    const uint64_t rb = row_bytes(p.type, p.cols);
+    enc.resize(rb);
+    for (int64_t r = 0; r < p.rows; ++r) {
+      row_of(p, r, row.data());
+      encode_row(p.type, row.data(), p.cols, enc.data());
+      f.write(reinterpret_cast<const char*>(enc.data()), std::streamsize(rb));
+    }
+    pos += p.nbytes;
+    prog.add(p.nbytes);
+  }
+  if (pos < data_size) {
+    std::string pad(data_size - pos, '\0');
+    f.write(pad.data(), std::streamsize(pad.size()));
+  }
+  f.close();
+  if (!f) fail("{}: write failed", tmp.string());
+  prog.finish();
+  fs::rename(tmp, out);
+  cleanup.keep = true;
+}
 
 }  // namespace
 
@@ -253,14 +348,7 @@ void export_model(const fs::path& model_name, const fs::path& out, const ExportO
   auto dir = io::ModelDir::open(model_name);
   const fs::path mdir = dir->path();
   const auto cfg = model::ModelConfig::from_json(dir->config(), (mdir / "config.json").string());
-  std::string arch;
-  switch (cfg.arch) {
-    case model::Arch::Qwen2: arch = "qwen2"; break;
-    case model::Arch::Qwen3: arch = "qwen3"; break;
-    case model::Arch::Llama:
-    case model::Arch::Mistral: arch = "llama"; break;  // llama.cpp runs Mistral as llama
-    case model::Arch::Olmo2: arch = "olmo2"; break;
-  }
+  const std::string arch = gguf_arch(cfg);
   if (cfg.rope_scaling.type == "llama3" && arch != "llama")
     fail("{}: llama3 rope_scaling is exported for llama only", mdir.string());
   if (!o.force && fs::exists(out)) fail("output {} already exists (use --force to replace it)", out.string());
@@ -275,7 +363,7 @@ void export_model(const fs::path& model_name, const fs::path& out, const ExportO
     model::ModelConfig plain = cfg;
     plain.rope_scaling = {};
     const auto base = plain.rope_inv_freq(), scaled = cfg.rope_inv_freq();
-    Planned p{nullptr, "rope_freqs.weight", kF32, 1, int64_t(base.size()), 0, 0, 0, {}};
+    Planned p{nullptr, "rope_freqs.weight", kF32, 1, int64_t(base.size()), 0, 0, 0, {}, 1, {}};
     for (size_t i = 0; i < base.size(); ++i) p.values.push_back(float(base[i] / scaled[i]));
     p.nbytes = uint64_t(p.cols) * 4;
     off = align_up(p.nbytes);
@@ -287,9 +375,10 @@ void export_model(const fs::path& model_name, const fs::path& out, const ExportO
     if (t->name == "lm_head.weight" && cfg.tie_word_embeddings) continue;
     if (!is_arith_dtype(t->dtype)) fail("{}: tensor '{}' has dtype {}", mdir.string(), t->name, dtype_name(t->dtype));
     if (t->shape.empty() || t->shape.size() > 2) fail("{}: tensor '{}' is not 1-D or 2-D", mdir.string(), t->name);
-    Planned p{t, g, 0, t->shape.size() == 2 ? t->shape[0] : 1, t->shape.back(), 0, 0, 0, {}};
+    Planned p{t, g, 0, t->shape.size() == 2 ? t->shape[0] : 1, t->shape.back(), 0, 0, 0, {}, 2, {}};
     const bool one_d = t->shape.size() == 1 || g.find("_norm.weight") != std::string::npos;
     p.type = ggml_type_for(o.type, *t, one_d);
+    p.n_dims = int(t->shape.size());
     if (llama_layout && g.find(".attn_q.") != std::string::npos) p.permute_heads = cfg.num_heads;
     if (llama_layout && g.find(".attn_k.") != std::string::npos) p.permute_heads = cfg.num_kv_heads;
     p.nbytes = row_bytes(p.type, p.cols) * uint64_t(p.rows);
@@ -358,92 +447,131 @@ void export_model(const fs::path& model_name, const fs::path& out, const ExportO
   else if (tc.contains("chat_template") && tc["chat_template"].is_string()) tpl = tc["chat_template"].get<std::string>();
   if (!tpl.empty()) h.kv_str("tokenizer.chat_template", tpl);
 
-  // ---- header + tensor infos
-  std::string head = "GGUF";
-  const uint32_t version = 3;
-  head.append(reinterpret_cast<const char*>(&version), 4);
-  const uint64_t n_tensors = plan.size(), n_kv = h.n_kv();
-  head.append(reinterpret_cast<const char*>(&n_tensors), 8);
-  head.append(reinterpret_cast<const char*>(&n_kv), 8);
-  head += h.bytes();
-  Header ti;
-  for (const auto& p : plan) {
-    ti.str(p.name);
-    const bool two_d = p.src && p.src->shape.size() == 2;
-    ti.u32(two_d ? 2 : 1);
-    ti.u64(uint64_t(p.cols));  // ggml order: ne[0] = row length
-    if (two_d) ti.u64(uint64_t(p.rows));
-    ti.u32(p.type);
-    ti.u64(p.offset);
-  }
-  head += ti.bytes();
-  head.resize(align_up(head.size()), '\0');
-
-  // ---- data, streamed row by row into a temporary sibling
-  const fs::path tmp = out.string() + ".rvec-tmp-" + std::to_string(::getpid());
-  struct Cleanup {
-    fs::path p;
-    bool keep = false;
-    ~Cleanup() {
-      std::error_code ec;
-      if (!keep) fs::remove(p, ec);
-    }
-  } cleanup{tmp};
-  std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-  if (!f) fail("{}: cannot write", tmp.string());
-  f.write(head.data(), std::streamsize(head.size()));
-  Progress prog("export gguf", off, "B", o.quiet);
-  std::vector<float> row;
-  std::vector<uint8_t> enc;
-  uint64_t pos = 0;
-  for (const auto& p : plan) {
-    if (pos < p.offset) {
-      std::string pad(p.offset - pos, '\0');
-      f.write(pad.data(), std::streamsize(pad.size()));
-      pos = p.offset;
-    }
+  // ---- data, streamed row by row
+  write_gguf(out, h, plan, off, "export gguf", o.quiet, [](const Planned& p, int64_t r, float* row) {
     if (!p.src) {
-      f.write(reinterpret_cast<const char*>(p.values.data()), std::streamsize(p.nbytes));
-      pos += p.nbytes;
-      continue;
+      std::copy(p.values.begin(), p.values.end(), row);
+      return;
     }
-    row.resize(size_t(p.cols));
-    const uint64_t rb = row_bytes(p.type, p.cols);
-    enc.resize(rb);
     const size_t es = dtype_size(p.src->dtype);
-    // convert_hf_to_gguf's LlamaModel.permute: within each head, HF's rotate-half order
-    // [first halves..., second halves...] becomes interleaved pairs (rows of q/k weights,
-    // elements of q/k biases).
+    // Llama q/k: rows of weights and elements of biases in GGML's rotary layout.
     const bool vec = p.src->shape.size() == 1;
     const int64_t n_perm = vec ? p.cols : p.rows, hd = p.permute_heads ? n_perm / p.permute_heads : 0;
-    auto perm = [&](int64_t r) {
-      if (!p.permute_heads) return r;
-      const int64_t head_i = r / hd, k = r % hd, i = k / 2, j = k % 2;
-      return head_i * hd + j * (hd / 2) + i;
-    };
-    std::vector<float> tmpv;
-    for (int64_t r = 0; r < p.rows; ++r) {
-      const int64_t src = vec ? r : perm(r);
-      to_f32(p.src->dtype, p.src->data + size_t(src) * size_t(p.cols) * es, row.data(), size_t(p.cols));
-      if (vec && p.permute_heads) {
-        tmpv = row;
-        for (int64_t c = 0; c < p.cols; ++c) row[size_t(c)] = tmpv[size_t(perm(c))];
-      }
-      encode_row(p.type, row.data(), p.cols, enc.data());
-      f.write(reinterpret_cast<const char*>(enc.data()), std::streamsize(rb));
+    auto perm = [&](int64_t x) { return p.permute_heads ? rotary_perm(x, hd) : x; };
+    to_f32(p.src->dtype, p.src->data + size_t(vec ? r : perm(r)) * size_t(p.cols) * es, row, size_t(p.cols));
+    if (vec && p.permute_heads) {
+      std::vector<float> tmpv(row, row + p.cols);
+      for (int64_t c = 0; c < p.cols; ++c) row[c] = tmpv[size_t(perm(c))];
     }
-    pos += p.nbytes;
-    prog.add(p.nbytes);
+  });
+}
+
+// ------------------------------------------------------------------ LoRA adapters
+
+LoraExportReport export_lora(const fs::path& adapter_dir, const fs::path& out, const LoraExportOptions& o) {
+  if (o.type == FileType::Q8_0) fail("gguf-lora: --type q8_0 is not supported for LoRA tensors (use f32, f16 or bf16)");
+  if (!o.force && fs::exists(out)) fail("output {} already exists (use --force to replace it)", out.string());
+  const auto ad = arith::lora::Adapter::open(adapter_dir);
+  const auto& ac = ad->config();
+  // The base model's config: architecture and head counts (llama's q/k row order).
+  std::string base = o.base ? o.base->string() : ac.base_model_name_or_path;
+  if (base.empty())
+    fail("{}: adapter_config.json has no base_model_name_or_path; give --base MODEL (the base model's directory, "
+         "its config.json is enough)",
+         adapter_dir.string());
+  const fs::path bdir = io::resolve_model_path(base);
+  const fs::path cfg_path = bdir / "config.json";
+  if (!fs::exists(cfg_path)) fail("base model {}: no config.json ({})", base, cfg_path.string());
+  const auto cfg = model::ModelConfig::from_json(json::parse(read_file(cfg_path)), cfg_path.string());
+  const std::string arch = gguf_arch(cfg);
+  const bool llama_layout = arch == "llama";
+
+  LoraExportReport rep;
+  rep.arch = arch;
+  rep.alpha = float(ac.lora_alpha);
+  std::vector<Planned> plan;
+  uint64_t off = 0;
+  const uint32_t type = o.type == FileType::F32 ? kF32 : o.type == FileType::F16 ? kF16 : kBF16;
+  auto add = [&](Planned p) {
+    p.type = type;
+    p.nbytes = row_bytes(p.type, p.cols) * uint64_t(p.rows);
+    p.offset = off;
+    off = align_up(off + p.nbytes);
+    plan.push_back(std::move(p));
+  };
+  for (const auto& e : ad->entries()) {
+    if (e.kind != arith::lora::Entry::Kind::LowRank) {
+      rep.dropped.push_back(e.target);
+      continue;
+    }
+    const std::string g = gguf_name(e.target, cfg.arch == model::Arch::Olmo2);
+    if (e.target == "lm_head.weight" && cfg.tie_word_embeddings)
+      fail("{}: the adapter changes lm_head.weight but the base model ties it to the embeddings (llama.cpp has no "
+           "separate output tensor)",
+           adapter_dir.string());
+    if (g.empty() || e.shape.size() != 2)
+      fail("{}: '{}' changes '{}', which has no llama.cpp tensor", adapter_dir.string(), e.key, e.target);
+    // llama.cpp scales by adapter.lora.alpha / rank (rank = lora_b ne[0]) for every tensor, or by 1
+    // when alpha is 0: a module whose PEFT scale differs (rank_pattern / alpha_pattern, rsLoRA)
+    // has the difference folded into lora_b.
+    const double llama_scale = ac.lora_alpha != 0 ? ac.lora_alpha / double(e.rank) : 1.0;
+    const float fold = float(e.scale / llama_scale);
+    const io::TensorInfo* A = e.a;
+    const io::TensorInfo* B = e.b;
+    const int64_t r = e.rank;
+    auto load = [](const io::TensorInfo* t, uint64_t i, size_t n, float* dst) {
+      to_f32(t->dtype, t->data + i * dtype_size(t->dtype), dst, n);
+    };
+    Planned pa{nullptr, g + ".lora_a", 0, 0, 0, 0, 0, 0, {}, 2, {}};
+    Planned pb{nullptr, g + ".lora_b", 0, 0, r, 0, 0, 0, {}, 2, {}};
+    if (!e.transposed) {
+      // lora_a ne [in, r]: A's rows as they are; lora_b ne [r, out]: B's rows (q/k permuted for llama).
+      pa.rows = r;
+      pa.cols = A->shape[1];
+      pa.make_row = [A, load](int64_t row, float* dst) { load(A, uint64_t(row * A->shape[1]), size_t(A->shape[1]), dst); };
+      pb.rows = B->shape[0];
+      int heads = 0;
+      if (llama_layout && g.find(".attn_q.") != std::string::npos) heads = cfg.num_heads;
+      if (llama_layout && g.find(".attn_k.") != std::string::npos) heads = cfg.num_kv_heads;
+      const int64_t hd = heads ? B->shape[0] / heads : 0;
+      pb.make_row = [B, r, hd, fold, load](int64_t row, float* dst) {
+        const int64_t src = hd ? rotary_perm(row, hd) : row;
+        load(B, uint64_t(src * r), size_t(r), dst);
+        for (int64_t k = 0; k < r; ++k) dst[k] *= fold;
+      };
+    } else {
+      // token_embd (convert_lora_to_gguf: lora_a = lora_embedding_Aᵀ, ne [r, vocab]; lora_b = lora_embedding_B, ne [r, dim]).
+      pa.rows = A->shape[1];
+      pa.cols = r;
+      pa.make_row = [A, r](int64_t row, float* dst) {
+        const int64_t vocab = A->shape[1];
+        for (int64_t k = 0; k < r; ++k)
+          to_f32(A->dtype, A->data + uint64_t(k * vocab + row) * dtype_size(A->dtype), dst + k, 1);
+      };
+      pb.rows = B->shape[0];
+      pb.make_row = [B, r, fold, load](int64_t row, float* dst) {
+        load(B, uint64_t(row * r), size_t(r), dst);
+        for (int64_t k = 0; k < r; ++k) dst[k] *= fold;
+      };
+    }
+    add(std::move(pa));
+    add(std::move(pb));
+    ++rep.pairs;
   }
-  if (pos < off) {
-    std::string pad(off - pos, '\0');
-    f.write(pad.data(), std::streamsize(pad.size()));
-  }
-  f.close();
-  if (!f) fail("{}: write failed", tmp.string());
-  prog.finish();
-  fs::rename(tmp, out);
-  cleanup.keep = true;
+  if (plan.empty()) fail("{}: no lora_A / lora_B pairs to export", adapter_dir.string());
+
+  // ---- metadata (convert_lora_to_gguf.py's keys)
+  Header h;
+  h.kv_str("general.architecture", arch);
+  h.kv_str("general.type", "adapter");
+  h.kv_str("adapter.type", "lora");
+  h.kv_f32("adapter.lora.alpha", rep.alpha);
+  h.kv_str("general.name", fs::absolute(adapter_dir).lexically_normal().filename().string());
+  h.kv_u32("general.file_type", o.type == FileType::F32 ? 0 : o.type == FileType::F16 ? 1 : 32);
+  h.kv_u32("general.quantization_version", 2);
+  write_gguf(out, h, plan, off, "export gguf-lora", o.quiet,
+             [](const Planned& p, int64_t r, float* row) { p.make_row(r, row); });
+  return rep;
 }
 
 // ------------------------------------------------------------------ reading

@@ -10,6 +10,7 @@
 #include <map>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,28 @@ struct ExportOptions {
 // Writes MODEL (a directory or hub name) as a GGUF file. Throws rvec::Error naming the
 // model and what is unsupported (architecture, tokenizer kind, rope scaling).
 void export_model(const std::filesystem::path& model, const std::filesystem::path& out, const ExportOptions& o);
+
+// A PEFT LoRA adapter (arith/lora.h) as a llama.cpp LoRA GGUF, laid out as convert_lora_to_gguf.py
+// writes it: general.type "adapter", adapter.type "lora", adapter.lora.alpha (f32, the config's
+// lora_alpha), and per factored tensor <gguf name>.lora_a (ne [in, r]) / .lora_b (ne [r, out]),
+// llama's q/k rows of lora_b permuted like the weights, token_embd's lora_a transposed. llama.cpp
+// scales every pair by alpha / r; per-module scales that differ (rank_pattern / alpha_pattern,
+// use_rslora) are folded into lora_b. Full weights (modules_to_save, biases) have no place in a
+// llama.cpp LoRA and are left out (listed in the report). The base model's config.json
+// (o.base, else base_model_name_or_path) gives the architecture.
+struct LoraExportOptions {
+  FileType type = FileType::F32;  // f32 (the converter's default), f16 or bf16
+  std::optional<std::filesystem::path> base;
+  bool force = false, quiet = false;
+};
+struct LoraExportReport {
+  std::string arch;
+  float alpha = 0;
+  size_t pairs = 0;
+  std::vector<std::string> dropped;  // adapter entries that are not lora_A / lora_B pairs
+};
+LoraExportReport export_lora(const std::filesystem::path& adapter, const std::filesystem::path& out,
+                             const LoraExportOptions& o);
 
 // A GGUF file read back: metadata values as JSON (arrays as arrays) with their GGUF value
 // types, tensor descriptors and data. For tests and checks; the file is read whole.

@@ -278,9 +278,15 @@ CompletionRequest parse_chat(const json& b, const ModelInfo& m, const Limits& li
   if (!m.chat_template)
     bad("messages", "the model has no chat template; start the server with --chat-template FILE");
   const bool add_gen = get_bool(b, "add_generation_prompt").value_or(true);
+  // vLLM's chat_template_kwargs: extra template variables (e.g. {"enable_thinking": false}).
+  nlohmann::ordered_json tpl_kwargs = nlohmann::ordered_json::object();
+  if (const json* k = field(b, "chat_template_kwargs")) {
+    if (!k->is_object()) bad("chat_template_kwargs", "'chat_template_kwargs' must be an object");
+    tpl_kwargs = nlohmann::ordered_json::parse(k->dump());
+  }
   std::string rendered;
   try {
-    rendered = m.chat_template->render(msgs, add_gen);
+    rendered = m.chat_template->render(msgs, add_gen, tpl_kwargs);
   } catch (const std::exception& e) {
     bad("messages", fmt::format("chat template: {}", e.what()));
   }

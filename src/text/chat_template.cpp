@@ -88,10 +88,11 @@ std::optional<ChatTemplate> ChatTemplate::from_model_dir(const std::filesystem::
 
 const std::string& ChatTemplate::source() const { return prog_->source; }
 
-std::string ChatTemplate::render(const std::vector<ChatMessage>& msgs, bool add_generation_prompt) const {
+std::string ChatTemplate::render(const std::vector<ChatMessage>& msgs, bool add_generation_prompt,
+                                 const json& extra) const {
   json m = json::array();
   for (const auto& x : msgs) m.push_back({{"role", x.role}, {"content", x.content}});
-  return render_json(m, add_generation_prompt);
+  return render_json(m, add_generation_prompt, extra);
 }
 
 std::string ChatTemplate::render_json(const json& messages, bool add_generation_prompt, const json& extra) const {

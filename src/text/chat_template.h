@@ -50,7 +50,9 @@ class ChatTemplate {
   static ChatTemplate from_file(const std::filesystem::path& jinja_file, std::string bos_token = "",
                                 std::string eos_token = "");
 
-  std::string render(const std::vector<ChatMessage>& msgs, bool add_generation_prompt) const;
+  // extra: template variables added to the context (chat_template_kwargs, e.g. enable_thinking).
+  std::string render(const std::vector<ChatMessage>& msgs, bool add_generation_prompt,
+                     const nlohmann::ordered_json& extra = nlohmann::ordered_json::object()) const;
   // messages as JSON objects (may carry tool_calls etc.; key order is kept for tojson);
   // extra variables are added to
   // the context (e.g. {"tools": [...]}, {"enable_thinking": false}).

@@ -278,8 +278,10 @@ TEST(OpenAIBackend, ChatEndpointSendsMessagesAndRefusesLoglikelihood) {
   auto o = opts_for({srv.url()});
   o.chat_endpoint = true;
   auto m = backend::open_openai_model(o);
-  // The harness's chat turns become the request's messages (the prompt records them as JSON).
-  auto prompt = m->apply_chat_template({{"user", "2+2?"}, {"assistant", "#### 4"}, {"user", "1+3?"}}, true);
+  // The harness's chat turns become the request's messages (the prompt records them as JSON),
+  // template variables become vLLM's chat_template_kwargs.
+  auto prompt = m->apply_chat_template({{"user", "2+2?"}, {"assistant", "#### 4"}, {"user", "1+3?"}}, true,
+                                       nlohmann::ordered_json{{"enable_thinking", false}});
   ASSERT_TRUE(prompt);
   auto out = generate_all(*m, {{*prompt, {"<|im_end|>"}, 16, 0, 1, 3}, {"plain prompt", {}, 8, 0, 1, 4}});
   EXPECT_EQ(out.at(0), "#### 4");
@@ -290,11 +292,13 @@ TEST(OpenAIBackend, ChatEndpointSendsMessagesAndRefusesLoglikelihood) {
                                {{{"role", "user"}, {"content", "2+2?"}},
                                 {{"role", "assistant"}, {"content", "#### 4"}},
                                 {{"role", "user"}, {"content", "1+3?"}}}},
+                              {"chat_template_kwargs", {{"enable_thinking", false}}},
                               {"max_tokens", 16},
                               {"temperature", 0.0},
                               {"seed", 3},
                               {"stop", {"<|im_end|>"}}}));
   // A prompt the harness built without a template is one user message.
   EXPECT_EQ(by_seed[4]["messages"], (json{{{"role", "user"}, {"content", "plain prompt"}}}));
+  EXPECT_FALSE(by_seed[4].contains("chat_template_kwargs"));
   EXPECT_NE(m->loglikelihood_unsupported().find("chat endpoint"), std::string::npos);
 }

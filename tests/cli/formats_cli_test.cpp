@@ -144,6 +144,38 @@ TEST(FormatsCli, Qwen3ChatTemplateThinkingSwitch) {
   EXPECT_NE(r.out.find("need --chat"), std::string::npos) << r.out;
 }
 
+// eval --chat --no-thinking renders the evaluated prompts with enable_thinking=false and records
+// the template variables in the results' config (task and run).
+TEST(FormatsCli, EvalPassesChatTemplateKwargs) {
+  TempDir t("formats_cli_eval_kwargs");
+  const std::string m = (fs::path(RVEC_TESTDATA_DIR) / "fixtures/qwen3_tiny_tied_hd32/model").string();
+  auto r = run_shell(run_rvec("eval " + m + " --tasks gsm8k --limit 1 --chat --no-thinking --max-gen-tokens 1 --quiet --out " +
+                              (t.p / "o").string()));
+  ASSERT_EQ(r.rc, 0) << r.out;
+  std::string samples, results;
+  for (auto& e : fs::directory_iterator(t.p / "o")) {
+    std::string n = e.path().filename().string();
+    if (n.rfind("samples_gsm8k_", 0) == 0) samples = slurp(e.path());
+    if (n.rfind("results_", 0) == 0 && e.path().extension() == ".json") results = slurp(e.path());
+  }
+  auto s = nlohmann::json::parse(samples.substr(0, samples.find('\n')));
+  const std::string prompt = s["prompt"];
+  const std::string tail = "<|im_start|>assistant\n<think>\n\n</think>\n\n";
+  ASSERT_GE(prompt.size(), tail.size());
+  EXPECT_EQ(prompt.substr(prompt.size() - tail.size()), tail);
+  auto j = nlohmann::json::parse(results);
+  EXPECT_EQ(j["config"]["chat_template_kwargs"], (nlohmann::json{{"enable_thinking", false}}));
+  EXPECT_EQ(j["configs"]["gsm8k"]["chat_template_kwargs"], (nlohmann::json{{"enable_thinking", false}}));
+  r = run_shell(run_rvec("eval " + m + " --tasks gsm8k --limit 1 --no-thinking --out " + (t.p / "o2").string()));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("need --chat"), std::string::npos) << r.out;
+  r = run_shell(run_rvec("eval " + m + " --tasks gsm8k --limit 1 --chat --chat-template-kwargs '[1]' --out " +
+                         (t.p / "o3").string()));
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("expected a JSON object"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(t.p / "o3"));
+}
+
 // The Qwen3 tokenizer (../shared/data/tokenizers/qwen3): <think> and </think> are added tokens
 // 151667 / 151668; "\n" is byte-level "Ċ" (198) and "x" is byte 120, id 120 - 33 = 87 in the
 // byte alphabet that opens the vocabulary.

@@ -48,7 +48,8 @@ class ScriptedModel : public LanguageModel {
   }
   // A ChatML-like template: "<|im_start|>{role}\n{content}<|im_end|>\n" per message.
   std::optional<std::string> apply_chat_template(const std::vector<std::pair<std::string, std::string>>& msgs,
-                                                 bool add_generation_prompt) const override {
+                                                 bool add_generation_prompt,
+      const nlohmann::ordered_json& /*template_kwargs*/) const override {
     if (!has_template) return std::nullopt;
     std::string s;
     for (auto& [role, content] : msgs) s += "<|im_start|>" + role + "\n" + content + "<|im_end|>\n";

@@ -86,6 +86,33 @@ TEST(ExpConfig, Errors) {
   }
 }
 
+// chat_template_kwargs: a YAML mapping typed as YAML's core schema (quoted scalars stay
+// strings), part of the task's cache identity, and only with chat.
+TEST(ExpConfig, ChatTemplateKwargs) {
+  auto c = parse_config(
+      "models: {sft: a, grpo: b, instruct: c}\n"
+      "tasks:\n"
+      "  - {name: gsm8k, chat: true, chat_template_kwargs: {enable_thinking: false, n: 3, x: 0.5, s: 'false'}}\n"
+      "  - {name: sciq, chat: true}\n",
+      "/b", "k.yaml");
+  EXPECT_EQ(c.tasks[0].chat_template_kwargs.dump(), R"({"enable_thinking":false,"n":3,"x":0.5,"s":"false"})");
+  EXPECT_TRUE(c.tasks[1].chat_template_kwargs.empty());
+  TaskConfig plain = c.tasks[0];
+  plain.chat_template_kwargs = nlohmann::ordered_json::object();
+  EXPECT_NE(c.tasks[0].key(), plain.key());
+  try {
+    parse_config("models: {sft: a, grpo: b, instruct: c}\ntasks: [{name: t, chat_template_kwargs: {a: 1}}]\n", "/b",
+                 "k.yaml");
+    ADD_FAILURE() << "chat_template_kwargs without chat was accepted";
+  } catch (const rvec::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("needs chat: true"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(parse_config("models: {sft: a, grpo: b, instruct: c}\n"
+                            "tasks: [{name: t, chat: true, chat_template_kwargs: [1]}]\n",
+                            "/b", "k.yaml"),
+               rvec::Error);
+}
+
 TEST(ExpConfig, FormatAlpha) {
   EXPECT_EQ(format_alpha(0.25), "0.25");
   EXPECT_EQ(format_alpha(-1), "-1");

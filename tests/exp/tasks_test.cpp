@@ -29,7 +29,8 @@ struct ScriptedLM : eval::LanguageModel {
     FAIL() << "toy_arith is a generation task";
   }
   std::optional<std::string> apply_chat_template(const std::vector<std::pair<std::string, std::string>>& rc,
-                                                 bool add_generation_prompt) const override {
+                                                 bool add_generation_prompt,
+      const nlohmann::ordered_json& /*template_kwargs*/) const override {
     std::string s;
     for (auto& [r, c] : rc) s += "<|im_start|>" + r + "\n" + c + "<|im_end|>\n";
     if (add_generation_prompt) s += "<|im_start|>assistant\n";

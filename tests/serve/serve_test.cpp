@@ -33,7 +33,9 @@ const fs::path kModel = fs::path(RVEC_SHARED_DIR) / "fixtures" / "qwen2_tiny_tie
 const std::string kBin = RVEC_BIN;
 const char* kChatml =
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
-    "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    // Qwen3's switch, to see chat_template_kwargs reach the template.
+    "{% if enable_thinking is defined and enable_thinking is false %}{{ '<think>\\n\\n</think>\\n\\n' }}{% endif %}";
 
 struct Running {
   std::unique_ptr<serve::Server> srv;
@@ -299,6 +301,18 @@ TEST(Serve, ChatUsesTheTemplateAndReportsLogprobs) {
   EXPECT_EQ(out["usage"]["prompt_tokens"].get<size_t>(), rq.prompt.size());
 }
 
+// vLLM's chat_template_kwargs: extra variables for the template (here Qwen3's enable_thinking).
+TEST(Serve, ChatTemplateKwargsReachTheTemplate) {
+  Running& s = server();
+  json req = {{"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"max_tokens", 1}, {"temperature", 0}};
+  const std::string base = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+  EXPECT_EQ(post_json(s.port, "/v1/chat/completions", req)["usage"]["prompt_tokens"].get<size_t>(),
+            encode(base).size());
+  req["chat_template_kwargs"] = {{"enable_thinking", false}};
+  EXPECT_EQ(post_json(s.port, "/v1/chat/completions", req)["usage"]["prompt_tokens"].get<size_t>(),
+            encode(base + "<think>\n\n</think>\n\n").size());
+}
+
 TEST(Serve, InfoEndpoints) {
   Running& s = server();
   httplib::Client c("127.0.0.1", s.port);
@@ -378,6 +392,7 @@ TEST(Serve, MalformedAndHostileRequestsGet4xx) {
       {"/v1/chat/completions", R"({"messages": [{"content": "hi"}]})", 400},
       {"/v1/chat/completions", R"({"messages": [{"role": "wizard", "content": "hi"}]})", 400},
       {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": 5}]})", 400},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "hi"}], "chat_template_kwargs": 1})", 400},
       {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "hi"}], "top_logprobs": 2})", 400},
       {"/tokenize", R"({"prompt": 5})", 400},
       {"/detokenize", R"({"tokens": [1, -2]})", 400},
