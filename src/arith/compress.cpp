@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "arith/lora.h"
 #include "arith/sparsify.h"
 #include "core/atomic_output.h"
 #include "core/error.h"
@@ -156,10 +157,75 @@ std::string shape_json(const std::vector<int64_t>& s) { return json(s).dump(); }
 
 double CompressTensorStats::rel_err() const { return sumsq > 0 ? std::sqrt(err_sq / sumsq) : (err_sq > 0 ? 1.0 : 0.0); }
 
+namespace {
+
+// The LoRA form: a PEFT adapter, reported per tensor like the other methods.
+CompressReport compress_lora(const fs::path& vector, const CompressOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (o.rank.has_value() == o.energy.has_value()) fail("--method lora: give --rank R or --energy E");
+  auto dir = io::ModelDir::open(vector, false);
+  if (PackedVector::open(*dir)) fail("{} is already a compressed vector", vector.string());
+  lora::ExtractOptions lo;
+  lo.out = o.out;
+  lo.rank = o.rank;
+  lo.energy = o.energy;
+  lo.skip_embeddings = true;
+  lo.force = o.force;
+  lo.quiet = true;
+  const lora::ExtractReport lr = lora::extract_from_vector(vector, std::nullopt, lo);
+  CompressReport rep;
+  rep.method = "lora";
+  rep.vector = vector;
+  rep.out = o.out;
+  std::map<std::string, const lora::ModuleReport*> mods;
+  for (const auto& m : lr.modules) mods[m.tensor] = &m;
+  std::vector<float> buf;
+  for (const io::TensorInfo* t : dir->tensors()) {
+    CompressTensorStats st;
+    st.name = t->name;
+    st.numel = t->numel();
+    st.dense_bytes = t->nbytes();
+    if (auto it = mods.find(t->name); it != mods.end()) {
+      const lora::ModuleReport& m = *it->second;
+      st.kept = uint64_t(m.rank) * uint64_t(m.out + m.in);  // entries of A and B
+      st.bytes = st.kept * dtype_size(lo.dtype);
+      st.sumsq = m.norm * m.norm;
+      st.err_sq = st.sumsq * m.rel_error * m.rel_error;
+    } else {  // skipped: lost
+      for_chunks(*t, buf, [&](uint64_t, const float* x, size_t len) {
+        for (size_t j = 0; j < len; ++j) st.sumsq += double(x[j]) * double(x[j]);
+      });
+      st.err_sq = st.sumsq;
+    }
+    rep.total.numel += st.numel;
+    rep.total.kept += st.kept;
+    rep.total.dense_bytes += st.dense_bytes;
+    rep.total.bytes += st.bytes;
+    rep.total.sumsq += st.sumsq;
+    rep.total.err_sq += st.err_sq;
+    rep.tensors.push_back(std::move(st));
+  }
+  rep.total.name = "total";
+  for (const auto& f : dir->files()) rep.dense_file_bytes += fs::file_size(f->path());
+  rep.file_bytes = fs::file_size(o.out / "adapter_model.safetensors");
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  json rj = to_json(rep);
+  rj["rank"] = o.rank ? json(*o.rank) : json();
+  rj["energy"] = o.energy ? json(*o.energy) : json();
+  write_file_atomic(o.out / "compress_report.json", rj.dump(1) + "\n");
+  return rep;
+}
+
+}  // namespace
+
 CompressReport compress(const fs::path& vector, const CompressOptions& o) {
+  if (o.method == "lora") {
+    if (o.out.empty()) fail("no output directory given (-o)");
+    return compress_lora(vector, o);
+  }
   const auto t0 = std::chrono::steady_clock::now();
   const bool sp = o.method == "sparse";
-  if (!sp && o.method != "int8") fail("--method {}: expected sparse or int8 (lora: see rvec lora extract)", o.method);
+  if (!sp && o.method != "int8") fail("--method {}: expected sparse, int8 or lora", o.method);
   if (sp && !(o.density > 0 && o.density <= 1)) fail("--density {}: must be in (0, 1]", o.density);
   if (sp && o.scope != "tensor" && o.scope != "global") fail("--scope {}: expected tensor or global", o.scope);
   if (o.out.empty()) fail("no output directory given (-o)");

@@ -34,9 +34,11 @@ inline constexpr const char* kCompressedVersionKey = "rvec_compressed_version";
 inline constexpr const char* kCompressedVersion = "1";
 
 struct CompressOptions {
-  std::string method;            // "sparse" | "int8"
+  std::string method;            // "sparse" | "int8" | "lora"
   double density = 0.1;          // sparse: fraction of entries kept (top |x|)
   std::string scope = "tensor";  // sparse: "tensor" (top-k of each tensor) | "global" (of the whole vector)
+  std::optional<int> rank;       // lora: fixed rank per linear layer ...
+  std::optional<double> energy;  // ... or the energy kept per layer (arith/lora.h)
   std::filesystem::path out;
   bool force = false, quiet = false;
   uint64_t shard_size = io::kDefaultShardSize;
@@ -63,7 +65,9 @@ struct CompressReport {
 // Writes the compressed form of the dense vector `vector` to o.out (atomically) with
 // compress_report.json (to_json) beside the tensors. Sparse ranks use one total order:
 // |x| descending, ties by position ascending (global scope: tensors in file order, then
-// position); density d keeps floor(d·n) entries (all when d >= 1).
+// position); density d keeps floor(d·n) entries (all when d >= 1). lora: a PEFT adapter
+// (lora::extract_from_vector with skip_embeddings: tensors outside the linear layers are
+// dropped and count as lost in the error); apply it with `rvec apply --lora`.
 CompressReport compress(const std::filesystem::path& vector, const CompressOptions& o);
 nlohmann::json to_json(const CompressReport& r);
 std::string to_table(const CompressReport& r, bool per_tensor = true);

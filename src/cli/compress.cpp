@@ -1,6 +1,7 @@
 // `rvec compress VECTOR --method sparse|int8|lora [--density D [--scope tensor|global] | --rank R |
 // --energy E] -o OUT`: a compact form of a task vector, with its storage and reconstruction error;
 // `rvec compress --decompress COMPRESSED -o OUT` writes the dense vector it decodes to.
+// lora writes a PEFT adapter (apply it with `rvec apply --lora`).
 #include <fmt/format.h>
 
 #include "arith/compress.h"
@@ -9,7 +10,7 @@
 #include "core/error.h"
 
 namespace {
-rvec::cli::Command cmd("compress", "Compact task vector (sparse top-|x|, int8 per-row): size and reconstruction error",
+rvec::cli::Command cmd("compress", "Compact task vector (sparse top-|x|, int8 per-row, LoRA): size and reconstruction error",
                        [](CLI::App& app) {
   auto vec = std::make_shared<std::string>(), out = std::make_shared<std::string>(),
        report = std::make_shared<std::string>();
@@ -40,8 +41,12 @@ rvec::cli::Command cmd("compress", "Compact task vector (sparse top-|x|, int8 pe
       return 0;
     }
     if (o->method.empty()) rvec::fail("--method is required: sparse, int8 or lora");
-    if (o->method == "lora") rvec::fail("--method lora: not available in this build (use sparse or int8)");
-    if (*rank || *energy) rvec::fail("--rank and --energy apply to --method lora");
+    if (o->method == "lora") {
+      if (*rank) o->rank = *rank;
+      if (*energy) o->energy = *energy;
+    } else if (*rank || *energy) {
+      rvec::fail("--rank and --energy apply to --method lora");
+    }
     o->out = *out;
     auto r = rvec::arith::compress(*vec, *o);
     const auto j = rvec::arith::to_json(r);
