@@ -159,6 +159,16 @@ double CompressTensorStats::rel_err() const { return sumsq > 0 ? std::sqrt(err_s
 
 namespace {
 
+void add_tensor(CompressReport& rep, CompressTensorStats st) {
+  rep.total.numel += st.numel;
+  rep.total.kept += st.kept;
+  rep.total.dense_bytes += st.dense_bytes;
+  rep.total.bytes += st.bytes;
+  rep.total.sumsq += st.sumsq;
+  rep.total.err_sq += st.err_sq;
+  rep.tensors.push_back(std::move(st));
+}
+
 // The LoRA form: a PEFT adapter, reported per tensor like the other methods.
 CompressReport compress_lora(const fs::path& vector, const CompressOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -197,13 +207,7 @@ CompressReport compress_lora(const fs::path& vector, const CompressOptions& o) {
       });
       st.err_sq = st.sumsq;
     }
-    rep.total.numel += st.numel;
-    rep.total.kept += st.kept;
-    rep.total.dense_bytes += st.dense_bytes;
-    rep.total.bytes += st.bytes;
-    rep.total.sumsq += st.sumsq;
-    rep.total.err_sq += st.err_sq;
-    rep.tensors.push_back(std::move(st));
+    add_tensor(rep, std::move(st));
   }
   rep.total.name = "total";
   for (const auto& f : dir->files()) rep.dense_file_bytes += fs::file_size(f->path());
@@ -411,13 +415,7 @@ CompressReport compress(const fs::path& vector, const CompressOptions& o) {
       st.kept = n;
       st.bytes = n + sh.rows * 4;
     }
-    rep.total.numel += st.numel;
-    rep.total.kept += st.kept;
-    rep.total.dense_bytes += st.dense_bytes;
-    rep.total.bytes += st.bytes;
-    rep.total.sumsq += st.sumsq;
-    rep.total.err_sq += st.err_sq;
-    rep.tensors.push_back(std::move(st));
+    add_tensor(rep, std::move(st));
     prog.add(1);
   }
   w.finish();
