@@ -2,7 +2,8 @@
 // alpha (merged models are transient: built in a scratch dir and deleted after evaluation
 // unless keep_models), a norm-matched random-vector control, evaluate every
 // (model, condition, task) cell, cache each finished cell as DIR/cells/<cell>.json (written
-// atomically), and write DIR/results.json, DIR/report.md and DIR/alpha_sweep.svg.
+// atomically), and write DIR/results.json, DIR/report.md and DIR/alpha_sweep.svg (with
+// `compress:`, also the compressed vectors at α = 1 and DIR/gain_vs_size.svg).
 //
 // A cell's identity (its fingerprint) covers the model paths, vector, alpha, control seed,
 // condition and every task option, so `resume` reuses exactly the cells a changed config
