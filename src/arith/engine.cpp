@@ -11,6 +11,7 @@
 
 #include <fmt/ranges.h>
 
+#include "arith/compress.h"
 #include "arith/gta.h"
 #include "arith/kernels.h"
 #include "arith/lora.h"
@@ -45,14 +46,23 @@ struct Input {
   std::string name;
   fs::path path;
   std::unique_ptr<io::ModelDir> dir;
+  std::unique_ptr<PackedVector> packed;  // a compressed vector (rvec compress): decoded per chunk
+  const io::TensorInfo* find(const std::string& n) const {
+    if (packed) {
+      const PackedTensor* p = packed->find(n);
+      return p ? &p->info : nullptr;
+    }
+    return dir->find(n);
+  }
+  const std::vector<const io::TensorInfo*>& tensors() const { return packed ? packed->tensors() : dir->tensors(); }
   // Resolves an output tensor name through tied embeddings; nullptr if absent.
   const io::TensorInfo* resolve(const std::string& n) const {
-    if (auto* t = dir->find(n)) return t;
-    if (n == kHead && dir->tie_word_embeddings()) return dir->find(kEmbed);
+    if (auto* t = find(n)) return t;
+    if (n == kHead && dir->tie_word_embeddings()) return find(kEmbed);
     return nullptr;
   }
   std::string resolved_name(const std::string& n) const {
-    if (dir->find(n)) return n;
+    if (find(n)) return n;
     return n == kHead ? std::string(kEmbed) : n;
   }
 };
@@ -63,7 +73,16 @@ struct Term {
   const io::TensorInfo* t;
   const io::MappedFile* file;
   uint64_t file_off;  // offset of the tensor's data in its file
+  const PackedTensor* packed = nullptr;  // set: a compressed vector's tensor (file is then nullptr)
 };
+
+// Elements [off, off + n) of a term as f32.
+void load_term(const Term& t, uint64_t off, size_t n, float* dst) {
+  if (t.packed)
+    t.packed->decode(off, n, dst);
+  else
+    to_f32(t.t->dtype, t.t->data + off * dtype_size(t.t->dtype), dst, n);
+}
 
 struct Plan {
   io::TensorSpec out;
@@ -305,19 +324,18 @@ void compute_chunk(const Plan& p, const Compute& cx, uint64_t off, size_t len, u
   if (nc > 0) {
     bool first = true;
     for (const auto& t : p.terms) {
-      const size_t es = dtype_size(t.t->dtype);
       const float c = float(t.coef);
       if (cx.compat) {
-        to_f32(t.t->dtype, t.t->data + off * es, tmp, nc);
+        load_term(t, off, nc, tmp);
         const float rc = round_to(cx.compat_dtype, c);
         for (size_t i = 0; i < nc; ++i) {
           float x = round_to(cx.compat_dtype, round_to(cx.compat_dtype, tmp[i]) * rc);
           acc[i] = first ? x : round_to(cx.compat_dtype, acc[i] + x);
         }
       } else if (first && c == 1.0f) {
-        to_f32(t.t->dtype, t.t->data + off * es, acc, nc);
+        load_term(t, off, nc, acc);
       } else {
-        to_f32(t.t->dtype, t.t->data + off * es, tmp, nc);
+        load_term(t, off, nc, tmp);
         if (first)
           scale_into(acc, tmp, c, nc);
         else
@@ -389,6 +407,11 @@ Report run(const Job& job, const Options& opts) {
     if (fs::absolute(in[i].path).lexically_normal() == abs_out)
       fail("input '{}' ({}) is also the output directory", job.names[i], job.paths[i].string());
     in[i].dir = io::ModelDir::open(in[i].path, false);
+    in[i].packed = PackedVector::open(*in[i].dir);
+    if (in[i].packed && (i == job.target || job.extract_lossless || job.sparse))
+      fail("'{}' ({}) is a compressed vector ({}): it can only be added (apply, merge --expr); decompress it first "
+           "(rvec compress --decompress)",
+           in[i].name, in[i].path.string(), in[i].packed->method());
   }
   const Input& tgt = in[job.target];
   {
@@ -455,6 +478,10 @@ Report run(const Job& job, const Options& opts) {
       }
       if (p.copy_only) continue;
       double c = job.sparse ? 1.0 : job.coef(i, tt->name);
+      if (in[i].packed) {
+        p.terms.push_back({i, c, t, nullptr, 0, in[i].packed->find(in[i].resolved_name(tt->name))});
+        continue;
+      }
       p.terms.push_back({i, c, t, &in[i].dir->file_of(in[i].resolved_name(tt->name)).mapped(),
                          uint64_t(t->data - in[i].dir->file_of(in[i].resolved_name(tt->name)).mapped().data())});
     }
@@ -477,10 +504,10 @@ Report run(const Job& job, const Options& opts) {
   // Tensors that an input has but the target lacks.
   for (size_t i = 0; i < in.size(); ++i) {
     if (i == job.target) continue;
-    for (const io::TensorInfo* t : in[i].dir->tensors()) {
+    for (const io::TensorInfo* t : in[i].tensors()) {
       if (tgt.dir->find(t->name)) continue;
       if (t->name == kHead && tgt.dir->find(kEmbed)) {
-        if (!tgt.dir->tie_word_embeddings() && in[i].dir->find(kHead)) {
+        if (!tgt.dir->tie_word_embeddings() && in[i].find(kHead)) {
           mismatch(fmt::format("'{}' has no lm_head.weight (untied) but '{}' has one", tgt.name, in[i].name));
           continue;
         }
@@ -632,6 +659,11 @@ Report run(const Job& job, const Options& opts) {
     p.use_f64 = p.out.dtype == DType::F64;
     for (auto& t : p.terms)
       if (t.t->dtype == DType::F64) p.use_f64 = true;
+    if (p.use_f64)
+      for (auto& t : p.terms)
+        if (t.packed)
+          fail("tensor '{}' is computed in F64, which compressed vectors do not support; decompress '{}' first",
+               p.out.name, in[t.input].name);
   }
 
   // ---- write ----
@@ -694,8 +726,9 @@ Report run(const Job& job, const Options& opts) {
           tr.max_round_err = std::max(tr.max_round_err, s.max_err);
           sq_err += s.sq_err;
           for (const auto& t : p.terms)
-            drop_consumed(*t.file, t.file_off, dtype_size(t.t->dtype), std::min(item.b0, p.common_elems),
-                          std::min(item.b1, p.common_elems));
+            if (t.file)
+              drop_consumed(*t.file, t.file_off, dtype_size(t.t->dtype), std::min(item.b0, p.common_elems),
+                            std::min(item.b1, p.common_elems));
         }
         // Copied tensors and the target's rows beyond the common ones are read from the target.
         const uint64_t own = p.copy_only ? item.b0 : std::max(item.b0, p.common_elems);

@@ -1,5 +1,7 @@
-// The experiment's VectorOps on top of rvec::arith (extract / apply / random_like).
+// The experiment's VectorOps on top of rvec::arith (extract / apply / random_like / compress).
 #include "arith/arith.h"
+#include "arith/compress.h"
+#include "arith/lora.h"
 #include "exp/runner.h"
 
 namespace fs = std::filesystem;
@@ -24,7 +26,10 @@ class ArithOps : public VectorOps {
     o.force = true;
     o.quiet = true;
     o.hash_inputs = false;
-    arith::apply(target, {{vector, alpha}}, o);
+    if (fs::exists(vector / "adapter_config.json"))  // compress: {method: lora}
+      arith::lora::apply_adapters(target, {}, {{vector, alpha}}, o);
+    else
+      arith::apply(target, {{vector, alpha}}, o);
   }
   void random_like(const fs::path& vector, uint64_t seed, const fs::path& out) override {
     arith::Options o;
@@ -33,6 +38,18 @@ class ArithOps : public VectorOps {
     o.quiet = true;
     o.hash_inputs = false;
     arith::random_like(vector, seed, o);
+  }
+  void compress(const fs::path& vector, const CompressConfig& c, const fs::path& out) override {
+    arith::CompressOptions o;
+    if (c.rank > 0) o.rank = c.rank;
+    if (c.energy > 0) o.energy = c.energy;
+    o.method = c.method;
+    o.density = c.density;
+    o.scope = c.scope;
+    o.out = out;
+    o.force = true;
+    o.quiet = true;
+    arith::compress(vector, o);
   }
 };
 

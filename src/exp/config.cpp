@@ -37,6 +37,12 @@ std::string BackendConfig::key() const {
                      chat_endpoint ? 1 : 0);
 }
 
+std::string CompressConfig::key() const {
+  if (method == "sparse") return fmt::format("sparse-d{}{}", format_alpha(density), scope == "global" ? "-global" : "");
+  if (method == "lora") return rank > 0 ? fmt::format("lora-r{}", rank) : fmt::format("lora-e{}", format_alpha(energy));
+  return method;
+}
+
 const fs::path& ExperimentConfig::model_path(const std::string& n) const {
   auto it = models.find(n);
   if (it == models.end()) fail("{}: model '{}' is used but not listed under `models`", origin, n);
@@ -143,7 +149,7 @@ ExperimentConfig parse_config(const std::string& yaml, const fs::path& base_dir,
   cfg.origin = origin;
   c.keys(root, "the experiment config",
          {"name", "models", "targets", "vectors", "vector", "alphas", "conditions", "tasks", "random_control", "eval",
-          "out", "keep_models", "backend"});
+          "out", "keep_models", "backend", "compress"});
   auto resolve = [&](const std::string& p) {
     fs::path q(p);
     return q.is_absolute() ? q : (base_dir / q).lexically_normal();
@@ -260,6 +266,38 @@ ExperimentConfig parse_config(const std::string& yaml, const fs::path& base_dir,
       }
     }
   }
+  if (auto cs = root["compress"]) {
+    if (!cs.IsSequence()) c.err(cs, "`compress` must be a list of {method: sparse|int8|lora, ...}");
+    for (auto x : cs) {
+      CompressConfig cc;
+      if (x.IsScalar()) {
+        cc.method = x.as<std::string>();
+      } else {
+        c.keys(x, "a compress entry", {"method", "density", "scope", "rank", "energy"});
+        if (!x["method"]) c.err(x, "a compress entry needs a `method` (sparse, int8 or lora)");
+        cc.method = c.as<std::string>(x["method"], "compress.method");
+        if (x["density"]) cc.density = c.as<double>(x["density"], "compress.density");
+        if (x["scope"]) cc.scope = c.as<std::string>(x["scope"], "compress.scope");
+        if (x["rank"]) cc.rank = c.as<int>(x["rank"], "compress.rank");
+        if (x["energy"]) cc.energy = c.as<double>(x["energy"], "compress.energy");
+        const bool sp = cc.method == "sparse", lora = cc.method == "lora";
+        if ((x["density"] || x["scope"]) && !sp) c.err(x, "compress: density and scope are options of method sparse");
+        if ((x["rank"] || x["energy"]) && !lora) c.err(x, "compress: rank and energy are options of method lora");
+      }
+      if (cc.method != "sparse" && cc.method != "int8" && cc.method != "lora")
+        c.err(x, fmt::format("compress: unknown method '{}' (sparse, int8, lora)", cc.method));
+      if (cc.method == "sparse" && !(cc.density > 0 && cc.density <= 1))
+        c.err(x, fmt::format("compress: density {} must be in (0, 1]", cc.density));
+      if (cc.scope != "tensor" && cc.scope != "global")
+        c.err(x, fmt::format("compress: scope '{}' is not tensor or global", cc.scope));
+      if (cc.method == "lora" && (cc.rank > 0) == (cc.energy > 0))
+        c.err(x, "compress: method lora needs exactly one of rank (> 0) and energy (in (0, 1])");
+      if (cc.method == "lora" && cc.energy > 1) c.err(x, fmt::format("compress: energy {} must be in (0, 1]", cc.energy));
+      for (const auto& o : cfg.compress)
+        if (o.key() == cc.key()) c.err(x, fmt::format("compress: '{}' is listed twice", cc.key()));
+      cfg.compress.push_back(cc);
+    }
+  }
   if (auto e = root["eval"]) {
     c.keys(e, "eval", {"threads", "batch", "seed"});
     if (e["threads"]) cfg.threads = c.as<int>(e["threads"], "threads");
@@ -334,6 +372,8 @@ ExperimentConfig parse_config(const std::string& yaml, const fs::path& base_dir,
     if (t.limit == 0 || t.limit < -1) fail("{}: task '{}': limit must be positive", origin, t.name);
   }
   if (cfg.batch < 1) fail("{}: eval.batch must be >= 1", origin);
+  if (!cfg.compress.empty() && std::find(cfg.alphas.begin(), cfg.alphas.end(), 1.0) == cfg.alphas.end())
+    fail("{}: `compress` compares gains at α = 1: add 1 to `alphas`", origin);
   return cfg;
 }
 

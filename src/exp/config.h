@@ -13,6 +13,8 @@
 //   tasks:
 //     - {name: toy_arith, limit: 300, chat: true, num_fewshot: 0, max_gen_tokens: 96}
 //   random_control: {seed: 1234, alphas: [1, -1]}   # or `random_control: false`
+//   compress:                           # compressed versions of each vector, evaluated at α = 1
+//     - {method: sparse, density: 0.01}  # (scope: tensor | global), {method: int8}, {method: lora, rank: 16}
 //   eval: {threads: 0, batch: 16, seed: 1234}
 //   out: rvec-experiment
 //   keep_models: false
@@ -64,6 +66,16 @@ struct VectorConfig {
   std::string tuned = "grpo", base = "sft";  // v = tuned - base (model names)
 };
 
+// A compressed version of the vector (rvec compress), evaluated at α = 1 next to the lossless one.
+struct CompressConfig {
+  std::string method;            // sparse | int8 | lora
+  double density = 0.1;          // sparse
+  std::string scope = "tensor";  // sparse: tensor | global
+  int rank = 0;                  // lora (or energy)
+  double energy = 0;
+  std::string key() const;       // "sparse-d0.01", "sparse-d0.05-global", "int8", "lora-r16", "lora-e0.9"
+};
+
 struct ControlConfig {
   bool enabled = true;
   uint64_t seed = 1234;
@@ -98,6 +110,7 @@ struct ExperimentConfig {
   std::vector<ConditionConfig> conditions{ConditionConfig{}};
   std::vector<TaskConfig> tasks;
   ControlConfig control;
+  std::vector<CompressConfig> compress;
   std::filesystem::path out = "rvec-experiment";
   bool keep_models = false;
   int threads = 0, batch = 16;

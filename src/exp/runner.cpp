@@ -10,6 +10,7 @@
 
 #include "core/atomic_output.h"
 #include "core/error.h"
+#include "core/progress.h"
 #include "exp/stats.h"
 #include "exp/svg.h"
 
@@ -45,6 +46,23 @@ std::string vector_fingerprint(const ExperimentConfig& cfg, const VectorConfig& 
                                                   fs::absolute(cfg.model_path(v.base)).string())));
 }
 
+// {"vector_bytes": size of the vector's safetensors files, "rel_err": from compress_report.json}.
+json vector_storage(const fs::path& dir) {
+  json j = json::object();
+  uint64_t bytes = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.is_regular_file() && e.path().extension() == ".safetensors") bytes += e.file_size();
+  j["vector_bytes"] = bytes;
+  if (fs::exists(dir / "compress_report.json")) {
+    try {
+      j["rel_err"] = json::parse(read_file(dir / "compress_report.json")).at("total").at("rel_err");
+    } catch (const std::exception&) {
+    }
+  }
+  return j;
+}
+
 bool is_binary(const std::vector<double>& x) {
   return std::all_of(x.begin(), x.end(), [](double v) { return v == 0.0 || v == 1.0; });
 }
@@ -58,7 +76,7 @@ std::string pval(double p) { return p < 0.001 ? fmt::format("{:.1e}", p) : fmt::
 std::vector<Variant> plan_variants(const ExperimentConfig& cfg) {
   std::vector<Variant> out;
   for (auto& t : cfg.targets) {
-    out.push_back({t, t, "", 0.0, false});
+    out.push_back({t, t, "", 0.0, false, ""});
     for (auto& v : cfg.vectors) {
       std::vector<double> alphas = cfg.alphas;
       std::sort(alphas.begin(), alphas.end());
@@ -66,14 +84,16 @@ std::vector<Variant> plan_variants(const ExperimentConfig& cfg) {
       for (double a : alphas) {
         if (a == 0) continue;
         std::string id = fmt::format("{}{}{}*{}", t, a < 0 ? "-" : "+", format_alpha(std::fabs(a)), v.name);
-        out.push_back({id, t, v.name, a, false});
+        out.push_back({id, t, v.name, a, false, ""});
       }
       if (cfg.control.enabled)
         for (double a : cfg.control.alphas) {
           if (a == 0) continue;
           std::string id = fmt::format("{}{}{}*rand({})", t, a < 0 ? "-" : "+", format_alpha(std::fabs(a)), v.name);
-          out.push_back({id, t, v.name, a, true});
+          out.push_back({id, t, v.name, a, true, ""});
         }
+      for (const auto& cc : cfg.compress)
+        out.push_back({fmt::format("{}+1*{}[{}]", t, v.name, cc.key()), t, v.name, 1.0, false, cc.key()});
     }
   }
   return out;
@@ -88,8 +108,13 @@ std::string cell_fingerprint(const ExperimentConfig& cfg, const Variant& v, cons
   }
   s += fmt::format("cond={}|task={}|evalseed={}", c.key(), t.key(), cfg.seed);
   if (std::string b = cfg.backend.key(); !b.empty()) s += "|" + b;  // engine cells keep their fingerprints
+  if (!v.compress.empty()) s += "|compress=" + v.compress;
   return fmt::format("{:016x}", fnv1a(s));
 }
+
+namespace {
+json gain_retained(const json& res);
+}  // namespace
 
 json build_results(const ExperimentConfig& cfg, const std::vector<json>& cells) {
   json res;
@@ -160,11 +185,22 @@ json build_results(const ExperimentConfig& cfg, const std::vector<json>& cells) 
         }
       }
     }
+    r["compress"] = c.value("compress", "");
+    for (const char* k : {"vector_bytes", "rel_err"})
+      if (c.contains(k)) r[k] = c[k];
     r["per_doc"] = mine;
     if (c.contains("extra")) r["extra"] = c["extra"];
     rows.push_back(r);
   }
   res["rows"] = rows;
+  if (!cfg.compress.empty()) {
+    json cc = json::array();
+    for (const auto& c : cfg.compress)
+      cc.push_back({{"key", c.key()}, {"method", c.method}, {"density", c.density}, {"scope", c.scope},
+                    {"rank", c.rank}, {"energy", c.energy}});
+    res["compress"] = cc;
+    res["gain_retained"] = gain_retained(res);
+  }
   return res;
 }
 
@@ -215,9 +251,10 @@ struct Table {
 };
 
 const json* find_row(const json& rows, const std::string& target, const std::string& vec, double alpha, bool control,
-                     const std::string& cond, const std::string& task) {
+                     const std::string& cond, const std::string& task, const std::string& compress = "") {
   for (auto& r : rows) {
     if (r["target"] != target || r["condition"] != cond || r["task"] != task) continue;
+    if (r.value("compress", "") != compress) continue;
     double a = r["alpha"].get<double>();
     if (a != alpha) continue;
     if (alpha == 0) return &r;
@@ -282,6 +319,59 @@ Table sweep_table(const json& res) {
           }
           t.rows.push_back(row);
         }
+  return t;
+}
+
+// The "gain retained vs size" rows (runner.h, render_gain_svg).
+json gain_retained(const json& res) {
+  json out = json::array();
+  const json& rows = res["rows"];
+  for (auto& target : res["targets"])
+    for (auto& v : res["vectors"])
+      for (auto& c : res["conditions"])
+        for (auto& task : res["tasks"]) {
+          std::string tg = target, vn = v["name"], cn = c["name"], tn = task["name"];
+          const json* b = find_row(rows, tg, vn, 0, false, cn, tn);
+          const json* l = find_row(rows, tg, vn, 1, false, cn, tn);
+          if (!b || !l) continue;
+          const double base = b->at("value").get<double>(), lgain = l->at("value").get<double>() - base;
+          const json lbytes = l->value("vector_bytes", json());
+          auto add = [&](const json& r, const std::string& key) {
+            const double gain = r["value"].get<double>() - base;
+            json g = {{"target", tg},   {"vector", vn},        {"condition", cn},        {"task", tn},
+                      {"compress", key}, {"model", r["model"]}, {"value", r["value"]},    {"baseline_value", base},
+                      {"gain", gain},   {"lossless_gain", lgain}, {"p_value", r["p_value"]}};
+            g["retained"] = lgain != 0 ? json(gain / lgain) : json();
+            g["bytes"] = r.value("vector_bytes", json());
+            g["size_fraction"] = g["bytes"].is_number() && lbytes.is_number() && lbytes.get<double>() > 0
+                                     ? json(g["bytes"].get<double>() / lbytes.get<double>())
+                                     : json();
+            g["rel_err"] = r.value("rel_err", json(key.empty() ? json(0.0) : json()));
+            out.push_back(g);
+          };
+          add(*l, "");
+          for (auto& cc : res["compress"]) {
+            const std::string key = cc["key"];
+            if (const json* r = find_row(rows, tg, vn, 1, false, cn, tn, key)) add(*r, key);
+          }
+        }
+  return out;
+}
+
+Table gain_table(const json& res) {
+  Table t;
+  t.head = {"target", "condition", "task", "vector", "stored", "% of lossless size", "rel. error", "+v score",
+            "gain (pts)", "gain retained"};
+  t.nleft = 4;
+  for (auto& g : res["gain_retained"]) {
+    std::string vec = g["vector"].get<std::string>() + (g["compress"] == "" ? " (lossless)" : " [" + g["compress"].get<std::string>() + "]");
+    t.rows.push_back({g["target"], g["condition"], g["task"], vec,
+                      g["bytes"].is_number() ? format_bytes(g["bytes"].get<double>()) : "–",
+                      g["size_fraction"].is_number() ? pct(g["size_fraction"].get<double>()) : "–",
+                      g["rel_err"].is_number() ? fmt::format("{:.3f}", g["rel_err"].get<double>()) : "–",
+                      pct(g["value"].get<double>()), dpts(g["gain"].get<double>()),
+                      g["retained"].is_number() ? pct(g["retained"].get<double>()) + "%" : "–"});
+  }
   return t;
 }
 
@@ -351,13 +441,53 @@ std::string render_report(const json& res) {
                         r["delta"].is_null() ? "–" : dpts(r["delta"].get<double>()),
                         r["p_value"].is_null() ? "–" : pval(r["p_value"].get<double>()),
                         r["test"].is_null() ? "–" : r["test"].get<std::string>()});
+  if (res.contains("gain_retained")) {
+    o += "## Gain retained vs size\n\n"
+         "Each compressed vector (`rvec compress`) is applied at α = 1. *Gain retained* = (its score − baseline) ÷ "
+         "(the lossless vector's score at α = 1 − baseline); *stored* counts the vector's safetensors files; *rel. "
+         "error* is ‖v − decoded‖_F / ‖v‖_F. Plotted in `gain_vs_size.svg`.\n\n" +
+         gain_table(res).markdown() + "\n";
+  }
   o += "## All cells\n\n" + all.markdown() + "\n";
   o += "The α sweep is plotted in `alpha_sweep.svg`; every number above is in `results.json` (`rows`).\n";
   return o;
 }
 
 std::string render_terminal_table(const json& res) {
-  return summary_table(res).text() + "\n" + sweep_table(res).text();
+  std::string o = summary_table(res).text() + "\n" + sweep_table(res).text();
+  if (res.contains("gain_retained")) o += "\n" + gain_table(res).text();
+  return o;
+}
+
+std::string render_gain_svg(const json& res) {
+  PlotSpec p;
+  p.title = "Gain retained vs size (" + res["name"].get<std::string>() + ")";
+  p.x_label = "stored size (% of the lossless vector)";
+  p.y_label = "gain retained (%)";
+  // One series per storage method and cell group; int8 (one size) as markers.
+  std::map<std::string, PlotSeries> series;
+  std::vector<std::string> order;
+  const bool many = res["gain_retained"].size() > res["compress"].size() + 1;
+  for (auto& g : res["gain_retained"]) {
+    if (!g["retained"].is_number() || !g["size_fraction"].is_number()) continue;
+    const std::string key = g["compress"];
+    const std::string method = key.empty() ? "lossless" : key.substr(0, key.find('-'));
+    std::string name = method == "sparse" && key.ends_with("-global") ? "sparse (global)" : method;
+    if (many)
+      name += fmt::format(" – {} ({}, {})", g["task"].get<std::string>(), g["target"].get<std::string>(),
+                          g["condition"].get<std::string>());
+    if (!series.count(name)) {
+      series[name] = PlotSeries{name, {}, method == "int8" || method == "lossless"};
+      order.push_back(name);
+    }
+    series[name].points.push_back({g["size_fraction"].get<double>() * 100, g["retained"].get<double>() * 100, 0});
+  }
+  for (auto& n : order) {
+    auto& s = series[n];
+    std::sort(s.points.begin(), s.points.end(), [](const PlotPoint& a, const PlotPoint& b) { return a.x < b.x; });
+    p.series.push_back(s);
+  }
+  return render_line_chart_svg(p);
 }
 
 std::string render_alpha_svg(const json& res) {
@@ -383,6 +513,7 @@ std::string render_alpha_svg(const json& res) {
             if (r["target"] != tg || r["condition"] != cn || r["task"] != tn) continue;
             double a = r["alpha"].get<double>();
             if (a != 0 && r["vector"] != vn) continue;
+            if (r.value("compress", "") != "") continue;  // in gain_vs_size.svg
             PlotPoint pt{a, r["value"].get<double>() * 100, r["stderr"].get<double>() * 100};
             if (a != 0 && r["control"].get<bool>()) ctl.points.push_back(pt);
             else s.points.push_back(pt);
@@ -464,6 +595,7 @@ RunSummary run_experiment(const ExperimentConfig& cfg, const RunOptions& opts, C
     std::string fp = vector_fingerprint(cfg, vc);
     std::string key = v.control ? fmt::format("{}-random-{}-{}", vc.name, cfg.control.seed, fp.substr(0, 12))
                                 : fmt::format("{}-{}", vc.name, fp.substr(0, 12));
+    if (!v.compress.empty()) key += "-" + v.compress;
     fs::path p = vec_dir / sanitize(key);
     if (vec_paths.count(key)) return p;
     fs::create_directories(vec_dir);
@@ -476,6 +608,13 @@ RunSummary run_experiment(const ExperimentConfig& cfg, const RunOptions& opts, C
       log(fmt::format("building the random control for {} (same per-tensor norms, seed {})", vc.name,
                       cfg.control.seed));
       ops.random_like(plain, cfg.control.seed, p);
+    }
+    if (!v.compress.empty() && !fs::exists(p)) {
+      log(fmt::format("compressing {} ({})", vc.name, v.compress));
+      auto cc = std::find_if(cfg.compress.begin(), cfg.compress.end(),
+                             [&](const CompressConfig& x) { return x.key() == v.compress; });
+      if (cc == cfg.compress.end()) fail("internal: unknown compress key '{}'", v.compress);
+      ops.compress(plain, *cc, p);
     }
     vec_paths[key] = p;
     return p;
@@ -491,8 +630,10 @@ RunSummary run_experiment(const ExperimentConfig& cfg, const RunOptions& opts, C
     if (todo.empty()) continue;
     fs::path model = cfg.model_path(v.target);
     bool transient = false;
+    json vec_info = json::object();  // storage of the vector (lossless or compressed)
     if (v.alpha != 0) {
       fs::path vp = vector_path(v);
+      if (!v.control) vec_info = vector_storage(vp);
       fs::create_directories(scratch);
       model = scratch / sanitize(v.id + "-" + todo.front()->fp.substr(0, 8));
       if (!(keep && fs::exists(model))) {
@@ -518,6 +659,8 @@ RunSummary run_experiment(const ExperimentConfig& cfg, const RunOptions& opts, C
                 {"alpha", v.alpha},      {"control", v.control},   {"condition", c->c->name}, {"task", c->t->name},
                 {"task_key", c->t->key()}, {"metric", r.metric},   {"value", r.value},     {"stderr", r.std_err},
                 {"n", r.n},              {"per_doc", r.per_doc},   {"extra", r.extra},    {"seconds", secs}};
+      if (!v.compress.empty()) j["compress"] = v.compress;
+      j.update(vec_info);
       write_file_atomic(c->file, j.dump());
       {
         std::error_code ec;
@@ -555,8 +698,13 @@ RunSummary run_experiment(const ExperimentConfig& cfg, const RunOptions& opts, C
   write_file_atomic(sum.out / "results.json", sum.results.dump(1));
   write_file_atomic(sum.out / "report.md", sum.report_md);
   write_file_atomic(sum.out / "alpha_sweep.svg", render_alpha_svg(sum.results));
+  if (sum.results.contains("gain_retained")) write_file_atomic(sum.out / "gain_vs_size.svg", render_gain_svg(sum.results));
   sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return sum;
+}
+
+void VectorOps::compress(const fs::path& vector, const CompressConfig& c, const fs::path&) {
+  fail("compressing {} ({}) is not supported by this arithmetic backend", vector.string(), c.key());
 }
 
 }  // namespace rvec::experiment

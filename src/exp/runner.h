@@ -2,7 +2,8 @@
 // alpha (merged models are transient: built in a scratch dir and deleted after evaluation
 // unless keep_models), a norm-matched random-vector control, evaluate every
 // (model, condition, task) cell, cache each finished cell as DIR/cells/<cell>.json (written
-// atomically), and write DIR/results.json, DIR/report.md and DIR/alpha_sweep.svg.
+// atomically), and write DIR/results.json, DIR/report.md and DIR/alpha_sweep.svg (with
+// `compress:`, also the compressed vectors at α = 1 and DIR/gain_vs_size.svg).
 //
 // A cell's identity (its fingerprint) covers the model paths, vector, alpha, control seed,
 // condition and every task option, so `resume` reuses exactly the cells a changed config
@@ -69,6 +70,8 @@ class VectorOps {
   virtual void apply(const std::filesystem::path& target, const std::filesystem::path& vector, double alpha,
                      const std::filesystem::path& out) = 0;
   virtual void random_like(const std::filesystem::path& vector, uint64_t seed, const std::filesystem::path& out) = 0;
+  // The compressed form of `vector` (config `compress:`); the default refuses.
+  virtual void compress(const std::filesystem::path& vector, const CompressConfig& c, const std::filesystem::path& out);
 };
 std::unique_ptr<VectorOps> make_arith_ops();
 
@@ -79,6 +82,7 @@ struct Variant {
   std::string target, vector;
   double alpha = 0;
   bool control = false;
+  std::string compress;  // CompressConfig::key() of a compressed vector ("" : the lossless one)
 };
 std::vector<Variant> plan_variants(const ExperimentConfig& cfg);
 
@@ -115,5 +119,10 @@ nlohmann::json build_results(const ExperimentConfig& cfg, const std::vector<nloh
 std::string render_report(const nlohmann::json& results);
 std::string render_terminal_table(const nlohmann::json& results);
 std::string render_alpha_svg(const nlohmann::json& results);
+// With `compress:` configured: results["gain_retained"] rows, one per (target, vector,
+// condition, task) and storage form (the lossless vector first): stored bytes, its
+// fraction of the lossless size, and retained = (score at α = 1 − baseline) ÷ (the
+// lossless vector's gain), null when that gain is 0. Plotted against the size fraction.
+std::string render_gain_svg(const nlohmann::json& results);
 
 }  // namespace rvec::experiment

@@ -21,9 +21,10 @@ uint64_t TensorSpec::numel() const {
   return n;
 }
 
-std::string safetensors_header(const std::vector<TensorSpec>& tensors) {
+std::string safetensors_header(const std::vector<TensorSpec>& tensors, const std::map<std::string, std::string>& metadata) {
   json h = json::object();
   h["__metadata__"] = {{"format", "pt"}};
+  for (const auto& [k, v] : metadata) h["__metadata__"][k] = v;
   uint64_t off = 0;
   for (const auto& t : tensors) {
     uint64_t n = t.nbytes();
@@ -39,8 +40,8 @@ std::string safetensors_header(const std::vector<TensorSpec>& tensors) {
 }
 
 SafetensorsWriter::SafetensorsWriter(const fs::path& dir, std::vector<TensorSpec> tensors, uint64_t shard_size,
-                                     Mode mode)
-    : dir_(dir), tensors_(std::move(tensors)), buf_(size_t(8) << 20), sync_(mode == Mode::Synchronous) {
+                                     Mode mode, std::map<std::string, std::string> metadata)
+    : dir_(dir), tensors_(std::move(tensors)), metadata_(std::move(metadata)), buf_(size_t(8) << 20), sync_(mode == Mode::Synchronous) {
   if (shard_size == 0) fail("shard size must be positive");
   {
     std::map<std::string, int> seen;
@@ -147,7 +148,7 @@ void SafetensorsWriter::run_job(IoJob& j) {
     if (fd_ < 0) fail("cannot create {}: {}", p.string(), std::strerror(errno));
     std::vector<TensorSpec> ts;
     for (size_t i : shards_[io_shard_]) ts.push_back(tensors_[i]);
-    std::string h = safetensors_header(ts);
+    std::string h = safetensors_header(ts, metadata_);
     write_all(fd_, io_shard_, h.data(), h.size());
   } else if (j.kind == IoJob::Data) {
     write_all(fd_, io_shard_, j.data.data(), j.data.size());
@@ -275,8 +276,8 @@ void SafetensorsWriter::finish() {
 }
 
 void write_safetensors_file(const fs::path& path, const std::vector<TensorSpec>& tensors,
-                            const std::vector<const void*>& data) {
-  std::string img = safetensors_header(tensors);
+                            const std::vector<const void*>& data, const std::map<std::string, std::string>& metadata) {
+  std::string img = safetensors_header(tensors, metadata);
   for (size_t i = 0; i < tensors.size(); ++i)
     img.append(static_cast<const char*>(data[i]), tensors[i].nbytes());
   write_file_atomic(path, img);

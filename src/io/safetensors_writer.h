@@ -5,7 +5,7 @@
 // (a tensor larger than that gets a shard of its own); one shard is written as
 // model.safetensors, several as model-0000i-of-0000K.safetensors plus
 // model.safetensors.index.json ({"metadata": {"total_size"}, "weight_map"}).
-// Header metadata is {"format": "pt"}; headers are space-padded to 8 bytes as HF does.
+// Header metadata is {"format": "pt"} plus the caller's `metadata` (every shard); headers are space-padded to 8 bytes as HF does.
 // Background mode (default): the write() calls run on a background thread (a queue of a
 // few 8 MB buffers), so computing the next chunk overlaps writing the previous one; I/O
 // errors surface on the next append() or in finish(). Synchronous mode: for callers that
@@ -42,7 +42,8 @@ class SafetensorsWriter {
   // Creates the shard files in `dir` (which must exist) and writes their headers.
   enum class Mode { Background, Synchronous };
   SafetensorsWriter(const std::filesystem::path& dir, std::vector<TensorSpec> tensors,
-                    uint64_t shard_size = kDefaultShardSize, Mode mode = Mode::Background);
+                    uint64_t shard_size = kDefaultShardSize, Mode mode = Mode::Background,
+                    std::map<std::string, std::string> metadata = {});
   ~SafetensorsWriter();
   SafetensorsWriter(const SafetensorsWriter&) = delete;
   SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
@@ -78,6 +79,7 @@ class SafetensorsWriter {
   void stop_thread();
   std::filesystem::path dir_;
   std::vector<TensorSpec> tensors_;
+  std::map<std::string, std::string> metadata_;
   std::vector<size_t> shard_of_;              // tensor -> shard
   std::vector<std::vector<size_t>> shards_;   // shard -> tensors
   std::vector<std::string> files_;
@@ -102,11 +104,13 @@ class SafetensorsWriter {
 };
 
 // Builds the header bytes (u64 length + padded JSON) for tensors laid out in order.
-std::string safetensors_header(const std::vector<TensorSpec>& tensors);
+std::string safetensors_header(const std::vector<TensorSpec>& tensors,
+                               const std::map<std::string, std::string>& metadata = {});
 
 // Writes a complete single-file safetensors image from in-memory tensor data (for
 // tests and small outputs). data[i] must hold tensors[i].nbytes() bytes.
 void write_safetensors_file(const std::filesystem::path& path, const std::vector<TensorSpec>& tensors,
-                            const std::vector<const void*>& data);
+                            const std::vector<const void*>& data,
+                            const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace rvec::io

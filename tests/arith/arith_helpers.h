@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -100,6 +101,15 @@ inline ::testing::AssertionResult same_tensors(const fs::path& a, const fs::path
       return ::testing::AssertionFailure() << t->name << ": bytes differ";
   }
   return ::testing::AssertionSuccess();
+}
+
+// n standard normal values, deterministic for a seed.
+inline std::vector<float> gaussian(size_t n, uint64_t seed) {
+  std::mt19937_64 g(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(g);
+  return v;
 }
 
 inline void tiny_model(const fs::path& out, uint64_t seed, DType dt = DType::BF16, bool tied = true,

@@ -43,14 +43,6 @@ struct VecPair {
   }
 };
 
-std::vector<float> gaussian(size_t n, uint64_t seed) {
-  std::mt19937_64 g(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = nd(g);
-  return v;
-}
-
 double l1(const std::vector<float>& v) {
   double s = 0;
   for (float x : v) s += std::fabs(double(x));
