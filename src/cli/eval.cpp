@@ -32,7 +32,7 @@ struct Args {
   long long seed = -1;
   double temperature = 0, top_p = 1, min_p = 0, exec_timeout = 3.0, kv_cache_gb = 0;
   int top_k = 0;
-  bool chat = false, think = false, resume = false, list = false, quiet = false, bf16_dot = false;
+  bool chat = false, think = false, resume = false, list = false, quiet = false, bf16_dot = false, hugepages = false;
   std::string backend = "engine";
   rvec::backend::OpenAIOptions openai;
 };
@@ -93,6 +93,7 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
   app.add_flag("--bf16-dot", a->bf16_dot,
                "Round activations to bf16 and use AVX512-BF16 dot products for bf16 weights (about 2x faster "
                "prefill, ~1e-2 relative; default: exact f32 arithmetic); recorded in model_args");
+  app.add_flag("--hugepages", a->hugepages, rvec::cli::kHugepagesHelp);
   app.add_option("--seed", a->seed, "Seed for few-shot sampling and sampling (lm-eval --seed; default 1234 / 0)");
   app.add_option("--temperature", a->temperature, "Sampling temperature (default 0: greedy)");
   app.add_option("--top-p", a->top_p, "Nucleus sampling mass with --temperature (default 1)");
@@ -162,6 +163,7 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
                                         a->bf16_dot ? ",bf16_dot=True" : "");
     if (remote) o.model_name.clear();  // the served model id names it
     if (a->bf16_dot) rvec::infer::set_matmul_precision(rvec::infer::MatmulPrecision::BF16Dot);
+    if (a->hugepages) rvec::infer::set_default_weight_backing(rvec::io::Backing::HugePages);
     auto names = split_commas(a->tasks);
     if (names.empty()) rvec::fail("eval: --tasks is empty");
     for (auto& p : o.perturb) (void)perturbation_applies(p, Task{});  // unknown names fail early

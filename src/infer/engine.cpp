@@ -3,6 +3,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <string_view>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -13,15 +16,50 @@
 #include "core/error.h"
 #include "core/memory.h"
 #include "infer/attention.h"
+#include "io/model_resolver.h"
 #include "infer/kernels.h"
 
 namespace rvec::infer {
 
 namespace fs = std::filesystem;
 
-std::unique_ptr<Model> load_model(const fs::path& name) {
+namespace {
+io::Backing initial_weight_backing() {
+  const char* e = std::getenv("RVEC_WEIGHTS");
+  return e && std::string_view(e) == "hugepages" ? io::Backing::HugePages : io::Backing::PageCache;
+}
+std::atomic<io::Backing> g_weight_backing{initial_weight_backing()};
+
+// Bytes of the model's safetensors files (a hub name is resolved first).
+uint64_t safetensors_bytes(const fs::path& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.path().extension() == ".safetensors") total += e.file_size(ec);
+  return total;
+}
+}  // namespace
+
+void set_default_weight_backing(io::Backing weights) { g_weight_backing.store(weights); }
+io::Backing default_weight_backing() { return g_weight_backing.load(); }
+
+std::unique_ptr<Model> load_model(const fs::path& name) { return load_model(name, default_weight_backing()); }
+
+std::unique_ptr<Model> load_model(const fs::path& name, io::Backing weights) {
   auto m = std::unique_ptr<Model>(new Model());
-  m->dir_ = io::ModelDir::open(name);
+  if (weights == io::Backing::HugePages) {
+    // Keep a margin for the KV cache and activations: a copy that pushes the machine into
+    // swap or the OOM killer is far slower than TLB misses.
+    const fs::path dir = io::resolve_model_path(name);
+    const uint64_t need = safetensors_bytes(dir);
+    const auto avail = available_memory_bytes();
+    if (avail && double(need) > 0.8 * double(*avail)) {
+      fmt::print(stderr, "note: {} ({:.2f} GB of weights) does not fit in 80% of the {:.2f} GB available: weights "
+                 "stay mapped from the page cache (no huge pages)\n", dir.string(), double(need) / 1e9, double(*avail) / 1e9);
+      weights = io::Backing::PageCache;
+    }
+  }
+  m->dir_ = io::ModelDir::open(name, true, weights);
   const fs::path dir = m->dir_->path();  // a hub name resolved to its snapshot
   m->cfg_ = model::ModelConfig::from_json(m->dir_->config(), (dir / "config.json").string());
   m->w_ = model::Weights::bind(*m->dir_, m->cfg_);

@@ -90,7 +90,7 @@ class Model {
   std::optional<int32_t> bos_id() const { return cfg_.bos_token_id; }
 
  private:
-  friend std::unique_ptr<Model> load_model(const std::filesystem::path& dir);
+  friend std::unique_ptr<Model> load_model(const std::filesystem::path& dir, io::Backing weights);
   std::unique_ptr<io::ModelDir> dir_;
   model::ModelConfig cfg_;
   model::Weights w_;
@@ -98,7 +98,15 @@ class Model {
   std::vector<int32_t> eos_;
 };
 
+// `weights`: how the safetensors files are held (io/mapped_file.h). HugePages copies them
+// into memory on 2 MB pages (fewer TLB misses while decoding); it falls back to mapping the
+// files, with a note on stderr, when they would not fit in the memory available.
+std::unique_ptr<Model> load_model(const std::filesystem::path& dir, io::Backing weights);
+// The same with the process-wide default: PageCache, or HugePages when the environment has
+// RVEC_WEIGHTS=hugepages or set_default_weight_backing chose it (the --hugepages flag).
 std::unique_ptr<Model> load_model(const std::filesystem::path& dir);
+void set_default_weight_backing(io::Backing weights);
+io::Backing default_weight_backing();
 
 // The KV cache of one sequence (f32, [layer][position][kv_heads * head_dim]).
 class KVCache {

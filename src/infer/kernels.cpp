@@ -95,12 +95,6 @@ RVEC_TARGET inline VF vpow2(VF p, VF n) {
   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
-// Even and odd elements of 16 bf16 as two vectors of 8 f32.
-RVEC_TARGET inline void vsplit_bf16(const uint16_t* p, VF& even, VF& odd) {
-  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  even = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-  odd = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(int(0xffff0000u))));
-}
 #include "infer/matmul_simd.inc"
 #include "infer/vmath_simd.inc"
 #include "infer/attention_simd.inc"
@@ -137,12 +131,6 @@ RVEC_TARGET inline VF vmin(VF a, VF b) { return _mm512_min_ps(a, b); }
 RVEC_TARGET inline VF vmax(VF a, VF b) { return _mm512_max_ps(a, b); }
 RVEC_TARGET inline VF vround(VF a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 RVEC_TARGET inline VF vpow2(VF p, VF n) { return _mm512_scalef_ps(p, n); }  // p * 2^n
-// Even and odd elements of 32 bf16 as two vectors of 16 f32.
-RVEC_TARGET inline void vsplit_bf16(const uint16_t* p, VF& even, VF& odd) {
-  const __m512i v = _mm512_loadu_si512(p);
-  even = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
-  odd = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(int(0xffff0000u))));
-}
 #include "infer/matmul_simd.inc"
 #include "infer/vmath_simd.inc"
 #include "infer/attention_simd.inc"
@@ -342,6 +330,42 @@ inline std::pair<int64_t, int64_t> thread_share(int64_t count) {
   return {p0, std::min(count, p0 + per)};
 }
 
+// Decode-shaped products (fewer rows than the gemm's) stream every weight once and are
+// bound by memory. Their output rows are taken in chunks of about kChunkBytes of weights
+// from a shared counter instead of one fixed share per thread: a thread that is slowed
+// down or descheduled (a shared machine) no longer holds the others at the barrier, and a
+// chunk is still one contiguous stream for the prefetchers. Each row is computed by the
+// same code whichever thread takes it, so results do not depend on the schedule.
+constexpr int64_t kChunkBytes = int64_t(256) << 10;
+
+struct RowChunks {
+  const Plan& p;
+  int64_t rows;                 // rows per chunk, a multiple of 16
+  std::atomic<int64_t> next{0};
+  RowChunks(const Plan& plan, int64_t wsize) : p(plan) {
+    rows = std::max<int64_t>(16, kChunkBytes / std::max<int64_t>(1, p.K * wsize) / 16 * 16);
+  }
+  // Calls f(weights, o0, o1, bias, y, ldy) for chunks until none are left.
+  template <class F>
+  void run(F&& f) {
+    for (;;) {
+      int64_t c = next.fetch_add(1, std::memory_order_relaxed);
+      const MatmulOut* o = nullptr;
+      for (const auto& out : p.outs) {
+        const int64_t nc = (out.W->rows + rows - 1) / rows;
+        if (c < nc) {
+          o = &out;
+          break;
+        }
+        c -= nc;
+      }
+      if (!o) return;
+      const int64_t o0 = c * rows, o1 = std::min(o->W->rows, o0 + rows);
+      f(static_cast<const uint8_t*>(o->W->data), o0, o1, o->bias, o->y, o->ldy);
+    }
+  }
+};
+
 template <int D>
 void run_f32(CpuIsa isa, const Plan& p) {
   if (isa == CpuIsa::Scalar) {
@@ -354,8 +378,9 @@ void run_f32(CpuIsa isa, const Plan& p) {
   const bool v512 = isa == CpuIsa::AVX512;
   if (p.n < kGemmMinRowsF32) {
     const bool stream = p.n <= kGemvMaxRows;
+    RowChunks chunks(p, wsize<D>());
 #pragma omp parallel num_threads(p.threads())
-    for_my_rows(p, 16, [&](const uint8_t* w, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
+    chunks.run([&](const uint8_t* w, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
       if (stream && v512) avx512::gemv<D>(p.x, p.n, p.ldx, w, p.K, o0, o1, bias, y, ldy);
       else if (stream) avx2::gemv<D>(p.x, p.n, p.ldx, w, p.K, o0, o1, bias, y, ldy);
       else if (v512) avx512::dot_tiles<D>(p.x, p.n, p.ldx, w, p.K, o0, o1, bias, y, ldy);
@@ -392,8 +417,9 @@ void run_bf16dot(const Plan& p) {
     xb.resize(size_t(p.n * p.K));
     for (int64_t r = 0; r < p.n; ++r) from_f32(DType::BF16, p.x + r * p.ldx, xb.data() + r * p.K, size_t(p.K));
     const bool stream = p.n <= kGemvMaxRows;
+    RowChunks chunks(p, 2);
 #pragma omp parallel num_threads(p.threads())
-    for_my_rows(p, 16, [&](const uint8_t* w, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
+    chunks.run([&](const uint8_t* w, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
       if (stream) bf16dot::gemv(xb.data(), p.n, p.K, u16(w), p.K, o0, o1, bias, y, ldy);
       else bf16dot::dot_tiles(xb.data(), p.n, p.K, u16(w), p.K, o0, o1, bias, y, ldy);
     });

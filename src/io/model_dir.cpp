@@ -23,7 +23,7 @@ namespace {
 json read_json(const fs::path& p) { return parse_json_strict(read_file(p), p.string()); }
 }  // namespace
 
-std::unique_ptr<ModelDir> ModelDir::open(const fs::path& name, bool require_config) {
+std::unique_ptr<ModelDir> ModelDir::open(const fs::path& name, bool require_config, Backing backing) {
   const fs::path path = resolve_model_path(name);
   auto m = std::unique_ptr<ModelDir>(new ModelDir());
   m->path_ = path;
@@ -63,7 +63,7 @@ std::unique_ptr<ModelDir> ModelDir::open(const fs::path& name, bool require_conf
   }
 
   for (size_t fi = 0; fi < shard_names.size(); ++fi) {
-    m->files_.push_back(SafetensorsFile::open(path / shard_names[fi]));
+    m->files_.push_back(SafetensorsFile::open(path / shard_names[fi], backing));
     const auto& file = *m->files_.back();
     for (const auto& t : file.tensors()) {
       if (m->sharded_) {

@@ -18,8 +18,10 @@ namespace rvec::io {
 class ModelDir {
  public:
   // `path` is a directory; config.json is required unless `require_config` is false
-  // (task-vector directories written by rvec have one too). Throws rvec::Error.
-  static std::unique_ptr<ModelDir> open(const std::filesystem::path& path, bool require_config = true);
+  // (task-vector directories written by rvec have one too). `backing`: how the
+  // safetensors files are held (io/mapped_file.h). Throws rvec::Error.
+  static std::unique_ptr<ModelDir> open(const std::filesystem::path& path, bool require_config = true,
+                                        Backing backing = Backing::PageCache);
 
   const std::filesystem::path& path() const { return path_; }
   const nlohmann::json& config() const { return config_; }  // {} when absent

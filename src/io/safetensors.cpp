@@ -123,7 +123,7 @@ ParsedHeader parse_safetensors(const uint8_t* bytes, size_t size, const std::str
   return out;
 }
 
-SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : map_(path) {
+SafetensorsFile::SafetensorsFile(const std::filesystem::path& path, Backing backing) : map_(path, backing) {
   header_ = parse_safetensors(map_.data(), map_.size(), path.string());
   for (size_t i = 0; i < header_.tensors.size(); ++i) {
     auto& t = header_.tensors[i];
@@ -132,8 +132,8 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : map_(path)
   }
 }
 
-std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::path& path) {
-  return std::unique_ptr<SafetensorsFile>(new SafetensorsFile(path));
+std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::path& path, Backing backing) {
+  return std::unique_ptr<SafetensorsFile>(new SafetensorsFile(path, backing));
 }
 
 const TensorInfo* SafetensorsFile::find(std::string_view name) const {

@@ -45,7 +45,7 @@ ParsedHeader parse_safetensors(const uint8_t* bytes, size_t size, const std::str
 
 class SafetensorsFile {
  public:
-  static std::unique_ptr<SafetensorsFile> open(const std::filesystem::path& path);
+  static std::unique_ptr<SafetensorsFile> open(const std::filesystem::path& path, Backing backing = Backing::PageCache);
   const std::filesystem::path& path() const { return map_.path(); }
   const std::vector<TensorInfo>& tensors() const { return header_.tensors; }
   const TensorInfo* find(std::string_view name) const;  // nullptr if absent
@@ -54,7 +54,7 @@ class SafetensorsFile {
   uint64_t data_start() const { return header_.data_start; }
 
  private:
-  explicit SafetensorsFile(const std::filesystem::path& path);
+  SafetensorsFile(const std::filesystem::path& path, Backing backing);
   MappedFile map_;
   ParsedHeader header_;
   std::map<std::string, size_t, std::less<>> index_;

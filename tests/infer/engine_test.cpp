@@ -116,6 +116,16 @@ TEST(EngineFixtures, LogitsMatchReferenceOnEveryIsa) {
   }
 }
 
+// Weights read into huge-page memory are the same bytes: the same logits, bit for bit.
+TEST(EngineFixtures, HugePageWeightsGiveTheSameLogits) {
+  const char* fx = kFixtures[0];
+  auto mapped = load_model(kFix / fx / "model");
+  auto huge = load_model(kFix / fx / "model", io::Backing::HugePages);
+  EXPECT_EQ(huge->dir().files()[0]->mapped().backing(), io::Backing::HugePages);
+  Engine a(*mapped), b(*huge);
+  for (const auto& seq : sequences(fx)) EXPECT_EQ(a.logits(seq), b.logits(seq));
+}
+
 TEST(EngineFixtures, HiddenStatesMatchReferencePerLayer) {
   for (const char* fx : kFixtures) {
     auto model = load_model(kFix / fx / "model");

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <random>
 
+#include <omp.h>
+
 #include "core/cpu.h"
 #include "core/dtype.h"
 #include "infer/kernels.h"
@@ -154,6 +156,48 @@ TEST(Kernels, SiluMulAllIsasMatchesDoubleReference) {
       ASSERT_NEAR(g[i], want, 4e-7 * std::abs(want) + 1e-30) << "x=" << x << " isa=" << cpu_isa_name(isa);
     }
   }
+}
+
+// Decode-shaped products hand out chunks of output rows from a shared counter
+// (kernels.cpp, RowChunks): with any thread count every row is computed by the same code,
+// so the results are the same bits; and they match the double-precision reference. Sized
+// to span many chunks and to be worth threads (n * rows * K >= 2^21).
+TEST(Kernels, ChunkedDecodeProductsIndependentOfThreadCount) {
+  IsaGuard guard;
+  const int64_t K = 1024, out = 2100;
+  std::mt19937 g(5);
+  std::normal_distribution<float> nd;
+  std::vector<float> wf(out * K), bias(out);
+  for (auto& v : wf) v = nd(g);
+  for (auto& v : bias) v = nd(g);
+  std::vector<uint16_t> w(wf.size());
+  from_f32(DType::BF16, wf.data(), w.data(), wf.size());
+  to_f32(DType::BF16, w.data(), wf.data(), wf.size());
+  const model::Matrix W{DType::BF16, w.data(), out, K};
+  const int saved_threads = omp_get_max_threads();
+  for (CpuIsa isa : {CpuIsa::AVX2, CpuIsa::AVX512}) {
+    set_cpu_isa_for_testing(isa);
+    if (cpu_isa() != isa) continue;  // not on this CPU
+    for (int64_t n : {1, 3, 6}) {  // gemv, gemv, dot tiles
+      std::vector<float> x(n * K);
+      for (auto& v : x) v = nd(g);
+      const auto ref = ref_matmul(x, n, K, wf, out, bias);
+      std::vector<float> first;
+      for (int threads : {1, 2, 3}) {
+        omp_set_num_threads(threads);
+        std::vector<float> y(n * out, -1.f);
+        matmul(x.data(), n, K, W, bias.data(), y.data(), out);
+        if (first.empty()) {
+          for (int64_t i = 0; i < n * out; ++i)
+            ASSERT_NEAR(y[i], ref[i], 1e-4 * std::sqrt(double(K))) << "n=" << n << " i=" << i;
+          first = y;
+        } else {
+          EXPECT_EQ(y, first) << "isa=" << cpu_isa_name(isa) << " n=" << n << " threads=" << threads;
+        }
+      }
+    }
+  }
+  omp_set_num_threads(saved_threads);
 }
 
 TEST(Kernels, MatmulMultiEqualsSeparateProducts) {

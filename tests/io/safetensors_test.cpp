@@ -219,3 +219,24 @@ TEST(Safetensors, RefusesDuplicateKeysAtAnyDepth) {
   h += R"("t4999":{"dtype":"U8","shape":[1],"data_offsets":[5000,5001]}})";
   EXPECT_NE(parse_error(image(h, 5001)).find("duplicate tensor name 't4999'"), std::string::npos);
 }
+
+// Backing::HugePages reads the file into 2 MB-aligned anonymous memory: the same bytes as
+// the page-cache mapping, for sizes below, at and above a huge page (and an empty file).
+TEST(MappedFile, HugePagesBackingHoldsTheFilesBytes) {
+  Tmp t;
+  for (size_t n : {size_t(0), size_t(1), size_t(4097), size_t(2) << 20, (size_t(5) << 20) + 3}) {
+    std::string bytes(n, '\0');
+    for (size_t i = 0; i < n; ++i) bytes[i] = char((i * 2654435761u) >> 13);
+    const fs::path f = t.p / ("f" + std::to_string(n));
+    std::ofstream(f, std::ios::binary).write(bytes.data(), std::streamsize(n));
+    io::MappedFile plain(f), huge(f, io::Backing::HugePages);
+    ASSERT_EQ(plain.size(), n);
+    ASSERT_EQ(huge.size(), n);
+    EXPECT_EQ(plain.backing(), io::Backing::PageCache);
+    if (n == 0) continue;
+    EXPECT_EQ(huge.backing(), io::Backing::HugePages);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(huge.data()) % (size_t(2) << 20), 0u) << n;
+    EXPECT_EQ(std::memcmp(huge.data(), bytes.data(), n), 0) << n;
+    EXPECT_EQ(std::memcmp(plain.data(), bytes.data(), n), 0) << n;
+  }
+}
