@@ -168,17 +168,7 @@ std::vector<double> svd_values(std::vector<double>& a, int64_t m, int64_t n) {
 
 }  // namespace
 
-std::vector<double> top_singular_values(const float* a, int64_t m, int64_t n, int probe, int power, uint64_t seed,
-                                        bool* exact) {
-  const int64_t k = std::min(m, n);
-  if (k <= probe) {
-    if (exact) *exact = true;
-    std::vector<double> d(size_t(m * n));
-    for (size_t i = 0; i < d.size(); ++i) d[i] = a[i];
-    return svd_values(d, m, n);
-  }
-  if (exact) *exact = false;
-  const int64_t l = probe;
+std::vector<float> range_basis(const float* a, int64_t m, int64_t n, int64_t l, int power, uint64_t seed) {
   // Gaussian test matrix (Box-Muller on the counter-based uniforms: reproducible).
   std::vector<float> omega(size_t(n * l));
   for (size_t i = 0; i < omega.size(); ++i) {
@@ -197,6 +187,21 @@ std::vector<double> top_singular_values(const float* a, int64_t m, int64_t n, in
                 0.0f, y.data(), int(l));
     orthonormalise(y, m, l);
   }
+  return y;
+}
+
+std::vector<double> top_singular_values(const float* a, int64_t m, int64_t n, int probe, int power, uint64_t seed,
+                                        bool* exact) {
+  const int64_t k = std::min(m, n);
+  if (k <= probe) {
+    if (exact) *exact = true;
+    std::vector<double> d(size_t(m * n));
+    for (size_t i = 0; i < d.size(); ++i) d[i] = a[i];
+    return svd_values(d, m, n);
+  }
+  if (exact) *exact = false;
+  const int64_t l = probe;
+  const std::vector<float> y = range_basis(a, m, n, l, power, seed);
   std::vector<float> b(size_t(l * n));  // Qᵀ A
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(l), int(n), int(m), 1.0f, y.data(), int(l), a, int(n), 0.0f,
               b.data(), int(n));

@@ -56,6 +56,11 @@ AnalysisResult analyse(const std::filesystem::path& vector, const AnalysisOption
 std::vector<double> top_singular_values(const float* a, int64_t rows, int64_t cols, int probe, int power,
                                         uint64_t seed, bool* exact = nullptr);
 
+// Orthonormal basis (row-major m x l, l <= min(m, n)) of the range of the row-major m x n
+// matrix a: Gaussian sketch of l columns (reproducible for a seed), `power` power
+// iterations with re-orthonormalisation, QR by LAPACK (Halko et al. 2011, algorithm 4.4).
+std::vector<float> range_basis(const float* a, int64_t m, int64_t n, int64_t l, int power, uint64_t seed);
+
 // Smallest r with Σ_{i<r} s_i² >= f·energy, or nullopt when the values given do not reach it.
 std::optional<int> energy_rank(const std::vector<double>& s, double energy, double f);
 

@@ -13,6 +13,7 @@
 
 #include "arith/analysis.h"
 #include "arith/engine.h"
+#include "arith/sparsify.h"
 #include "core/atomic_output.h"
 #include "core/error.h"
 #include "core/json_strict.h"
@@ -87,19 +88,33 @@ struct Source {
   std::string base_label;
   std::vector<const io::TensorInfo*> order;         // the tensors of Δ, in file order
 
-  void delta(const std::string& name, float* dst) const {
+  uint64_t numel(const std::string& name) const { return (vec ? vec : tuned)->get(name).numel(); }
+  // Elements [off, off + n) of Δ as f32.
+  void delta_range(const std::string& name, uint64_t off, size_t n, float* dst) const {
     if (vec) {
-      load_range(vec->get(name), 0, size_t(vec->get(name).numel()), dst);
+      load_range(vec->get(name), off, n, dst);
       return;
     }
-    const auto& t = tuned->get(name);
-    const auto& b = base->get(name);
-    std::vector<float> tmp(kChunk);
-    for (uint64_t off = 0; off < t.numel(); off += kChunk) {
-      const size_t n = size_t(std::min<uint64_t>(kChunk, t.numel() - off));
-      load_range(t, off, n, dst + off);
-      load_range(b, off, n, tmp.data());
-      for (size_t i = 0; i < n; ++i) dst[off + i] -= tmp[i];
+    std::vector<float> tmp(n);
+    load_range(tuned->get(name), off, n, dst);
+    load_range(base->get(name), off, n, tmp.data());
+    for (size_t i = 0; i < n; ++i) dst[i] -= tmp[i];
+  }
+  void delta(const std::string& name, float* dst) const {
+    const uint64_t total = numel(name);
+    for (uint64_t off = 0; off < total; off += kChunk)
+      delta_range(name, off, size_t(std::min<uint64_t>(kChunk, total - off)), dst + off);
+  }
+  // Calls fn(chunk, n) over Δ in chunks of kChunk elements: tensors that are only scanned
+  // (embeddings, norms) never need a whole copy in memory.
+  template <typename F>
+  void scan(const std::string& name, F&& fn) const {
+    std::vector<float> buf(kChunk);
+    const uint64_t total = numel(name);
+    for (uint64_t off = 0; off < total; off += kChunk) {
+      const size_t n = size_t(std::min<uint64_t>(kChunk, total - off));
+      delta_range(name, off, n, buf.data());
+      fn(buf.data(), n);
     }
   }
   bool has_full() const { return bool(base); }
@@ -124,25 +139,64 @@ struct Factors {
   std::vector<uint8_t> a, b;  // encoded in the adapter dtype
 };
 
+// Oversampling and power iterations of the randomised SVD (Halko et al. 2011, section 4.3:
+// 10 extra columns; two power iterations for the slowly decaying spectra of task vectors).
+constexpr int kOversample = 10, kPower = 2;
+
+// Whether a fixed rank r is far enough below min(m, n) for the randomised SVD: its cost grows
+// with (r + oversample)·m·n against min(m, n)·m·n for the full one.
+bool use_randomised(int64_t m, int64_t n, int r) { return int64_t(r + kOversample) * 4 <= std::min(m, n); }
+
+// B = U_k sqrt(S_k) (m x k), A = sqrt(S_k) V_kᵀ (k x n) from the row-major SVD factors u (m x ldu),
+// s and vt (rows of length n).
+void split_factors(const std::vector<double>& u, int64_t ldu, const std::vector<double>& s, const std::vector<double>& vt,
+                   int64_t m, int64_t n, int rank, std::vector<float>& bf, std::vector<float>& af) {
+  bf.assign(size_t(m * rank), 0.0f);
+  af.assign(size_t(rank * n), 0.0f);
+  for (int j = 0; j < rank; ++j) {
+    const double r = std::sqrt(s[size_t(j)]);
+    for (int64_t i = 0; i < m; ++i) bf[size_t(i * rank + j)] = float(u[size_t(i * ldu + j)] * r);
+    for (int64_t c = 0; c < n; ++c) af[size_t(j * n + c)] = float(vt[size_t(j * n + c)] * r);
+  }
+}
+
 // Truncated SVD of the row-major m x n matrix d: B = U_k sqrt(S_k) (m x k), A = sqrt(S_k) V_kᵀ (k x n).
-// Returns all singular values; the rank is chosen by `pick` from them.
-std::vector<double> svd_factors(const std::vector<float>& d, int64_t m, int64_t n,
+// `fixed_rank` given and far below min(m, n) (and not `exact`): randomised SVD, Δ ≈ Q Qᵀ Δ with Q
+// an orthonormal basis of rank + 10 columns, then the SVD of the small Qᵀ Δ; the singular values
+// returned are then only the top rank + 10. Otherwise the full SVD (LAPACK dgesdd) and the rank is
+// chosen by `pick` from all the singular values. Sets `randomised` to the path taken.
+std::vector<double> svd_factors(const std::vector<float>& d, int64_t m, int64_t n, std::optional<int> fixed_rank,
+                                bool exact, uint64_t seed,
                                 const std::function<int(const std::vector<double>&)>& pick, std::vector<float>& bf,
-                                std::vector<float>& af, int& rank) {
+                                std::vector<float>& af, int& rank, bool& randomised) {
   const int64_t k = std::min(m, n);
+  randomised = fixed_rank && !exact && use_randomised(m, n, *fixed_rank);
+  if (randomised) {
+    const int64_t l = *fixed_rank + kOversample;
+    const std::vector<float> q = range_basis(d.data(), m, n, l, kPower, seed);  // m x l
+    std::vector<float> bsmall(size_t(l * n));                                  // Qᵀ Δ, l x n
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(l), int(n), int(m), 1.0f, q.data(), int(l), d.data(),
+                int(n), 0.0f, bsmall.data(), int(n));
+    std::vector<double> a(bsmall.begin(), bsmall.end());
+    std::vector<double> s(static_cast<size_t>(l)), ub(static_cast<size_t>(l * l)), vt(static_cast<size_t>(l * n));
+    if (LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', lapack_int(l), lapack_int(n), a.data(), lapack_int(n), s.data(),
+                       ub.data(), lapack_int(l), vt.data(), lapack_int(n)) != 0)
+      fail("LAPACK SVD failed on a {}x{} sketch", l, n);
+    rank = std::clamp(*fixed_rank, 0, int(k));
+    std::vector<double> qd(q.begin(), q.end());
+    std::vector<double> u(static_cast<size_t>(m * rank));  // U = Q · U_b, first `rank` columns
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), rank, int(l), 1.0, qd.data(), int(l), ub.data(),
+                int(l), 0.0, u.data(), rank);
+    split_factors(u, rank, s, vt, m, n, rank, bf, af);
+    return s;
+  }
   std::vector<double> a(d.begin(), d.end());
   std::vector<double> s(static_cast<size_t>(k)), u(static_cast<size_t>(m * k)), vt(static_cast<size_t>(k * n));
   if (LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', lapack_int(m), lapack_int(n), a.data(), lapack_int(n), s.data(), u.data(),
                      lapack_int(k), vt.data(), lapack_int(n)) != 0)
     fail("LAPACK SVD failed on a {}x{} matrix", m, n);
   rank = std::clamp(pick(s), 0, int(k));
-  bf.assign(size_t(m * rank), 0.0f);
-  af.assign(size_t(rank * n), 0.0f);
-  for (int j = 0; j < rank; ++j) {
-    const double r = std::sqrt(s[size_t(j)]);
-    for (int64_t i = 0; i < m; ++i) bf[size_t(i * rank + j)] = float(u[size_t(i * k + j)] * r);
-    for (int64_t c = 0; c < n; ++c) af[size_t(j * n + c)] = float(vt[size_t(j * n + c)] * r);
-  }
+  split_factors(u, k, s, vt, m, n, rank, bf, af);
   return s;
 }
 
@@ -185,11 +239,9 @@ ExtractReport extract(Source& src, const ExtractOptions& o) {
   bool lora_only_bias = false;
   if (!o.skip_embeddings && !other.empty()) {
     std::map<std::string, bool> class_changed;
-    std::vector<float> buf;
     for (auto* t : other) {
-      buf.resize(t->numel());
-      src.delta(t->name, buf.data());
-      const bool changed = std::any_of(buf.begin(), buf.end(), [](float x) { return x != 0.0f; });
+      bool changed = false;
+      src.scan(t->name, [&](const float* x, size_t n) { changed = changed || std::any_of(x, x + n, [](float v) { return v != 0.0f; }); });
       auto [mod, param] = split_param(t->name);
       if (linear_modules.count(mod)) {
         if (changed) lora_only_bias = true;
@@ -253,13 +305,15 @@ ExtractReport extract(Source& src, const ExtractOptions& o) {
       f.module = split_param(t->name).first;
       if (nn > 0) {
         std::vector<float> bf, af;
+        bool randomised = false;
         svd_factors(
-            d, m, n,
+            d, m, n, o.rank, o.exact_svd, o.seed ^ sparse::stream_id(t->name, 0),
             [&](const std::vector<double>& s) {
               if (o.rank) return *o.rank;
               return energy_rank(s, nn, *o.energy).value_or(int(s.size()));
             },
-            bf, af, f.rank);
+            bf, af, f.rank, randomised);
+        mr.exact = !randomised;
         f.a = encode(o.dtype, af);
         f.b = encode(o.dtype, bf);
         // The error of the factors as stored: Δ - B·A with B, A rounded to the adapter dtype.
@@ -282,12 +336,10 @@ ExtractReport extract(Source& src, const ExtractOptions& o) {
   }
   if (factors.empty()) fail("every linear layer's delta is zero: nothing to write");
   double skipped2 = 0;
-  for (auto& name : rep.skipped) {
-    const auto& t = (src.vec ? src.vec : src.tuned)->get(name);
-    std::vector<float> d(t.numel());
-    src.delta(name, d.data());
-    for (float x : d) skipped2 += double(x) * x;
-  }
+  for (auto& name : rep.skipped)
+    src.scan(name, [&](const float* x, size_t n) {
+      for (size_t i = 0; i < n; ++i) skipped2 += double(x[i]) * x[i];
+    });
   rep.skipped_norm = std::sqrt(skipped2);
   rep.rel_error = norm2 > 0 ? std::sqrt(err2 / norm2) : 0;
   rep.total_rel_error = norm2 + skipped2 > 0 ? std::sqrt((err2 + skipped2) / (norm2 + skipped2)) : 0;
@@ -425,9 +477,10 @@ ExtractReport extract_from_models(const fs::path& base, const fs::path& tuned, c
 }
 
 void print_report(const ExtractReport& r) {
-  fmt::print("{:<52} {:>12} {:>5} {:>10}\n", "tensor", "shape", "rank", "rel.err");
+  fmt::print("{:<52} {:>12} {:>5} {:>10} {:>5}\n", "tensor", "shape", "rank", "rel.err", "svd");
   for (auto& m : r.modules)
-    fmt::print("{:<52} {:>12} {:>5} {:>10.3e}\n", m.tensor, fmt::format("{}x{}", m.out, m.in), m.rank, m.rel_error);
+    fmt::print("{:<52} {:>12} {:>5} {:>10.3e} {:>5}\n", m.tensor, fmt::format("{}x{}", m.out, m.in), m.rank, m.rel_error,
+               m.exact ? "full" : "rand");
   fmt::print("lora: wrote {} (r = {}, {} modules, {} full weights{}, {})\n", r.out.string(), r.r, r.modules.size(),
              r.saved.size(), r.skipped.empty() ? "" : fmt::format(", {} tensors skipped", r.skipped.size()),
              format_bytes(double(r.bytes_written)));

@@ -1,8 +1,9 @@
 // LoRA adapters in PEFT's file format (adapter_config.json + adapter_model.safetensors).
 //
 // Extraction: every linear layer's delta Δ (2-D tensor inside model.layers.N, out x in) is
-// factored by a truncated SVD Δ ≈ U_r S_r V_rᵀ (LAPACK; a randomised SVD from LAPACK QR + SVD
-// when a fixed rank is far below min(out, in)) and stored as PEFT stores a trained adapter:
+// factored by a truncated SVD Δ ≈ U_r S_r V_rᵀ (LAPACK dgesdd; with a fixed rank r and
+// r + 10 <= min(out, in) / 4, a randomised SVD: Gaussian sketch of r + 10 columns, two power
+// iterations, LAPACK QR, then dgesdd of the small projected matrix) and stored as PEFT stores a trained adapter:
 //   base_model.model.<module>.lora_A.weight  [r, in]   = sqrt(S_r) V_rᵀ
 //   base_model.model.<module>.lora_B.weight  [out, r]  = U_r sqrt(S_r)
 // with lora_alpha = r for every module (scale lora_alpha / r = 1; per-module ranks go to
@@ -52,8 +53,9 @@ struct ExtractOptions {
   bool skip_embeddings = false;      // drop embeddings, lm_head, norms and biases instead of saving them
   DType dtype = DType::F32;          // of lora_A / lora_B: F32, BF16 or F16 (full weights keep the tuned dtype)
   std::string base_model_name_or_path;  // for the config; default: the base path as given, else ""
+  bool exact_svd = false;            // always the full SVD (default: randomised when rank + 10 <= min(out, in) / 4)
   bool force = false, quiet = false;
-  uint64_t seed = 0;                 // randomised SVD sketch
+  uint64_t seed = 0;                 // randomised SVD sketch (per tensor: seed ^ the tensor name's stream id)
 };
 
 struct ModuleReport {

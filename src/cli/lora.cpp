@@ -1,4 +1,4 @@
-// `rvec lora extract VECTOR | --base B --tuned T (--rank R | --energy E) [--skip-embeddings] -o ADAPTER`:
+// `rvec lora extract VECTOR | --base B --tuned T (--rank R | --energy E) [--skip-embeddings] [--exact-svd] -o ADAPTER`:
 // a PEFT LoRA adapter from a task vector by truncated SVD of each linear layer's delta.
 #include <fmt/format.h>
 
@@ -14,7 +14,7 @@ struct Args {
   std::string vector, base, tuned, out, dtype = "f32", base_name;
   int rank = 0;
   double energy = 0;
-  bool skip = false, force = false, quiet = false;
+  bool skip = false, exact = false, force = false, quiet = false;
   uint64_t seed = 0;
 };
 
@@ -30,6 +30,9 @@ rvec::cli::Command cmd("lora", "LoRA adapters (PEFT format): extract one from a 
   auto* e = x->add_option("--energy", a->energy, "Per module, the smallest rank keeping this fraction of ||delta||_F^2");
   r->excludes(e);
   x->add_flag("--skip-embeddings", a->skip, "Drop embeddings, lm_head, norms and biases instead of saving them in full");
+  x->add_flag("--exact-svd", a->exact,
+              "Always the full LAPACK SVD (default: a randomised SVD when rank + 10 <= min(out, in) / 4)");
+  x->add_option("--seed", a->seed, "Seed of the randomised SVD's Gaussian sketch (default 0)");
   x->add_option("--dtype", a->dtype, "lora_A / lora_B dtype: f32 (default), bf16 or f16");
   x->add_option("--base-model-name", a->base_name, "base_model_name_or_path in adapter_config.json (default: --base)");
   x->add_option("-o,--output", a->out, "Output adapter directory (created atomically)")->required();
@@ -43,6 +46,8 @@ rvec::cli::Command cmd("lora", "LoRA adapters (PEFT format): extract one from a 
     if (e->count()) o.energy = a->energy;
     if (!r->count() && !e->count()) rvec::fail("lora extract: give --rank R or --energy E");
     o.skip_embeddings = a->skip;
+    o.exact_svd = a->exact;
+    o.seed = a->seed;
     auto d = rvec::parse_torch_dtype(a->dtype);
     if (!d || !rvec::is_arith_dtype(*d)) rvec::fail("--dtype {}: expected f32, bf16 or f16", a->dtype);
     o.dtype = *d;

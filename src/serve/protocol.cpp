@@ -479,6 +479,19 @@ json stream_chunk(const CompletionRequest& req, size_t i, const std::string& tex
           {"choices", json::array({c})}};
 }
 
+json echo_chunk(const CompletionRequest& req, size_t i, const SeqOutput& out, const std::string& text,
+                const std::vector<TokenLogprob>& lps, const ResponseMeta& meta, const text::Tokenizer& tok) {
+  const SeqSpec& s = req.seqs[i];
+  json c = stream_chunk(req, i, s.prompt_text + text, {}, std::nullopt, meta, tok);
+  if (req.logprobs >= 0) {
+    std::vector<const TokenLogprob*> p;
+    for (const auto& t : out.prompt_logprobs) p.push_back(&t);
+    for (const auto& t : lps) p.push_back(&t);
+    c["choices"][0]["logprobs"] = completion_logprobs(p, true, s.gen.prompt.at(0), 0, tok);
+  }
+  return c;
+}
+
 json usage_chunk(const CompletionRequest& req, const std::vector<SeqOutput>& outs, const ResponseMeta& meta) {
   return {{"id", meta.id},
           {"object", req.chat ? "chat.completion.chunk" : "text_completion"},

@@ -103,6 +103,12 @@ nlohmann::json usage_json(const CompletionRequest& req, const std::vector<SeqOut
 nlohmann::json stream_chunk(const CompletionRequest& req, size_t i, const std::string& text,
                             const std::vector<TokenLogprob>& lps, const std::optional<std::string>& finish,
                             const ResponseMeta& meta, const text::Tokenizer& tok, bool first = false);
+// Streaming with echo (completions): the first chunk of sequence i as vLLM sends it, the prompt
+// followed by the generated `text` so far; with logprobs asked, the logprobs of the prompt tokens
+// (the first one null, as in the non-streamed echo: out.prompt_logprobs) then `lps`, text_offset
+// from 0 at the prompt's start.
+nlohmann::json echo_chunk(const CompletionRequest& req, size_t i, const SeqOutput& out, const std::string& text,
+                          const std::vector<TokenLogprob>& lps, const ResponseMeta& meta, const text::Tokenizer& tok);
 nlohmann::json usage_chunk(const CompletionRequest& req, const std::vector<SeqOutput>& outs,
                            const ResponseMeta& meta);
 

@@ -250,6 +250,7 @@ struct Flight {
   ResponseMeta meta;
   std::vector<size_t> lp_sent;  // streaming: logprobs already sent, per sequence
   std::vector<bool> final_sent;
+  std::vector<bool> echoed;     // streaming echo: the prompt chunk went out, per sequence
   bool started = false;
   std::atomic<bool> released{false};
 };
@@ -275,6 +276,7 @@ void Server::Impl::completions(const httplib::Request& hreq, httplib::Response& 
   f->meta = {fmt::format("{}-{:016x}", chat ? "chatcmpl" : "cmpl", next_id++), info.name, std::time(nullptr)};
   f->lp_sent.assign(f->req.seqs.size(), 0);
   f->final_sent.assign(f->req.seqs.size(), false);
+  f->echoed.assign(f->req.seqs.size(), false);
   inflight++;
   // Runs when the response is done or the client went away: unfinished sequences are cancelled.
   auto release = [this, f](bool) {
@@ -317,29 +319,45 @@ void Server::Impl::completions(const httplib::Request& hreq, httplib::Response& 
         Ticket& t = *f->ticket;
         const auto& rq = f->req;
         std::string out;
-        if (!f->started) {  // chat: the role; echo: the prompt
+        // Echo with logprobs: the prompt's chunk carries the prompt tokens' logprobs (vLLM's first
+        // chunk), so it waits for the prefill to have scored the whole prompt.
+        const bool echo_waits = !rq.chat && rq.prompt_logprobs();
+        if (!f->started) {  // chat: the role; echo without logprobs: the prompt at once
           f->started = true;
           for (size_t i = 0; i < rq.seqs.size(); ++i) {
             if (rq.chat) out += sse(stream_chunk(rq, i, "", {}, std::nullopt, f->meta, tok, true));
-            else if (rq.echo) out += sse(stream_chunk(rq, i, rq.seqs[i].prompt_text, {}, std::nullopt, f->meta, tok));
+            else if (rq.echo && !echo_waits)
+              out += sse(stream_chunk(rq, i, rq.seqs[i].prompt_text, {}, std::nullopt, f->meta, tok));
           }
         }
+        // Called with t.m held: whether sequence i's prompt chunk still has to wait.
+        auto echo_pending = [&](size_t i) {
+          if (!echo_waits || f->echoed[i]) return false;
+          const bool scored = t.outs[i].prompt_logprobs.size() + 1 >= rq.seqs[i].gen.prompt.size();
+          return !scored && !t.done[i];
+        };
         bool all_final = false;
         std::string error;
         {
           std::unique_lock lk(t.m);
           auto news = [&] {
             if (!t.error.empty()) return true;
-            for (size_t i = 0; i < rq.seqs.size(); ++i)
-              if (!t.pending_text[i].empty() || (t.done[i] && !f->final_sent[i]) ||
+            for (size_t i = 0; i < rq.seqs.size(); ++i) {
+              if (echo_pending(i)) continue;
+              if ((echo_waits && !f->echoed[i]) || !t.pending_text[i].empty() || (t.done[i] && !f->final_sent[i]) ||
                   t.outs[i].logprobs.size() > f->lp_sent[i])
                 return true;
+            }
             return false;
           };
           if (out.empty() && !t.cv.wait_for(lk, poll, news)) return true;
           error = t.error;
           all_final = true;
           for (size_t i = 0; i < rq.seqs.size(); ++i) {
+            if (echo_pending(i)) {
+              all_final = false;
+              continue;
+            }
             std::string text = std::move(t.pending_text[i]);
             t.pending_text[i].clear();
             const auto& all = t.outs[i].logprobs;
@@ -349,8 +367,12 @@ void Server::Impl::completions(const httplib::Request& hreq, httplib::Response& 
               lps.assign(all.begin() + long(f->lp_sent[i]), all.end());
               f->lp_sent[i] = all.size();
             }
-            if (!text.empty() || !lps.empty())
+            if (echo_waits && !f->echoed[i]) {  // the prompt, its logprobs, then what followed
+              out += sse(echo_chunk(rq, i, t.outs[i], text, lps, f->meta, tok));
+              f->echoed[i] = true;
+            } else if (!text.empty() || !lps.empty()) {
               out += sse(stream_chunk(rq, i, text, lps, std::nullopt, f->meta, tok));
+            }
             if (t.done[i] && !f->final_sent[i]) {
               out += sse(stream_chunk(rq, i, "", {}, finish_reason(t.outs[i].result), f->meta, tok));
               f->final_sent[i] = true;

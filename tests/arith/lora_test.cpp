@@ -203,6 +203,42 @@ TEST(Lora, LowRankPlusNoiseKeepsTheSignal) {
   EXPECT_GT(rep.modules[0].rel_error, 0.5 * std::sqrt(nn / dd));
 }
 
+TEST(Lora, SmallRankUsesTheRandomisedSvdWithTheExactTailError) {
+  // 128 x 64 delta with singular values 10 · 0.6^i: rank 4 (4 + 10 <= 64 / 4) takes the
+  // randomised path; with this decay its error is the optimal (exact) tail energy to 1e-4
+  // relative, the same as the full SVD that --exact-svd forces.
+  TmpDir tmp("lora");
+  std::vector<double> s(64);
+  double total = 0, tail = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    s[i] = 10 * std::pow(0.6, double(i));
+    total += s[i] * s[i];
+    if (i >= 4) tail += s[i] * s[i];
+  }
+  const auto v = with_singular_values(128, 64, s);
+  write_model(tmp / "vec", {{"model.layers.0.mlp.down_proj.weight", DType::F32, {128, 64}, v}}, qwen_config());
+  for (bool exact : {false, true}) {
+    lora::ExtractOptions o;
+    o.out = tmp.path / (exact ? "exact" : "rand");
+    o.rank = 4;
+    o.exact_svd = exact;
+    o.quiet = true;
+    auto rep = lora::extract_from_vector(tmp / "vec", std::nullopt, o);
+    ASSERT_EQ(rep.modules.size(), 1u);
+    EXPECT_EQ(rep.modules[0].exact, exact);
+    EXPECT_EQ(rep.modules[0].rank, 4);
+    EXPECT_NEAR(rep.modules[0].rel_error / std::sqrt(tail / total), 1.0, 1e-4) << exact;
+    auto ad = lora::Adapter::open(o.out);
+    EXPECT_NEAR(rel_diff(ad->dense(0), v) / std::sqrt(tail / total), 1.0, 1e-4) << exact;
+  }
+  // Rank 20: 20 + 10 > 64 / 4, so the full SVD.
+  lora::ExtractOptions o;
+  o.out = tmp / "r20";
+  o.rank = 20;
+  o.quiet = true;
+  EXPECT_TRUE(lora::extract_from_vector(tmp / "vec", std::nullopt, o).modules[0].exact);
+}
+
 TEST(Lora, PeftLayoutKeysShapesAndConfig) {
   TmpDir tmp("lora");
   auto vec = small_vector(3);

@@ -15,58 +15,33 @@
 #include <sstream>
 #include <string>
 
+#include "cli_helpers.h"
+
 namespace fs = std::filesystem;
 using nlohmann::json;
+using rvec::test_util::CliRun;
+using rvec::test_util::nothing_written;
+using rvec::test_util::q;
+using rvec::test_util::run_rvec_cli;
+using rvec::test_util::slurp;
 
 namespace {
-
-struct Run {
-  int rc;
-  std::string out, err;
-};
 
 fs::path tmp_root() {
   static fs::path p = fs::temp_directory_path() / ("rvec-cli-arith-" + std::to_string(getpid()));
   return p;
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-Run rvec(const std::string& args) {
-  fs::create_directories(tmp_root());
-  fs::path o = tmp_root() / "stdout.txt", e = tmp_root() / "stderr.txt";
-  std::string cmd = std::string(RVEC_BIN) + " " + args + " >" + o.string() + " 2>" + e.string();
-  int st = std::system(cmd.c_str());
-  Run r;
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-  r.out = slurp(o);
-  r.err = slurp(e);
-  return r;
-}
-
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
-
-// No output directory and no temporary sibling left behind.
-bool nothing_written(const fs::path& out) {
-  if (fs::exists(out)) return false;
-  for (auto& e : fs::directory_iterator(out.parent_path()))
-    if (e.path().filename().string().rfind(out.filename().string() + ".rvec-tmp", 0) == 0) return false;
-  return true;
-}
+CliRun rvec_cli(const std::string& args) { return run_rvec_cli(args, tmp_root()); }
 
 class ArithCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     fs::remove_all(tmp_root());
     fs::create_directories(tmp_root());
-    ASSERT_EQ(rvec("testmodel --preset tiny --seed 1 -q -o " + q(dir() / "sft")).rc, 0);
-    ASSERT_EQ(rvec("testmodel --like " + q(dir() / "sft") + " --perturb 0.01 --seed 2 -q -o " + q(dir() / "grpo")).rc, 0);
-    ASSERT_EQ(rvec("testmodel --like " + q(dir() / "sft") + " --perturb 0.02 --seed 3 -q -o " + q(dir() / "instruct")).rc, 0);
+    ASSERT_EQ(rvec_cli("testmodel --preset tiny --seed 1 -q -o " + q(dir() / "sft")).rc, 0);
+    ASSERT_EQ(rvec_cli("testmodel --like " + q(dir() / "sft") + " --perturb 0.01 --seed 2 -q -o " + q(dir() / "grpo")).rc, 0);
+    ASSERT_EQ(rvec_cli("testmodel --like " + q(dir() / "sft") + " --perturb 0.02 --seed 3 -q -o " + q(dir() / "instruct")).rc, 0);
   }
   static void TearDownTestSuite() { fs::remove_all(tmp_root()); }
   static fs::path dir() { return tmp_root() / "m"; }
@@ -91,10 +66,10 @@ class ArithCli : public ::testing::Test {
 
 TEST_F(ArithCli, ExtractApplyMergeRoundTrips) {
   fs::path t = tmp_root() / "ok";
-  auto r = rvec("extract --base " + q(dir() / "sft") + " --tuned " + q(dir() / "grpo") + " -q -o " + q(t / "vec"));
+  auto r = rvec_cli("extract --base " + q(dir() / "sft") + " --tuned " + q(dir() / "grpo") + " -q -o " + q(t / "vec"));
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.out.find("lossless"), std::string::npos);
-  r = rvec("apply " + q(dir() / "sft") + " --vector " + q(t / "vec") + " -q -o " + q(t / "back"));
+  r = rvec_cli("apply " + q(dir() / "sft") + " --vector " + q(t / "vec") + " -q -o " + q(t / "back"));
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(slurp(t / "back" / "model.safetensors"), slurp(dir() / "grpo" / "model.safetensors"));
   // The paper's YAML (as in examples/, with real paths), --expr and extract+apply agree byte for byte.
@@ -105,11 +80,11 @@ TEST_F(ArithCli, ExtractApplyMergeRoundTrips) {
       << "  - model: " << (dir() / "grpo").string() << "\n    parameters: {weight: 1.0}     # +GRPO\n"
       << "  - model: " << (dir() / "sft").string() << "\n    parameters: {weight: -1.0}    # -SFT\n";
   }
-  ASSERT_EQ(rvec("merge " + q(t / "paper.yaml") + " -q -o " + q(t / "yaml")).rc, 0);
-  r = rvec("merge --expr 'instruct + (grpo - sft)' --model instruct=" + q(dir() / "instruct") + " --model grpo=" +
+  ASSERT_EQ(rvec_cli("merge " + q(t / "paper.yaml") + " -q -o " + q(t / "yaml")).rc, 0);
+  r = rvec_cli("merge --expr 'instruct + (grpo - sft)' --model instruct=" + q(dir() / "instruct") + " --model grpo=" +
            q(dir() / "grpo") + " --model sft=" + q(dir() / "sft") + " -q -o " + q(t / "expr"));
   ASSERT_EQ(r.rc, 0) << r.err;
-  ASSERT_EQ(rvec("apply " + q(dir() / "instruct") + " -v " + q(t / "vec") + ":1.0 -q -o " + q(t / "applied")).rc, 0);
+  ASSERT_EQ(rvec_cli("apply " + q(dir() / "instruct") + " -v " + q(t / "vec") + ":1.0 -q -o " + q(t / "applied")).rc, 0);
   EXPECT_EQ(slurp(t / "yaml" / "model.safetensors"), slurp(t / "expr" / "model.safetensors"));
   EXPECT_EQ(slurp(t / "expr" / "model.safetensors"), slurp(t / "applied" / "model.safetensors"));
   // Output dir content: config with torch_dtype, tokenizer from the donor, rvec.json.
@@ -121,18 +96,18 @@ TEST_F(ArithCli, ExtractApplyMergeRoundTrips) {
   EXPECT_EQ(rec["expression"], "instruct + (grpo - sft)");
   EXPECT_EQ(rec["coefficients"]["sft"], -1.0);
   // Refuses to overwrite without --force.
-  r = rvec("apply " + q(dir() / "sft") + " --vector " + q(t / "vec") + " -q -o " + q(t / "back"));
+  r = rvec_cli("apply " + q(dir() / "sft") + " --vector " + q(t / "vec") + " -q -o " + q(t / "back"));
   EXPECT_NE(r.rc, 0);
   EXPECT_NE(r.err.find("already exists"), std::string::npos);
   // inspect --json: relative norm against the base, cosine with itself is 1.
-  r = rvec("inspect " + q(t / "vec") + " --against " + q(t / "vec") + " --json");
+  r = rvec_cli("inspect " + q(t / "vec") + " --against " + q(t / "vec") + " --json");
   ASSERT_EQ(r.rc, 0) << r.err;
   auto j = json::parse(r.out);
   EXPECT_NEAR(j["total"]["cosine"].get<double>(), 1.0, 1e-12);
   EXPECT_EQ(j["against"]["kind"], "vector");
-  r = rvec("random-vector " + q(t / "vec") + " --seed 4 -q -o " + q(t / "rand"));
+  r = rvec_cli("random-vector " + q(t / "vec") + " --seed 4 -q -o " + q(t / "rand"));
   ASSERT_EQ(r.rc, 0) << r.err;
-  r = rvec("inspect " + q(t / "rand") + " --against " + q(t / "vec") + " --json");
+  r = rvec_cli("inspect " + q(t / "rand") + " --against " + q(t / "vec") + " --json");
   j = json::parse(r.out);
   EXPECT_NEAR(j["total"]["l2_norm"].get<double>(), j["total"]["other_norm"].get<double>(),
               1e-2 * j["total"]["other_norm"].get<double>());
@@ -160,16 +135,16 @@ TEST_F(ArithCli, MalformedInputsFailCleanly) {
   for (const auto& c : cases) {
     fs::path m = bad_model(c.name, c.bytes);
     fs::path out = tmp_root() / "bad" / (c.name + "-out");
-    auto r = rvec("apply " + q(m) + " --vector " + q(dir() / "sft") + " -q -o " + q(out));
+    auto r = rvec_cli("apply " + q(m) + " --vector " + q(dir() / "sft") + " -q -o " + q(out));
     EXPECT_EQ(r.rc, 1) << c.name;
     EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.name << ": " << r.err;
     EXPECT_NE(r.err.find((m / "model.safetensors").string()), std::string::npos) << c.name << ": " << r.err;
     EXPECT_TRUE(nothing_written(out)) << c.name;
     // The same file as the vector side, and in extract / inspect.
-    r = rvec("extract --base " + q(dir() / "sft") + " --tuned " + q(m) + " -q -o " + q(out));
+    r = rvec_cli("extract --base " + q(dir() / "sft") + " --tuned " + q(m) + " -q -o " + q(out));
     EXPECT_EQ(r.rc, 1) << c.name;
     EXPECT_TRUE(nothing_written(out)) << c.name;
-    r = rvec("inspect " + q(m));
+    r = rvec_cli("inspect " + q(m));
     EXPECT_EQ(r.rc, 1) << c.name;
     EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.name << ": " << r.err;
   }
@@ -177,28 +152,28 @@ TEST_F(ArithCli, MalformedInputsFailCleanly) {
 
 TEST_F(ArithCli, MissingShardAndShapeMismatch) {
   fs::path t = tmp_root() / "shard";
-  ASSERT_EQ(rvec("testmodel --preset tiny --seed 1 --shard-size 50000 -q -o " + q(t / "sharded")).rc, 0);
+  ASSERT_EQ(rvec_cli("testmodel --preset tiny --seed 1 --shard-size 50000 -q -o " + q(t / "sharded")).rc, 0);
   ASSERT_TRUE(fs::exists(t / "sharded" / "model.safetensors.index.json"));
   // Sharded input gives the same result as the unsharded one.
-  ASSERT_EQ(rvec("extract --base " + q(t / "sharded") + " --tuned " + q(dir() / "grpo") + " -q -o " + q(t / "v1")).rc, 0);
-  ASSERT_EQ(rvec("extract --base " + q(dir() / "sft") + " --tuned " + q(dir() / "grpo") + " -q -o " + q(t / "v2")).rc, 0);
+  ASSERT_EQ(rvec_cli("extract --base " + q(t / "sharded") + " --tuned " + q(dir() / "grpo") + " -q -o " + q(t / "v1")).rc, 0);
+  ASSERT_EQ(rvec_cli("extract --base " + q(dir() / "sft") + " --tuned " + q(dir() / "grpo") + " -q -o " + q(t / "v2")).rc, 0);
   EXPECT_EQ(slurp(t / "v1" / "model.safetensors"), slurp(t / "v2" / "model.safetensors"));
   auto idx = json::parse(slurp(t / "sharded" / "model.safetensors.index.json"));
   const std::string second = idx["weight_map"]["model.layers.1.mlp.down_proj.weight"];
   ASSERT_NE(second, "model-00001-of-00001.safetensors");
   fs::remove(t / "sharded" / second);
-  auto r = rvec("apply " + q(t / "sharded") + " -v " + q(t / "v1") + " -q -o " + q(t / "out"));
+  auto r = rvec_cli("apply " + q(t / "sharded") + " -v " + q(t / "v1") + " -q -o " + q(t / "out"));
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find(second + " listed in the index is missing"), std::string::npos) << r.err;
   EXPECT_TRUE(nothing_written(t / "out"));
   // Different hidden size: shape mismatches are listed, nothing written.
-  ASSERT_EQ(rvec("testmodel --preset tiny --hidden 32 --heads 2 --kv-heads 1 -q -o " + q(t / "small")).rc, 0);
-  r = rvec("apply " + q(dir() / "sft") + " -v " + q(t / "small") + " -q -o " + q(t / "out"));
+  ASSERT_EQ(rvec_cli("testmodel --preset tiny --hidden 32 --heads 2 --kv-heads 1 -q -o " + q(t / "small")).rc, 0);
+  r = rvec_cli("apply " + q(dir() / "sft") + " -v " + q(t / "small") + " -q -o " + q(t / "out"));
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("tensor 'model.layers.0.self_attn.q_proj.weight': shape [64, 64]"), std::string::npos) << r.err;
   EXPECT_TRUE(nothing_written(t / "out"));
   // Non-linear expression.
-  r = rvec("merge --expr 'a*b' --model a=" + q(dir() / "sft") + " --model b=" + q(dir() / "sft") + " -q -o " + q(t / "out"));
+  r = rvec_cli("merge --expr 'a*b' --model a=" + q(dir() / "sft") + " --model b=" + q(dir() / "sft") + " -q -o " + q(t / "out"));
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("not a linear expression"), std::string::npos) << r.err;
   EXPECT_TRUE(nothing_written(t / "out"));

@@ -17,39 +17,26 @@
 #include <numeric>
 #include <sstream>
 
+#include "cli_helpers.h"
 #include "core/dtype.h"
 #include "io/model_dir.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using rvec::test_util::CliRun;
+using rvec::test_util::nothing_written;
+using rvec::test_util::q;
+using rvec::test_util::run_rvec_cli;
+using rvec::test_util::slurp;
 
 namespace {
-
-struct CliRun {
-  int rc;
-  std::string out, err;
-};
 
 fs::path root() {
   static fs::path p = fs::temp_directory_path() / ("rvec-cli-compress-" + std::to_string(getpid()));
   return p;
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-CliRun rvec_cli(const std::string& args) {
-  fs::path o = root() / "stdout.txt", e = root() / "stderr.txt";
-  std::string cmd = std::string(RVEC_BIN) + " " + args + " >" + o.string() + " 2>" + e.string();
-  int st = std::system(cmd.c_str());
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, slurp(o), slurp(e)};
-}
-
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+CliRun rvec_cli(const std::string& args) { return run_rvec_cli(args, root()); }
 
 std::vector<float> f32(const rvec::io::ModelDir& m, const std::string& n) {
   const auto& t = m.get(n);
@@ -188,4 +175,41 @@ TEST_F(CompressCli, ApplySparsifyDareKeepRateAndL1Rescale) {
                 .rc,
             0);
   EXPECT_NE(f32(*rvec::io::ModelDir::open(r / "dare4"), big), got);
+}
+
+TEST_F(CompressCli, OptionsOfAnotherMethodAreRefused) {
+  // Each option only means something for one method: given with another, it is an error that
+  // names the option and the method, and nothing is written.
+  const fs::path r = root();
+  struct Case {
+    std::string args, want;
+  };
+  const std::vector<Case> cases = {
+      {"-m int8 --density 0.05", "--density: options of --method sparse only, not of --method int8"},
+      {"-m lora -r 4 -d 0.05", "--density: options of --method sparse only, not of --method lora"},
+      {"-m int8 --scope global", "--scope: options of --method sparse only, not of --method int8"},
+      {"-m lora --energy 0.9 --scope tensor", "--scope: options of --method sparse only, not of --method lora"},
+      {"-m sparse -d 0.1 --rank 4", "--rank: options of --method lora only, not of --method sparse"},
+      {"-m sparse --energy 0.9", "--energy: options of --method lora only, not of --method sparse"},
+      {"-m int8 -r 4 --energy 0.5", "--rank, --energy: options of --method lora only, not of --method int8"},
+      // --rank 0 is refused, not taken as "no rank".
+      {"-m lora --rank 0", "--rank 0: must be at least 1"},
+      {"-m lora --rank 4 --energy 0.9", "give --rank or --energy, not both"},
+      {"-m dense", "--method dense: expected sparse, int8 or lora"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.args);
+    const CliRun x = rvec_cli("compress " + q(r / "v") + " " + c.args + " -q -o " + q(r / "refused"));
+    EXPECT_NE(x.rc, 0);
+    EXPECT_NE(x.err.find(c.want), std::string::npos) << x.err;
+    EXPECT_TRUE(nothing_written(r / "refused"));
+  }
+  // --decompress takes its settings from the compressed vector.
+  ASSERT_EQ(rvec_cli("compress " + q(r / "v") + " -m int8 -q -o " + q(r / "q8")).rc, 0);
+  const CliRun d = rvec_cli("compress " + q(r / "q8") + " --decompress -d 0.5 -q -o " + q(r / "refused"));
+  EXPECT_NE(d.rc, 0);
+  EXPECT_NE(d.err.find("--decompress takes no --density"), std::string::npos) << d.err;
+  EXPECT_TRUE(nothing_written(r / "refused"));
+  // The option of the chosen method still works.
+  EXPECT_EQ(rvec_cli("compress " + q(r / "v") + " -m sparse -d 0.05 --scope global -q -o " + q(r / "sg")).rc, 0);
 }

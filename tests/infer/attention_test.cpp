@@ -12,16 +12,13 @@
 
 #include "core/cpu.h"
 #include "infer/attention.h"
+#include "isa_guard.h"
 
 using namespace rvec;
 using namespace rvec::infer;
+using rvec::testing::IsaGuard;
 
 namespace {
-
-struct IsaGuard {
-  CpuIsa saved = cpu_isa();
-  ~IsaGuard() { set_cpu_isa_for_testing(saved); }
-};
 
 // set_cpu_isa_for_testing clamps to what the CPU supports.
 constexpr CpuIsa kIsas[] = {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512};

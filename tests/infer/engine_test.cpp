@@ -15,9 +15,11 @@
 #include "infer/kernels.h"
 #include "infer/npy.h"
 #include "io/safetensors_writer.h"
+#include "isa_guard.h"
 
 using namespace rvec;
 using namespace rvec::infer;
+using rvec::testing::IsaGuard;
 namespace fs = std::filesystem;
 
 namespace {
@@ -42,11 +44,6 @@ double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
   }
   return md / mb;
 }
-
-struct IsaGuard {
-  CpuIsa saved = cpu_isa();
-  ~IsaGuard() { set_cpu_isa_for_testing(saved); }
-};
 
 // A copy of a model directory with every tensor converted to `dt` (and optional edits).
 fs::path convert_model(const fs::path& src, const fs::path& dst, DType dt) {

@@ -8,16 +8,13 @@
 #include "core/cpu.h"
 #include "core/dtype.h"
 #include "infer/kernels.h"
+#include "isa_guard.h"
 
 using namespace rvec;
 using namespace rvec::infer;
+using rvec::testing::IsaGuard;
 
 namespace {
-
-struct IsaGuard {
-  CpuIsa saved = cpu_isa();
-  ~IsaGuard() { set_cpu_isa_for_testing(saved); }
-};
 
 // Reference: double accumulation over the dequantised weights.
 std::vector<double> ref_matmul(const std::vector<float>& x, int64_t n, int64_t K, const std::vector<float>& w,

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -272,6 +273,68 @@ TEST(Serve, StreamingConcatenatesToTheFullText) {
   json full = post_json(s.port, "/v1/completions", req);
   EXPECT_EQ(text, full["choices"][0]["text"]);
   EXPECT_EQ(finish, full["choices"][0]["finish_reason"]);
+}
+
+TEST(Serve, StreamedEchoCarriesThePromptLogprobs) {
+  // vLLM's stream with echo + logprobs: each choice's first chunk is the prompt (and what was
+  // generated with it) with the prompt tokens' logprobs, the first one null; the streamed
+  // tokens, logprobs and top alternatives, concatenated, are the non-streamed echo's.
+  Running& s = server();
+  const std::vector<std::string> prompts = {"Streaming echo works", "A second prompt, longer than the first one"};
+  json req = {{"prompt", prompts}, {"max_tokens", 6}, {"temperature", 0}, {"echo", true}, {"logprobs", 2},
+              {"stream", true}};
+  auto r = post(s.port, "/v1/completions", req.dump());
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  std::map<int, std::vector<json>> chunks;  // per choice index, in order
+  std::istringstream in(r->body);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("data: ", 0) != 0 || line == "data: [DONE]") continue;
+    json c = json::parse(line.substr(6));
+    for (const auto& ch : c["choices"]) chunks[ch["index"].get<int>()].push_back(ch);
+  }
+  req.erase("stream");
+  const json full = post_json(s.port, "/v1/completions", req);
+  ASSERT_EQ(chunks.size(), prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    SCOPED_TRACE(i);
+    const auto& ch = chunks[int(i)];
+    const json& want = full["choices"][i];
+    const size_t P = encode(prompts[i]).size();
+    ASSERT_GT(P, 1u);
+    ASSERT_FALSE(ch.empty());
+    // The first chunk: the prompt's text and its P logprobs, the first null, offsets from 0.
+    const json& first = ch[0];
+    ASSERT_EQ(first["text"].get<std::string>().rfind(prompts[i], 0), 0u) << first["text"];
+    const json& flp = first["logprobs"];
+    ASSERT_TRUE(flp.is_object()) << first.dump();
+    ASSERT_GE(flp["token_logprobs"].size(), P);
+    EXPECT_TRUE(flp["token_logprobs"][0].is_null());
+    EXPECT_TRUE(flp["top_logprobs"][0].is_null());
+    for (size_t k = 0; k < P; ++k) {
+      EXPECT_EQ(flp["tokens"][k], want["logprobs"]["tokens"][k]) << k;
+      EXPECT_EQ(flp["token_logprobs"][k], want["logprobs"]["token_logprobs"][k]) << k;
+      EXPECT_EQ(flp["top_logprobs"][k], want["logprobs"]["top_logprobs"][k]) << k;
+      EXPECT_EQ(flp["text_offset"][k], want["logprobs"]["text_offset"][k]) << k;
+    }
+    // All chunks together: the non-streamed echo's text, tokens and logprobs.
+    std::string text;
+    json tokens = json::array(), lps = json::array(), tops = json::array();
+    for (const auto& c : ch) {
+      text += c["text"].get<std::string>();
+      if (c["logprobs"].is_null()) continue;
+      for (size_t k = 0; k < c["logprobs"]["tokens"].size(); ++k) {
+        tokens.push_back(c["logprobs"]["tokens"][k]);
+        lps.push_back(c["logprobs"]["token_logprobs"][k]);
+        tops.push_back(c["logprobs"]["top_logprobs"][k]);
+      }
+    }
+    EXPECT_EQ(text, want["text"]);
+    EXPECT_EQ(tokens, want["logprobs"]["tokens"]);
+    EXPECT_EQ(lps, want["logprobs"]["token_logprobs"]);
+    EXPECT_EQ(tops, want["logprobs"]["top_logprobs"]);
+    EXPECT_GT(lps.size(), P);  // generated tokens' logprobs streamed too
+  }
 }
 
 TEST(Serve, ChatUsesTheTemplateAndReportsLogprobs) {
