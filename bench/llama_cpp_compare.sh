@@ -183,7 +183,7 @@ for size in best:
     print(f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
           f"command: `LLAMA_CPP={mode} ROUNDS={rounds} THREADS={threads} bench/llama_cpp_compare.sh {args}`".rstrip())
     print(f"- CPU (`lscpu`): {name}, family {family}, model {model}; {threads} threads")
-    print(f"- llama.cpp: {version or mode} ({mode})")
+    print(f"- llama.cpp: {(version or mode).removeprefix('llama.cpp ')} (LLAMA_CPP={mode})")
     if size in bw:
         print(f"- read bandwidth measured by `rvec bench`: {span(bw[size])} GB/s; "
               f"batch-1 decode bound (a step reads every weight once): {span(bound[size])} tok/s")

@@ -174,14 +174,14 @@ struct Bench {
     return seconds_since(t0);
   }
 
-  // `steps` decode steps of one token for each of n_seq sequences that hold `prompt` tokens,
+  // n_steps decode steps of one token for each of n_seq sequences that hold `prompt` tokens,
   // starting from random tokens (a chunked prompt keeps only its last chunk's logits);
   // returns the seconds taken.
-  double steps(const Context& c, Batch& batch, int n_seq, int prompt, int steps) {
-    std::vector<llama_token> next(size_t(n_seq));
+  double steps(const Context& c, Batch& batch, int n_seq, int prompt, int n_steps) {
+    std::vector<llama_token> next(static_cast<size_t>(n_seq));
     for (auto& t : next) t = random_token();
     const auto t0 = std::chrono::steady_clock::now();
-    for (int g = 0; g < steps; ++g) {
+    for (int g = 0; g < n_steps; ++g) {
       batch.clear();
       for (int s = 0; s < n_seq; ++s) batch.add(next[size_t(s)], prompt + g, s, true);
       decode(c.ctx, batch);
