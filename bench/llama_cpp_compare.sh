@@ -21,7 +21,8 @@
 # Env: RVEC_BIN (build/rvec), MODELS (/tmp/rvec-bench-models), THREADS (2), ROUNDS (3),
 #      PP ("128 512"), TG (64), PROMPT (128: tg's prompt and each batched sequence's),
 #      BATCHES ("16 64"), BATCH_GEN (32), LLAMA_CPP_BENCH (a prebuilt rvec-llama-bench
-#      for LLAMA_CPP=source; else it is built).
+#      for LLAMA_CPP=source; else it is built), RESULTS (a file that receives every
+#      measurement as a JSON line).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${RVEC_BIN:-build/rvec}
@@ -130,6 +131,7 @@ rvec_round() {  # SIZE DIR MODE
 
 sizes=("$@")
 ((${#sizes[@]})) || sizes=(0.5B 1.5B)
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for m in "${sizes[@]}"; do
   dir=$MODELS/Qwen2.5-$m-bf16
   [ -d "$dir" ] || "$BIN" testmodel --config data/configs/Qwen2.5-$m-Instruct.json -o "$dir" --dtype bf16 --quiet
@@ -143,10 +145,12 @@ for m in "${sizes[@]}"; do
   done
 done
 
+[ -z "${RESULTS:-}" ] || cp "$out" "$RESULTS"
+load="$load_start -> $(cut -d' ' -f1-3 /proc/loadavg)"
 cpu=$(lscpu | sed -n 's/^Model name: *//p; s/^CPU family: *//p; s/^Model: *//p' | paste -sd'|')
-python3 - "$out" "$cpu" "$LLAMA_CPP" "$THREADS" "$ROUNDS" "$PROMPT" "$TG" "$BATCH_GEN" "$*" <<'PY'
+python3 - "$out" "$cpu" "$LLAMA_CPP" "$THREADS" "$ROUNDS" "$PROMPT" "$TG" "$BATCH_GEN" "$load" "$*" <<'PY'
 import datetime, json, sys
-path, cpu, mode, threads, rounds, prompt, tg, batch_gen, args = sys.argv[1:]
+path, cpu, mode, threads, rounds, prompt, tg, batch_gen, load, args = sys.argv[1:]
 name, family, model = (cpu.split("|") + ["?", "?", "?"])[:3]
 recs = [json.loads(l) for l in open(path)]
 version = next((r["version"] for r in recs if r["who"] == "llama.cpp" and r.get("version")), None)
@@ -182,7 +186,8 @@ for size in best:
     print()
     print(f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
           f"command: `LLAMA_CPP={mode} ROUNDS={rounds} THREADS={threads} bench/llama_cpp_compare.sh {args}`".rstrip())
-    print(f"- CPU (`lscpu`): {name}, family {family}, model {model}; {threads} threads")
+    print(f"- CPU (`lscpu`): {name}, family {family}, model {model}; {threads} threads; "
+          f"load average (1, 5, 15 min) at start -> end: {load}")
     print(f"- llama.cpp: {(version or mode).removeprefix('llama.cpp ')} (LLAMA_CPP={mode})")
     if size in bw:
         print(f"- read bandwidth measured by `rvec bench`: {span(bw[size])} GB/s; "
