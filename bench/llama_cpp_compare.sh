@@ -59,17 +59,17 @@ llama_cpp_round() {  # SIZE GGUF
   local m=$1 gguf=$2
   case $LLAMA_CPP in
     source)
-      "$LB" "$gguf" --threads "$THREADS" --reps 1 --pp "$(comma $PP)" --tg "$TG" --tg-prompt "$PROMPT" \
-        --batch "$(comma $BATCHES)" --batch-prompt "$PROMPT" --batch-gen "$BATCH_GEN" | tag "$m" llama.cpp ;;
+      "$LB" "$gguf" --threads "$THREADS" --reps 1 --pp "$(comma "$PP")" --tg "$TG" --tg-prompt "$PROMPT" \
+        --batch "$(comma "$BATCHES")" --batch-prompt "$PROMPT" --batch-gen "$BATCH_GEN" | tag "$m" llama.cpp ;;
     upstream)
       local maxb=0 b
       for b in $BATCHES; do ((b > maxb)) && maxb=$b; done
       {
-        "$LLAMA_CPP_DIR/bin/llama-bench" -m "$gguf" -t "$THREADS" -r 1 -p "$(comma $PP)" -n 0 -o jsonl
+        "$LLAMA_CPP_DIR/bin/llama-bench" -m "$gguf" -t "$THREADS" -r 1 -p "$(comma "$PP")" -n 0 -o jsonl
         "$LLAMA_CPP_DIR/bin/llama-bench" -m "$gguf" -t "$THREADS" -r 1 -p 0 -n "$TG" -d "$PROMPT" -o jsonl
         "$LLAMA_CPP_DIR/bin/llama-batched-bench" -m "$gguf" -t "$THREADS" -tb "$THREADS" \
           -c $((maxb * (PROMPT + BATCH_GEN + 1))) -b 2048 -ub 512 -npp "$PROMPT" -ntg "$BATCH_GEN" \
-          -npl "$(comma $BATCHES)" --output-format jsonl 2>/dev/null
+          -npl "$(comma "$BATCHES")" --output-format jsonl 2>/dev/null
       } >"$raw"
       python3 - "$raw" "$m" >>"$out" <<'PY'
 import json, re, sys
@@ -134,7 +134,7 @@ sizes=("$@")
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for m in "${sizes[@]}"; do
   dir=$MODELS/Qwen2.5-$m-bf16
-  [ -d "$dir" ] || "$BIN" testmodel --config data/configs/Qwen2.5-$m-Instruct.json -o "$dir" --dtype bf16 --quiet
+  [ -d "$dir" ] || "$BIN" testmodel --config "data/configs/Qwen2.5-$m-Instruct.json" -o "$dir" --dtype bf16 --quiet
   [ -f "$dir.gguf" ] || python3 $base/to_gguf.py "$dir" "$dir.gguf" >&2
   for ((r = 0; r < ROUNDS; ++r)); do
     echo "llama_cpp_compare: $m round $((r + 1))/$ROUNDS" >&2

