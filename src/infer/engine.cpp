@@ -4,20 +4,20 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
-#include <string_view>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <map>
 #include <numeric>
 #include <random>
+#include <string_view>
 
 #include "core/atomic_output.h"
 #include "core/error.h"
 #include "core/memory.h"
 #include "infer/attention.h"
-#include "io/model_resolver.h"
 #include "infer/kernels.h"
+#include "io/model_resolver.h"
 
 namespace rvec::infer {
 

@@ -80,10 +80,14 @@ void advise(const uint8_t* base, size_t size, size_t off, size_t len, int how) {
 }
 }  // namespace
 
+// A HugePages copy is anonymous memory: MADV_DONTNEED would zero it, and read-ahead is moot.
 void MappedFile::advise_sequential(size_t off, size_t len) const {
+  if (backing_ == Backing::HugePages) return;
   advise(data_, size_, off, len, MADV_SEQUENTIAL);
   advise(data_, size_, off, len, MADV_WILLNEED);
 }
-void MappedFile::advise_dontneed(size_t off, size_t len) const { advise(data_, size_, off, len, MADV_DONTNEED); }
+void MappedFile::advise_dontneed(size_t off, size_t len) const {
+  if (backing_ != Backing::HugePages) advise(data_, size_, off, len, MADV_DONTNEED);
+}
 
 }  // namespace rvec::io

@@ -238,5 +238,10 @@ TEST(MappedFile, HugePagesBackingHoldsTheFilesBytes) {
     EXPECT_EQ(reinterpret_cast<uintptr_t>(huge.data()) % (size_t(2) << 20), 0u) << n;
     EXPECT_EQ(std::memcmp(huge.data(), bytes.data(), n), 0) << n;
     EXPECT_EQ(std::memcmp(plain.data(), bytes.data(), n), 0) << n;
+    // Dropping pages is a page-cache hint; on the anonymous copy it would zero them.
+    huge.advise_dontneed(0, n);
+    plain.advise_dontneed(0, n);
+    EXPECT_EQ(std::memcmp(huge.data(), bytes.data(), n), 0) << n;
+    EXPECT_EQ(std::memcmp(plain.data(), bytes.data(), n), 0) << n;
   }
 }
