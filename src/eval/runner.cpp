@@ -492,6 +492,14 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
   std::vector<std::vector<std::optional<std::string>>> gens(multi ? N : 0, std::vector<std::optional<std::string>>(R));
   std::vector<bool> done(N, false);
   std::unique_ptr<SampleCache> cache;
+  // Template variables are part of a cached sample's identity: through a chat endpoint the
+  // prompt is the messages only, and the server renders them with these variables.
+  const json kwargs = opts.chat && !opts.chat_template_kwargs.empty() ? json::parse(opts.chat_template_kwargs.dump())
+                                                                      : json();
+  auto cache_line = [&](json line) {
+    if (!kwargs.is_null()) line["chat_template_kwargs"] = kwargs;
+    cache->append(line);
+  };
   if (!opts.out_dir.empty()) {
     fs::path cpath = fs::path(opts.out_dir) / "cache" / cache_file_name(t.name);
     if (opts.resume && fs::exists(cpath)) {
@@ -509,6 +517,7 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
           continue;  // not a line this cache wrote
         size_t id = j["doc_id"].get<size_t>();
         if (id >= N || done[id] || j["prompt"] != samples[id].prompt) continue;
+        if (j.value("chat_template_kwargs", json()) != kwargs) continue;  // other template variables
         if (j.contains("sample") != multi) continue;  // written with another --samples
         if (!multi) {
           samples[id].output = j["output"];
@@ -561,7 +570,7 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
   auto finish = [&](size_t id) {
     Sample& s = samples[id];
     if (!deferred) score_sample(t, s, opts);
-    if (cache && !multi) cache->append(json{{"doc_id", s.doc_id}, {"prompt", s.prompt}, {"output", s.output}});
+    if (cache && !multi) cache_line(json{{"doc_id", s.doc_id}, {"prompt", s.prompt}, {"output", s.output}});
     if (!deferred) running_sum += first_metric(s);
     n_done++;
     if (!multi) prog.add(1, deferred ? "generated" : status());
@@ -589,7 +598,7 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
         }
         gens[id][k] = cut_at_stop(text, t.until);
         if (cache)
-          cache->append(json{{"doc_id", id},
+          cache_line(json{{"doc_id", id},
                              {"prompt", samples[id].prompt},
                              {"sample", k},
                              {"seed", seed_of(id, k)},

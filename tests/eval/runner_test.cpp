@@ -230,6 +230,36 @@ TEST(Runner, ResumeAfterInterruptionGivesIdenticalResults) {
   EXPECT_EQ(m3.gen_requests, 8u);
 }
 
+// Through a chat endpoint the prompt is the messages only (the scripted model, like a server,
+// renders without showing the template variables): the variables must key the resume cache,
+// or a resume with other variables would reuse outputs generated under the old ones.
+TEST(Runner, ResumeCacheKeysOnChatTemplateKwargs) {
+  auto o = base_opts();
+  o.limit = 4;
+  o.chat = true;
+  o.chat_template_kwargs = {{"enable_thinking", false}};
+  TempDir dir("resume-kwargs");
+  o.out_dir = dir.p.string();
+  auto m1 = gsm_model();
+  evaluate_task(m1, "gsm8k", o);
+  EXPECT_EQ(m1.gen_requests, 4u);
+  o.resume = true;
+  auto m2 = gsm_model();
+  evaluate_task(m2, "gsm8k", o);
+  EXPECT_EQ(m2.gen_requests, 0u);  // same variables: every sample is cached
+  o.chat_template_kwargs = {{"enable_thinking", true}};
+  auto m3 = gsm_model();
+  evaluate_task(m3, "gsm8k", o);
+  EXPECT_EQ(m3.gen_requests, 4u);
+  o.chat_template_kwargs = nlohmann::ordered_json::object();
+  auto m4 = gsm_model();
+  evaluate_task(m4, "gsm8k", o);
+  EXPECT_EQ(m4.gen_requests, 4u);  // no variables is not the same as some
+  auto m5 = gsm_model();
+  evaluate_task(m5, "gsm8k", o);
+  EXPECT_EQ(m5.gen_requests, 0u);
+}
+
 TEST(Runner, GsmPlusBreakdownByPerturbationType) {
   Task t = load_task("gsm_plus", DataSource(RVEC_DATA_DIR));
   ScriptedModel m;
