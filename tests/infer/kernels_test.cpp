@@ -69,9 +69,11 @@ TEST(Kernels, MatmulAllIsasDtypesAndShapes) {
 TEST(Kernels, MatmulBf16DotWithinBf16Error) {
   if (!cpu_has_avx512_bf16()) GTEST_SKIP() << "no avx512_bf16";
   // gemv (n <= 4), dot tiles (5..31 rows: 6-row x 4-weight-row tiles, row and weight
-  // tails, odd K with a masked tail) and gemm (n >= 32, pairs of k) shapes with tails.
+  // tails, odd K with a masked tail) and gemm (n >= 32, pairs of k) shapes with tails; the
+  // gemm takes K in blocks of 1024 (partial sums through y: 2100 = three blocks, 1030 = a
+  // 6-element last block) and prefetches whole next groups of 12 weight rows (out 50, 97).
   for (auto [n, K, out] : {std::tuple{1, 300, 40}, {4, 33, 7}, {5, 64, 39}, {13, 301, 40}, {31, 300, 42},
-                           {40, 300, 29}, {70, 64, 13}}) {
+                           {40, 300, 29}, {70, 64, 13}, {40, 2100, 50}, {64, 1030, 97}}) {
     std::mt19937 g(unsigned(5 + n));
     std::normal_distribution<float> nd;
     std::vector<float> x(n * K), wf(out * K);
