@@ -351,12 +351,13 @@ RVEC_T5BF void gemm(const uint16_t* xt, int64_t n, const uint16_t* w, int64_t K,
 // stream once in memory order (decode is bandwidth-bound); then dot tiles; from
 // kGemmMinRows (BF16Dot) or kGemmMinRowsF32 on the gemm shape, whose x panels hold
 // kGemmCols (32) rows. With bf16 pairs the gemm beats the dot tiles from 32 rows on
-// (209 vs 151 GFLOP/s per core at 32 rows); in f32 the dot tiles, which prefetch the next
-// weight tile, match or beat the gemm up to about 128 rows (0.5B batch 32: 104-108 -> 143-146
-// tok/s, batch 64: 129-138 -> 151-157, pp64 178 -> 197). A gemm with 16-row panels was
-// tried for 16-31 rows: 20-30% slower than the dot tiles, its micro-kernel being bound by
-// one load per FMA. Measured with `rvec bench --batch N` (bench/infer_bench.sh).
-constexpr int64_t kGemvMaxRows = 4, kGemmMinRows = 32, kGemmMinRowsF32 = 128;
+// (209 vs 151 GFLOP/s per core at 32 rows). In f32 the dot tiles, which prefetch the next
+// weight tile, beat the gemm below 64 rows (pp48 282-287 vs 310-323 tok/s on Zen 5); from 64
+// rows the gemm wins (Zen 5, same runs: pp64 354-368 vs 313-322, pp96 349-379 vs 297-320,
+// batch-64 decode 216-228 vs 191-218; on Zen 4 an older gemm lost up to 128 rows). A gemm
+// with 16-row panels was tried for 16-31 rows: 20-30% slower than the dot tiles, its
+// micro-kernel being bound by one load per FMA. Measured with `rvec bench --batch N`.
+constexpr int64_t kGemvMaxRows = 4, kGemmMinRows = 32, kGemmMinRowsF32 = 64;
 static_assert(bf16dot::kGemvRows == kGemvMaxRows);
 
 // Several products of the same x (q/k/v, gate/up) run in one parallel region: one thread
