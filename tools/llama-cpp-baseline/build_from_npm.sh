@@ -80,6 +80,13 @@ if [ ! -f "$src/VERSION" ]; then
 fi
 version=$(head -n 1 "$src/VERSION")
 echo "build_from_npm: $version" >&2
+# A build tree configured from another checkout of rvec is refused by cmake: configure it anew
+# (ninja then rebuilds only what the new command lines change).
+if [ -f "$cache/build/CMakeCache.txt" ] &&
+  ! grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$here/source-build" "$cache/build/CMakeCache.txt"; then
+  echo "build_from_npm: $cache/build was configured from another checkout; configuring it for $here" >&2
+  rm -rf "$cache/build/CMakeCache.txt" "$cache/build/CMakeFiles"
+fi
 cmake -S "$here/source-build" -B "$cache/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DLLAMA_SRC="$src" -DLLAMA_CPP_VERSION="$version" >/dev/null
 nice -n "$nice_level" cmake --build "$cache/build" --target rvec-llama-bench >&2
