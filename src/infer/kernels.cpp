@@ -186,37 +186,11 @@ RVEC_TARGET inline void vtranspose(const float* src, int64_t ld, int64_t rows, f
 
 // ---------------------------------------------------------------- AVX512-BF16 (BF16Dot)
 // Activations rounded to bf16; vdpbf16ps multiplies pairs of bf16 and adds both products
-// to an f32 lane. Same three loop shapes as matmul_simd.inc, over pairs of k.
+// to an f32 lane. The dot-tile and gemm shapes of matmul_simd.inc, over pairs of k (decode
+// products of 1-4 rows take the exact gemv, see matmul_multi).
 namespace bf16dot {
 #define RVEC_T5BF __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
-constexpr int kGemvRows = 4, kTileR = 6, kTileNW = 4, kMR = 12, kNV = 2;
-
-// xb: bf16 rows with stride ldx; w: bf16 rows of K (any K: the tail is masked).
-template <int R>
-RVEC_T5BF void gemv_rows(const uint16_t* xb, int64_t ldx, const uint16_t* w, int64_t K, int64_t o0, int64_t o1,
-                         const float* bias, float* y, int64_t ldy) {
-  for (int64_t o = o0; o < o1; ++o) {
-    const uint16_t* wr = w + o * K;
-    __m512 acc[R];
-    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < K; k += 32) {
-      const __mmask32 m = K - k >= 32 ? ~__mmask32(0) : __mmask32((1u << (K - k)) - 1);
-      const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(m, wr + k);
-      for (int r = 0; r < R; ++r)
-        acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_maskz_loadu_epi16(m, xb + r * ldx + k), wv);
-    }
-    for (int r = 0; r < R; ++r) y[r * ldy + o] = _mm512_reduce_add_ps(acc[r]) + (bias ? bias[o] : 0.f);
-  }
-}
-
-// n <= kGemvRows x rows in one pass over this thread's weight rows (more rows: dot_tiles).
-void gemv(const uint16_t* xb, int64_t n, int64_t ldx, const uint16_t* w, int64_t K, int64_t o0, int64_t o1,
-          const float* bias, float* y, int64_t ldy) {
-  using Fn = void (*)(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, int64_t, const float*, float*,
-                      int64_t);
-  static constexpr Fn fns[kGemvRows] = {&gemv_rows<1>, &gemv_rows<2>, &gemv_rows<3>, &gemv_rows<4>};
-  fns[n - 1](xb, ldx, w, K, o0, o1, bias, y, ldy);
-}
+constexpr int kTileR = 6, kTileNW = 4, kMR = 12, kNV = 2;
 
 // Dot tile for 5-31 x rows: R x rows times NW weight rows, pairs of k summed in vector
 // lanes, R*NW accumulators (the same shape as matmul_simd.inc's dot_tile). The four sums of
@@ -358,7 +332,6 @@ RVEC_T5BF void gemm(const uint16_t* xt, int64_t n, const uint16_t* w, int64_t K,
 // with 16-row panels was tried for 16-31 rows: 20-30% slower than the dot tiles, its
 // micro-kernel being bound by one load per FMA. Measured with `rvec bench --batch N`.
 constexpr int64_t kGemvMaxRows = 4, kGemmMinRows = 32, kGemmMinRowsF32 = 64;
-static_assert(bf16dot::kGemvRows == kGemvMaxRows);
 
 // Several products of the same x (q/k/v, gate/up) run in one parallel region: one thread
 // wake-up instead of several, x packed once, and each thread takes its share of every
@@ -477,7 +450,7 @@ void run_f32(CpuIsa isa, const Plan& p) {
   }
 }
 
-// BF16Dot: x rounded to bf16 (gemv: rows; gemm: panels of pairs of k).
+// BF16Dot (5+ rows): x rounded to bf16 (dot tiles: rows; gemm: panels of pairs of k).
 void run_bf16dot(const Plan& p) {
   auto u16 = [](const uint8_t* w) { return reinterpret_cast<const uint16_t*>(w); };
   thread_local std::vector<uint16_t> xbuf;  // the caller's; workers get its address
@@ -485,12 +458,10 @@ void run_bf16dot(const Plan& p) {
   if (p.n < kGemmMinRows) {
     xb.resize(size_t(p.n * p.K));
     for (int64_t r = 0; r < p.n; ++r) from_f32(DType::BF16, p.x + r * p.ldx, xb.data() + r * p.K, size_t(p.K));
-    const bool stream = p.n <= kGemvMaxRows;
     RowChunks chunks(p, 2);
 #pragma omp parallel num_threads(p.threads())
     chunks.run([&](const uint8_t* w, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
-      if (stream) bf16dot::gemv(xb.data(), p.n, p.K, u16(w), p.K, o0, o1, bias, y, ldy);
-      else bf16dot::dot_tiles(xb.data(), p.n, p.K, u16(w), p.K, o0, o1, bias, y, ldy);
+      bf16dot::dot_tiles(xb.data(), p.n, p.K, u16(w), p.K, o0, o1, bias, y, ldy);
     });
     return;
   }
@@ -568,8 +539,12 @@ void matmul_multi(const float* x, int64_t n, int64_t ldx, std::span<const Matmul
       fail("matmul_multi: weights differ in shape or dtype ({} vs {} columns)", o.W->cols, W0.cols);
   const Plan p{x, n, ldx, W0.cols, outs};
   // BF16Dot needs an even K only for the gemm shape's pairs of k.
+  // Decode-shaped products (up to kGemvMaxRows rows) are bound by memory: the exact gemv
+  // streams the weights faster than a vdpbf16ps loop (a 1 GB product on Zen 5, 2 threads:
+  // 44-48 vs 40-43 GB/s; 0.5B batch-1 decode 37.9-42.9 vs 35.2-38.2 tok/s, same runs), so
+  // BF16Dot starts at the dot tiles.
   if (matmul_precision() == MatmulPrecision::BF16Dot && W0.dtype == DType::BF16 && cpu_has_avx512_bf16() &&
-      (W0.cols % 2 == 0 || n < kGemmMinRows)) {
+      n > kGemvMaxRows && (W0.cols % 2 == 0 || n < kGemmMinRows)) {
     run_bf16dot(p);
     return;
   }

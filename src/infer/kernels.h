@@ -3,7 +3,8 @@
 // weight matrices are read in their stored dtype (BF16/F16/F32) and widened to f32
 // in registers, so the default matmul is exact f32 arithmetic on the stored weights.
 // An optional fast path (MatmulPrecision::BF16Dot, AVX512-BF16 CPUs, BF16 weights)
-// rounds the activations to bf16 and uses vdpbf16ps dot products (~1e-2 relative).
+// rounds the activations to bf16 and uses vdpbf16ps dot products (~1e-2 relative) for
+// products of 5 or more rows; 1-4 rows (decode, bound by memory) stay exact.
 #pragma once
 #include <cstdint>
 #include <span>
