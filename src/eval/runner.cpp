@@ -435,6 +435,12 @@ void score_parallel(const Task& t, std::vector<Sample>& samples, const std::vect
       });
   for (size_t k = 0; k < ids.size(); k++) code_metrics(t, samples[ids[k]], passed[k]);
 }
+
+// The template variables a chat prompt is rendered with (null: none, or not a chat run).
+json chat_template_kwargs_or_null(const EvalOptions& opts) {
+  return opts.chat && !opts.chat_template_kwargs.empty() ? json(opts.chat_template_kwargs) : json(nullptr);
+}
+
 }  // namespace
 
 void check_sampling_options(const EvalOptions& o, const std::vector<std::string>& tasks) {
@@ -494,8 +500,7 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
   std::unique_ptr<SampleCache> cache;
   // Template variables are part of a cached sample's identity: through a chat endpoint the
   // prompt is the messages only, and the server renders them with these variables.
-  const json kwargs = opts.chat && !opts.chat_template_kwargs.empty() ? json::parse(opts.chat_template_kwargs.dump())
-                                                                      : json();
+  const json kwargs = chat_template_kwargs_or_null(opts);
   auto cache_line = [&](json line) {
     if (!kwargs.is_null()) line["chat_template_kwargs"] = kwargs;
     cache->append(line);
@@ -694,9 +699,7 @@ EvalResults run_eval(LanguageModel& model, const std::vector<std::string>& names
                   {"fewshot_seed", opts.fewshot_seed},
                   {"apply_chat_template", opts.chat},
                   {"fewshot_as_multiturn", opts.chat && opts.fewshot_as_multiturn},
-                  {"chat_template_kwargs", opts.chat && !opts.chat_template_kwargs.empty()
-                                               ? json::parse(opts.chat_template_kwargs.dump())
-                                               : json(nullptr)},
+                  {"chat_template_kwargs", chat_template_kwargs_or_null(opts)},
                   {"system_instruction", opts.system_instruction ? json(*opts.system_instruction) : json(nullptr)},
                   {"think_instruction", opts.think ? json(kThinkInstruction) : json(nullptr)},
                   {"perturbations", opts.perturb},
