@@ -293,7 +293,8 @@ RVEC_T5BF void gemm(const uint16_t* xt, int64_t n, const uint16_t* w, int64_t K,
         const bool pf = i == 0 && pf_next;
         for (int64_t kp = 0; kp < kn; ++kp, xk += 2 * kGemmCols) {
           if (pf && kp % 16 == 0)  // one cache line of each row
-            for (int j = 0; j < kMR; ++j) _mm_prefetch(reinterpret_cast<const char*>(wr[j] + kMR * KP + kp), _MM_HINT_T0);
+            for (int j = 0; j < kMR; ++j)
+              _mm_prefetch(reinterpret_cast<const char*>(wr[j] + kMR * KP + kp), _MM_HINT_T0);
           __m512bh xv[kNV];
           for (int v = 0; v < kNV; ++v) xv[v] = (__m512bh)_mm512_loadu_si512(xk + v * 32);
           for (int j = 0; j < kMR; ++j) {
