@@ -210,13 +210,35 @@ class OpenAIModel : public eval::LanguageModel {
  private:
   // ---- connection ----
   void connect() {
+    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(std::max(0.0, o_.wait_for_server_s)));
+    for (int round = 1;; round++) {
+      probe_endpoints(round == 1);
+      if (!model_.empty()) return;
+      std::vector<std::string> shown;
+      for (auto& e : eps_) shown.push_back(e.shown);
+      auto pause = backoff(round, 0);
+      if (Clock::now() + pause > deadline)
+        fail("no server answers at {}{}", fmt::join(shown, ", "),
+             o_.wait_for_server_s > 0 ? fmt::format(" (waited {:g} s)", o_.wait_for_server_s) : std::string());
+      if (!o_.quiet && round == 1)
+        fmt::print(stderr, "rvec: waiting up to {:g} s for a server to answer at {}\n", o_.wait_for_server_s,
+                   fmt::join(shown, ", "));
+      std::this_thread::sleep_for(pause);
+    }
+  }
+
+  // GET /v1/models (and /version) on each endpoint not yet reachable; the first that answers
+  // fixes the served model.
+  void probe_endpoints(bool warn) {
     HttpClient h;
     for (auto& e : eps_) {
+      if (e.reachable) continue;
       auto r = h.request("GET", e.root + "/v1/models", "", headers_, std::min(o_.timeout_s, 30.0));
       if (r.status != 200) {
         std::string why = r.status ? fmt::format("HTTP {}: {}", r.status, error_text(r.body)) : r.error;
         if (r.status == 401 || r.status == 403) fail("{}/v1/models: {} (check --api-key-env)", e.shown, why);
-        if (!o_.quiet) fmt::print(stderr, "rvec: warning: {}/v1/models: {}; skipping it for now\n", e.shown, why);
+        if (!o_.quiet && warn) fmt::print(stderr, "rvec: warning: {}/v1/models: {}; skipping it for now\n", e.shown, why);
         e.resting_until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                              std::chrono::duration<double>(o_.endpoint_cooldown_s));
         continue;
@@ -246,11 +268,7 @@ class OpenAIModel : public eval::LanguageModel {
         }
       }
       e.reachable = true;
-    }
-    if (model_.empty()) {
-      std::vector<std::string> shown;
-      for (auto& e : eps_) shown.push_back(e.shown);
-      fail("no server answers at {}", fmt::join(shown, ", "));
+      e.resting_until = {};
     }
   }
 

@@ -27,12 +27,15 @@ struct OpenAIOptions {
   int max_retries = 5;                 // retries of one request before the run fails
   double retry_base_s = 1, retry_max_s = 30;  // backoff: base * 2^(attempt-1), capped
   double endpoint_cooldown_s = 10;     // an endpoint that failed to answer rests this long
+  double wait_for_server_s = 0;        // while no endpoint answers /v1/models, probe again this long
+                                       // (a server still loading; a managed server being restarted)
   bool chat_endpoint = false;          // generation through /v1/chat/completions
   bool quiet = false;                  // no warnings on stderr
 };
 
-// Connects (GET /v1/models on every endpoint: an unreachable one is skipped with a warning,
-// none reachable or a missing served model is an rvec::Error) and loads the tokenizer.
+// Connects (GET /v1/models on every endpoint: an unreachable one is skipped with a warning;
+// none reachable within wait_for_server_s, a refused key or a missing served model is an
+// rvec::Error) and loads the tokenizer.
 std::unique_ptr<eval::LanguageModel> open_openai_model(const OpenAIOptions& opts);
 
 }  // namespace rvec::backend

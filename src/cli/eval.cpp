@@ -122,6 +122,9 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
   app.add_option("--concurrency", o.concurrency, "openai: requests in flight per server (default 8)");
   app.add_option("--timeout", o.timeout_s, "openai: seconds per request (default 600)");
   app.add_option("--max-retries", o.max_retries, "openai: retries per request on connection errors, 429, 5xx (default 5)");
+  app.add_option("--wait-for-server", o.wait_for_server_s,
+                 "openai: while no server answers /v1/models, keep probing this many seconds (a server still "
+                 "loading; default 0: fail at once)");
   app.add_flag("--chat-endpoint", o.chat_endpoint, "openai: generate through /v1/chat/completions (server-side template)");
   return [a]() -> int {
     using namespace rvec::eval;

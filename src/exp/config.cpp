@@ -307,7 +307,7 @@ ExperimentConfig parse_config(const std::string& yaml, const fs::path& base_dir,
   if (auto b = root["backend"]) {
     c.keys(b, "backend",
            {"kind", "launch", "instances", "gpus", "port", "ready_timeout", "stop_grace", "base_url", "served_model",
-            "api_key_env", "concurrency", "max_retries", "timeout", "chat_endpoint"});
+            "api_key_env", "concurrency", "max_retries", "timeout", "chat_endpoint", "wait_for_server"});
     BackendConfig& bc = cfg.backend;
     if (b["kind"]) bc.kind = c.as<std::string>(b["kind"], "backend.kind");
     if (bc.kind != "engine" && bc.kind != "openai")
@@ -333,6 +333,7 @@ ExperimentConfig parse_config(const std::string& yaml, const fs::path& base_dir,
     if (b["max_retries"]) bc.max_retries = c.as<int>(b["max_retries"], "backend.max_retries");
     if (b["timeout"]) bc.timeout = c.as<double>(b["timeout"], "backend.timeout");
     if (b["chat_endpoint"]) bc.chat_endpoint = c.as<bool>(b["chat_endpoint"], "backend.chat_endpoint");
+    if (b["wait_for_server"]) bc.wait_for_server = c.as<double>(b["wait_for_server"], "backend.wait_for_server");
     if (bc.kind == "openai") {
       if (bc.launch.empty() == bc.base_urls.empty())
         c.err(b, "backend (kind openai) needs exactly one of `launch` (managed servers) and `base_url` (a running one)");
@@ -348,6 +349,7 @@ ExperimentConfig parse_config(const std::string& yaml, const fs::path& base_dir,
     if (!(bc.ready_timeout > 0)) c.err(b["ready_timeout"], "backend.ready_timeout must be positive");
     if (!(bc.timeout > 0)) c.err(b["timeout"], "backend.timeout must be positive");
     if (bc.max_retries < 0) c.err(b["max_retries"], "backend.max_retries must be >= 0");
+    if (!(bc.wait_for_server >= 0)) c.err(b["wait_for_server"], "backend.wait_for_server must be >= 0");
   }
   if (root["out"]) cfg.out = resolve(c.as<std::string>(root["out"], "out"));
   if (root["keep_models"]) cfg.keep_models = c.as<bool>(root["keep_models"], "keep_models");

@@ -95,6 +95,7 @@ struct BackendConfig {
   std::string served_model, api_key_env;
   int concurrency = 8, max_retries = 5;
   double timeout = 600;
+  double wait_for_server = 0;  // base_url: seconds to keep probing a server that does not answer yet
   bool chat_endpoint = false;
   // What changes scores (part of each cell's fingerprint when not the engine): kind, launch
   // template, endpoint kind. Ports, instances and GPUs do not.

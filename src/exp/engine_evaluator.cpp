@@ -139,8 +139,12 @@ class EngineEvaluator : public CellEvaluator {
       // so the retry budget covers a restart.
       oo.max_retries = std::max(bc.max_retries, 5 + int(std::ceil(bc.ready_timeout / oo.retry_max_s)));
       oo.endpoint_cooldown_s = 5;
+      // Ready was seen, but the server may die before the client's first request; it is being
+      // restarted then, so the client waits for it as long as for a start.
+      oo.wait_for_server_s = bc.ready_timeout;
     } else {
       oo.base_urls = bc.base_urls;
+      oo.wait_for_server_s = bc.wait_for_server;
     }
     return backend::open_backend(bo);
   }

@@ -32,9 +32,17 @@ class MockOpenAI {
   std::function<Fault(size_t n)> fault = [](size_t) { return Fault::None; };
   std::string model_id = "mock-model", owned_by = "vllm";
   double stall_s = 3, delay_s = 0;
+  std::atomic<int> models_unavailable{0};  // the next N GET /v1/models answer 503 (a server still loading)
 
   MockOpenAI() {
     srv_.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+      models_probes_++;
+      if (models_unavailable.fetch_sub(1) > 0) {
+        res.status = 503;
+        res.set_content(R"({"error":{"message":"loading","type":"server_error","param":null,"code":null}})",
+                        "application/json");
+        return;
+      }
       json j = {{"object", "list"},
                 {"data", json::array({{{"id", model_id}, {"object", "model"}, {"created", 0}, {"owned_by", owned_by},
                                        {"root", model_id}, {"parent", nullptr}, {"max_model_len", 4096}}})}};
@@ -107,6 +115,7 @@ class MockOpenAI {
   }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   int port() const { return port_; }
+  int models_probes() const { return models_probes_; }
   size_t requests() {
     std::lock_guard<std::mutex> lk(mu_);
     return n_requests_;
@@ -166,6 +175,7 @@ class MockOpenAI {
   httplib::Server srv_;
   std::thread th_;
   int port_ = 0;
+  std::atomic<int> models_probes_{0};
   std::mutex mu_;
   size_t n_requests_ = 0;
   std::vector<json> bodies_, answered_;

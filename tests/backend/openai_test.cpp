@@ -206,6 +206,40 @@ TEST(OpenAIBackend, AModelTheServerDoesNotServeIsRefusedAtConnect) {
   EXPECT_EQ(srv.requests(), 0u);
 }
 
+// A server that is not ready yet (vLLM loading weights; a managed server being restarted) is
+// probed again with backoff for wait_for_server_s; without it, connect fails at once.
+TEST(OpenAIBackend, WaitsForAServerThatIsNotReadyYetOnlyWhenAsked) {
+  MockOpenAI srv;
+  auto o = opts_for({srv.url()});
+  srv.models_unavailable = 1;
+  try {
+    backend::open_openai_model(o);
+    ADD_FAILURE() << "connected to a server answering 503";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no server answers at " + srv.url()), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(srv.models_probes(), 1);
+
+  srv.models_unavailable = 3;
+  o.wait_for_server_s = 5;  // backoff 0.01, 0.02, 0.04 s: the fourth probe answers
+  auto m = backend::open_openai_model(o);
+  EXPECT_EQ(srv.models_probes(), 5);
+  EXPECT_EQ(m->name(), "mock-model");
+  EXPECT_EQ(generate_all(*m, {{"p", {}, 4, 0, 1, 1}}).size(), 1u);
+
+  // Still not answering when the wait is over: the error says how long it waited.
+  srv.models_unavailable = 1000;
+  o.wait_for_server_s = 0.2;
+  auto t0 = std::chrono::steady_clock::now();
+  try {
+    backend::open_openai_model(o);
+    ADD_FAILURE() << "connected to a server answering 503";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("(waited 0.2 s)"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+}
+
 TEST(OpenAIBackend, ReroutesADeadEndpointsRequests) {
   MockOpenAI a, b;
   a.delay_s = 0.05;
