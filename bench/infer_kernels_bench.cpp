@@ -1,6 +1,11 @@
 // Google Benchmark of the inference matmul kernels (GFLOP/s as items/s x 2):
 //   build/bench/infer_kernels_bench --benchmark_filter=Matmul
 // Shapes are Qwen2.5-0.5B's gate/up projection (4864 x 896) in bf16.
+// Decode*: batch-1 decode's products over weights far larger than the caches (Qwen2.5-0.5B's
+// 24 layers in bf16, 715 MB), as GB/s of weights, against ReadSum (the read-bandwidth loop of
+// `rvec bench`) on the same buffers in the same run; the ratio is how close the gemv streams
+// to the memory bound, per shape and for the engine's sequence of products:
+//   OMP_NUM_THREADS=2 build/bench/infer_kernels_bench --benchmark_filter='Decode|ReadSum' --benchmark_repetitions=3
 // Peak*: the machine's arithmetic peak on all threads (independent FMA / vdpbf16ps chains in
 // registers, no memory), the compute bound of prefill and batched decode:
 //   OMP_NUM_THREADS=2 build/bench/infer_kernels_bench --benchmark_filter=Peak
@@ -13,6 +18,7 @@
 
 #include "core/dtype.h"
 #include "infer/kernels.h"
+#include "infer/read_sum.h"
 
 namespace {
 
@@ -82,6 +88,89 @@ void PeakBf16Dot(benchmark::State& st) {
   peak(st, 4.0 * 16, dpbf16);
 }
 
+// Qwen2.5-0.5B's layer weights in bf16 (values do not matter for speed: a cheap pattern).
+struct DecodeLayers {
+  static constexpr int64_t L = 24, H = 896, KVD = 128, I = 4864;
+  std::vector<std::vector<uint16_t>> q, k, v, o, gate, up, down;
+  DecodeLayers() {
+    uint32_t s = 12345;
+    auto make = [&](int64_t rows, int64_t cols) {
+      std::vector<uint16_t> w(size_t(rows * cols));
+      for (auto& x : w) {
+        s ^= s << 13, s ^= s >> 17, s ^= s << 5;
+        x = uint16_t(0x3c00 + (s & 0x3ff)) | uint16_t((s >> 16) & 0x8000);  // +-[0.0078, 0.0156)
+      }
+      return w;
+    };
+    for (int64_t l = 0; l < L; ++l) {
+      q.push_back(make(H, H)), k.push_back(make(KVD, H)), v.push_back(make(KVD, H)), o.push_back(make(H, H));
+      gate.push_back(make(I, H)), up.push_back(make(I, H)), down.push_back(make(H, I));
+    }
+  }
+  static const DecodeLayers& get() {
+    static const DecodeLayers d;
+    return d;
+  }
+  static rvec::model::Matrix m(const std::vector<uint16_t>& w, int64_t rows, int64_t cols) {
+    return {rvec::DType::BF16, w.data(), rows, cols};
+  }
+};
+
+// shape: 0 all products in the engine's order, 1 q/k/v + o only, 2 gate/up only, 3 down only.
+void Decode(benchmark::State& st) {
+  const auto& d = DecodeLayers::get();
+  const int64_t H = d.H, KVD = d.KVD, I = d.I, shape = st.range(0);
+  std::vector<float> x(size_t(I), 0.01f), q(H), k(KVD), v(KVD), y(H), g(I), u(I);
+  double bytes = 0;
+  for (auto _ : st) {
+    bytes = 0;
+    for (int64_t l = 0; l < d.L; ++l) {
+      if (shape <= 1) {
+        const auto Wq = d.m(d.q[l], H, H), Wk = d.m(d.k[l], KVD, H), Wv = d.m(d.v[l], KVD, H), Wo = d.m(d.o[l], H, H);
+        const rvec::infer::MatmulOut qkv[] = {{&Wq, nullptr, q.data(), H}, {&Wk, nullptr, k.data(), KVD},
+                                              {&Wv, nullptr, v.data(), KVD}};
+        rvec::infer::matmul_multi(x.data(), 1, H, qkv);
+        rvec::infer::matmul(q.data(), 1, H, Wo, nullptr, y.data(), H);
+        bytes += double(2 * H * H + 2 * KVD * H) * 2;
+      }
+      if (shape == 0 || shape == 2) {
+        const auto Wg = d.m(d.gate[l], I, H), Wu = d.m(d.up[l], I, H);
+        const rvec::infer::MatmulOut gu[] = {{&Wg, nullptr, g.data(), I}, {&Wu, nullptr, u.data(), I}};
+        rvec::infer::matmul_multi(x.data(), 1, H, gu);
+        bytes += double(2 * I * H) * 2;
+      }
+      if (shape == 0 || shape == 3) {
+        rvec::infer::matmul(x.data(), 1, I, d.m(d.down[l], H, I), nullptr, y.data(), H);
+        bytes += double(H * I) * 2;
+      }
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.counters["GBps"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+}
+
+// The read loop of `rvec bench` (8 independent 64-bit sums per thread) over the same weights.
+void ReadSum(benchmark::State& st) {
+  const auto& d = DecodeLayers::get();
+  std::vector<const std::vector<uint16_t>*> bufs;
+  for (int64_t l = 0; l < d.L; ++l)
+    for (auto* b : {&d.q[l], &d.k[l], &d.v[l], &d.o[l], &d.gate[l], &d.up[l], &d.down[l]}) bufs.push_back(b);
+  double bytes = 0;
+  uint64_t sink = 0;
+  for (auto _ : st) {
+    bytes = 0;
+    for (auto* b : bufs) {
+      const auto* a = reinterpret_cast<const uint64_t*>(b->data());
+      const size_t n = b->size() * 2 / 8;
+      bytes += double(n * 8);
+#pragma omp parallel reduction(+ : sink)
+      sink += rvec::infer::read_sum_share(a, n);
+    }
+  }
+  benchmark::DoNotOptimize(sink);
+  st.counters["GBps"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+}
+
 void MatmulF32(benchmark::State& st) { run(st, rvec::infer::MatmulPrecision::F32); }
 void MatmulBf16Dot(benchmark::State& st) { run(st, rvec::infer::MatmulPrecision::BF16Dot); }
 
@@ -89,6 +178,8 @@ void MatmulBf16Dot(benchmark::State& st) { run(st, rvec::infer::MatmulPrecision:
 
 BENCHMARK(MatmulF32)->Arg(1)->Arg(16)->Arg(64)->Arg(128)->Arg(256)->UseRealTime();
 BENCHMARK(MatmulBf16Dot)->Arg(1)->Arg(16)->Arg(64)->Arg(128)->Arg(256)->UseRealTime();
+BENCHMARK(ReadSum)->UseRealTime()->MinTime(1.0);
+BENCHMARK(Decode)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->UseRealTime()->MinTime(1.0);
 BENCHMARK(PeakF32Fma)->UseRealTime();
 BENCHMARK(PeakBf16Dot)->UseRealTime();
 BENCHMARK_MAIN();

@@ -17,6 +17,7 @@
 #include "model/config.h"
 #include "core/cpu.h"
 #include "infer/attention.h"
+#include "infer/read_sum.h"
 
 namespace {
 
@@ -49,16 +50,7 @@ double read_bandwidth() {
   for (int r = 0; r < 3; ++r) {
     auto t0 = std::chrono::steady_clock::now();
 #pragma omp parallel reduction(+ : sink)
-    {
-      const size_t nt = size_t(omp_get_num_threads()), t = size_t(omp_get_thread_num());
-      const size_t per = n / nt / 8 * 8, beg = t * per, end = t + 1 == nt ? n : beg + per;
-      uint64_t s[8] = {};
-      size_t i = beg;
-      for (; i + 8 <= end; i += 8)
-        for (int k = 0; k < 8; ++k) s[k] += a[i + k];
-      for (; i < end; ++i) s[0] += a[i];
-      for (int k = 0; k < 8; ++k) sink += s[k];
-    }
+    sink += rvec::infer::read_sum_share(a.data(), n);
     best = std::max(best, double(n * sizeof(uint64_t)) / rvec::cli::seconds_since(t0));
   }
   if (sink != n * 3) rvec::fail("bench: read-bandwidth checksum {} != {}", sink, n * 3);  // keeps the loads
