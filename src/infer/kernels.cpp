@@ -376,9 +376,9 @@ inline std::pair<int64_t, int64_t> thread_share(int64_t count) {
 
 // Decode-shaped products (fewer rows than the gemm's) stream every weight once and are
 // bound by memory: each thread streams one contiguous share of their rows (RowShares), in
-// chunks of about kChunkBytes of weights, and takes chunks of the others' shares when done.
-// Measured on Zen 5 (2 threads, bench/infer_kernels_bench Decode/0: a 0.5B model's 715 MB of
-// layer weights): 41.2-41.4 GB/s (read-sum loop 44.7-46.5 in the same runs) against
+// chunks of about kChunkBytes of weights, and takes 16-row units of the others' shares when
+// done. Measured on Zen 5 (2 threads, bench/infer_kernels_bench Decode/0: a 0.5B model's 715 MB
+// of layer weights): 41.2-43.3 GB/s (read-sum loop 44.7-52.1 in the same runs) against
 // 35.8-37.6 (45.5-46.2) with 256 KB chunks from one shared counter, where each thread's
 // stream jumped every chunk.
 constexpr int64_t kChunkBytes = int64_t(128) << 10;

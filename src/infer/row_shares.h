@@ -1,9 +1,9 @@
 // The output rows of decode-shaped products (several matrices in a row, e.g. q, k, v),
 // split over a thread team: thread t owns one contiguous share of the rows, which it takes
 // from the front in chunks, so it streams its weights as one run and the hardware
-// prefetchers ramp up once per product; a thread done with its share takes chunks from the
-// back of another thread's share, so a descheduled vCPU (a shared machine) does not hold the
-// step. Which thread computes a row changes no results.
+// prefetchers ramp up once per product; a thread done with its share takes single units from
+// the back of another thread's share, so a descheduled vCPU (a shared machine) does not hold
+// the step. Which thread computes a row changes no results.
 #pragma once
 #include <omp.h>
 
@@ -17,7 +17,7 @@ namespace rvec::infer {
 class RowShares {
  public:
   // rows[i]: the output rows of matrix i; unit: rows per indivisible piece (a tile's rows);
-  // chunk_units: units an owner or a thief takes at once; threads: the team's size.
+  // chunk_units: units an owner takes from its front at once; threads: the team's size.
   RowShares(std::vector<int64_t> rows, int64_t unit, int64_t chunk_units, int threads)
       : rows_(std::move(rows)), unit_(unit), chunk_(std::max<int64_t>(1, chunk_units)), shares_(size_t(threads)) {
     first_unit_.push_back(0);
