@@ -17,4 +17,15 @@ uint64_t read_sum_share(const uint64_t* a, size_t n) {
   return sum;
 }
 
+uint64_t read_sum_matrices(std::span<const model::Matrix* const> ms) {
+  uint64_t sum = 0;
+#pragma omp parallel reduction(+ : sum)
+  for (const model::Matrix* m : ms) {
+    const auto b = reinterpret_cast<uintptr_t>(m->data), e = b + m->bytes();
+    const uintptr_t ab = (b + 7) / 8 * 8, ae = e / 8 * 8;
+    if (ab < ae) sum += read_sum_share(reinterpret_cast<const uint64_t*>(ab), (ae - ab) / 8);
+  }
+  return sum;
+}
+
 }  // namespace rvec::infer

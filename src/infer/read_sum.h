@@ -5,10 +5,18 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <span>
+
+#include "model/weights.h"
 
 namespace rvec::infer {
 
 // Call inside `#pragma omp parallel`; returns this thread's partial sum (add them up).
 uint64_t read_sum_share(const uint64_t* a, size_t n);
+
+// The same over matrices in place (their 8-byte-aligned interiors), each thread its share of
+// each matrix, all in one parallel region on all threads: one pass reads what a decode step
+// reads from the same pages. Returns the sum (for a checksum that keeps the loads).
+uint64_t read_sum_matrices(std::span<const model::Matrix* const> ms);
 
 }  // namespace rvec::infer

@@ -75,11 +75,17 @@ Weights Weights::bind(const io::ModelDir& dir, const ModelConfig& c) {
   return w;
 }
 
-uint64_t Weights::matmul_bytes_per_token() const {
-  uint64_t b = lm_head.w.bytes();
+std::vector<const Matrix*> Weights::decode_matrices() const {
+  std::vector<const Matrix*> m;
   for (const auto& l : layers)
-    b += l.q.w.bytes() + l.k.w.bytes() + l.v.w.bytes() + l.o.w.bytes() + l.gate.w.bytes() + l.up.w.bytes() +
-         l.down.w.bytes();
+    for (const Linear* lin : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) m.push_back(&lin->w);
+  m.push_back(&lm_head.w);
+  return m;
+}
+
+uint64_t Weights::matmul_bytes_per_token() const {
+  uint64_t b = 0;
+  for (const Matrix* m : decode_matrices()) b += m->bytes();
   return b;
 }
 

@@ -40,7 +40,10 @@ struct Weights {
   Linear lm_head;  // tied: same matrix as embed
   // Binds and shape-checks every tensor; throws rvec::Error naming the directory and tensor.
   static Weights bind(const io::ModelDir& dir, const ModelConfig& cfg);
-  uint64_t matmul_bytes_per_token() const;  // bytes of all matrices read per decoded token
+  // The matrices one decode step reads, in the order it reads them (each layer's q, k, v, o,
+  // gate, up, down, then the lm_head), and their bytes.
+  std::vector<const Matrix*> decode_matrices() const;
+  uint64_t matmul_bytes_per_token() const;
 };
 
 }  // namespace rvec::model

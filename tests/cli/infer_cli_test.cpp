@@ -146,4 +146,16 @@ TEST(InferCli, ScoreMatchesLogitsAndBenchPrintsJson) {
   EXPECT_GT(bj["prefill_tokens_per_s"].get<double>(), 0);
   EXPECT_GT(bj["decode_tokens_per_s"].get<double>(), 0);
   EXPECT_EQ(bj["batch"], 2);
+  EXPECT_EQ(bj["decode_paired_bound_tokens_per_s"].get<double>(), 0.0);  // not asked for
+
+  // --paired-bound: a read of the weights after every step; the step reads every matrix once
+  // (the fixture's config.json: 3 layers, hidden 256 = 4 heads x 64 = 4 KV heads x 64,
+  // intermediate 256, vocab 512 untied, f32: 3 layers x 7 matrices x 256 x 256 x 4 + 512 x 256 x 4).
+  auto p = run(kBin + " bench " + q(model) + " --prompt-tokens 4 --gen-tokens 3 --paired-bound --no-bandwidth --json 2>/dev/null");
+  ASSERT_EQ(p.rc, 0);
+  auto pj = nlohmann::json::parse(p.out);
+  EXPECT_GT(pj["decode_paired_bound_tokens_per_s"].get<double>(), 0);
+  EXPECT_NEAR(pj["decode_fraction_of_paired_bound"].get<double>(),
+              pj["decode_tokens_per_s"].get<double>() / pj["decode_paired_bound_tokens_per_s"].get<double>(), 1e-9);
+  EXPECT_EQ(pj["weight_bytes_per_decode_step"].get<uint64_t>(), uint64_t(3 * 7 * 256 * 256 * 4 + 512 * 256 * 4));
 }
