@@ -13,6 +13,7 @@
 #include <immintrin.h>
 #include <omp.h>
 
+#include <chrono>
 #include <random>
 #include <vector>
 
@@ -171,6 +172,51 @@ void ReadSum(benchmark::State& st) {
   st.counters["GBps"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 
+// The down projections (896 x 4864) of DecodeLayers as batch-1 products, row-major (width 0) or
+// as column blocks of `width` (model/column_blocks.h), each iteration followed by a read-sum of
+// the same bytes: of_read_sum is the products' rate over the read-sum's in the same seconds.
+//   OMP_NUM_THREADS=2 build/bench/infer_kernels_bench --benchmark_filter=DecodeDown
+void DecodeDown(benchmark::State& st) {
+  const auto& d = DecodeLayers::get();
+  const int64_t H = d.H, I = d.I, width = st.range(0);
+  std::vector<std::vector<uint16_t>> blocked;
+  std::vector<rvec::model::Matrix> ms;
+  for (int64_t l = 0; l < d.L; ++l) {
+    if (width == 0) {
+      ms.push_back(d.m(d.down[l], H, I));
+      continue;
+    }
+    auto& b = blocked.emplace_back(d.down[l].size());
+    size_t off = 0;
+    for (int64_t c0 = 0; c0 < I; c0 += width) {
+      const int64_t wb = std::min(width, I - c0);
+      for (int64_t r = 0; r < H; ++r, off += size_t(wb))
+        std::copy_n(d.down[l].data() + r * I + c0, wb, b.data() + off);
+    }
+    ms.push_back({rvec::DType::BF16, b.data(), H, I, width});
+  }
+  std::vector<const rvec::model::Matrix*> ptrs;
+  for (const auto& m : ms) ptrs.push_back(&m);
+  std::vector<float> x(static_cast<size_t>(I), 0.01f), y(static_cast<size_t>(H));
+  double prod_s = 0, read_s = 0;
+  uint64_t sink = 0;
+  for (auto _ : st) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (const auto& m : ms) rvec::infer::matmul(x.data(), 1, I, m, nullptr, y.data(), H);
+    auto t1 = std::chrono::steady_clock::now();
+    sink += rvec::infer::read_sum_matrices(ptrs);
+    auto t2 = std::chrono::steady_clock::now();
+    prod_s += std::chrono::duration<double>(t1 - t0).count();
+    read_s += std::chrono::duration<double>(t2 - t1).count();
+    benchmark::DoNotOptimize(y.data());
+  }
+  benchmark::DoNotOptimize(sink);
+  const double bytes = double(d.L * H * I * 2) * double(st.iterations());
+  st.counters["GBps"] = bytes / prod_s / 1e9;
+  st.counters["read_sum_GBps"] = bytes / read_s / 1e9;
+  st.counters["of_read_sum"] = read_s / prod_s;
+}
+
 void MatmulF32(benchmark::State& st) { run(st, rvec::infer::MatmulPrecision::F32); }
 void MatmulBf16Dot(benchmark::State& st) { run(st, rvec::infer::MatmulPrecision::BF16Dot); }
 
@@ -180,6 +226,7 @@ BENCHMARK(MatmulF32)->Arg(1)->Arg(16)->Arg(64)->Arg(128)->Arg(256)->UseRealTime(
 BENCHMARK(MatmulBf16Dot)->Arg(1)->Arg(16)->Arg(64)->Arg(128)->Arg(256)->UseRealTime();
 BENCHMARK(ReadSum)->UseRealTime()->MinTime(1.0);
 BENCHMARK(Decode)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->UseRealTime()->MinTime(1.0);
+BENCHMARK(DecodeDown)->Arg(0)->Arg(1024)->Arg(2048)->UseRealTime()->MinTime(2.0);
 BENCHMARK(PeakF32Fma)->UseRealTime();
 BENCHMARK(PeakBf16Dot)->UseRealTime();
 BENCHMARK_MAIN();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
@@ -29,6 +30,30 @@ io::Backing initial_weight_backing() {
   return e && std::string_view(e) == "hugepages" ? io::Backing::HugePages : io::Backing::PageCache;
 }
 std::atomic<io::Backing> g_weight_backing{initial_weight_backing()};
+
+// Which matrices decode reads as column blocks (model/column_blocks.h): rows longer than
+// min_cols, in blocks of `width`. RVEC_COLUMN_BLOCKS=off keeps every matrix in place (row-major,
+// as mapped), =WIDTH[,MIN_COLS] sets both (for measurements).
+struct ColumnBlockPolicy {
+  int64_t width = 2048, min_cols = 4096;
+};
+ColumnBlockPolicy column_block_policy() {
+  ColumnBlockPolicy p;
+  const char* e = std::getenv("RVEC_COLUMN_BLOCKS");
+  if (!e) return p;
+  const std::string_view v(e);
+  if (v == "off") return {0, 0};
+  int64_t w = 0, mc = 0;
+  const char *b = v.data(), *end = b + v.size();
+  auto r = std::from_chars(b, end, w);
+  const bool has_min = r.ec == std::errc() && r.ptr != end && *r.ptr == ',';
+  if (has_min) r = std::from_chars(r.ptr + 1, end, mc);
+  if (r.ec != std::errc() || r.ptr != end || w < 16 || w > (1 << 20) || mc < 0)
+    fail("RVEC_COLUMN_BLOCKS must be 'off', WIDTH or WIDTH,MIN_COLS (WIDTH in [16, 1048576]), not '{}'", v);
+  p.width = w;
+  p.min_cols = has_min ? mc : w;
+  return p;
+}
 
 // Bytes of the model's safetensors files (a hub name is resolved first).
 uint64_t safetensors_bytes(const fs::path& dir) {
@@ -63,6 +88,8 @@ std::unique_ptr<Model> load_model(const fs::path& name, io::Backing weights) {
   const fs::path dir = m->dir_->path();  // a hub name resolved to its snapshot
   m->cfg_ = model::ModelConfig::from_json(m->dir_->config(), (dir / "config.json").string());
   m->w_ = model::Weights::bind(*m->dir_, m->cfg_);
+  if (const auto cb = column_block_policy(); cb.width > 0)
+    m->column_blocks_ = model::block_long_rows(m->w_, cb.min_cols, cb.width);
   if (fs::exists(dir / "tokenizer.json")) m->tok_ = text::Tokenizer::from_model_dir(dir);
   m->eos_ = m->cfg_.eos_token_ids;
   fs::path gc = dir / "generation_config.json";

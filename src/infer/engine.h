@@ -24,6 +24,7 @@
 
 #include "io/model_dir.h"
 #include "model/config.h"
+#include "model/column_blocks.h"
 #include "model/weights.h"
 #include "text/tokenizer.h"
 
@@ -94,6 +95,7 @@ class Model {
   std::unique_ptr<io::ModelDir> dir_;
   model::ModelConfig cfg_;
   model::Weights w_;
+  std::vector<model::OwnedBytes> column_blocks_;  // matrices w_ points at (model/column_blocks.h)
   std::optional<text::Tokenizer> tok_;
   std::vector<int32_t> eos_;
 };

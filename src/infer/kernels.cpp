@@ -531,12 +531,11 @@ RVEC_T2 void axpy_avx2(float s, const float* x, float* y, int64_t n) {
 void set_matmul_precision(MatmulPrecision p) { g_precision.store(int(p)); }
 MatmulPrecision matmul_precision() { return MatmulPrecision(g_precision.load()); }
 
-void matmul_multi(const float* x, int64_t n, int64_t ldx, std::span<const MatmulOut> outs) {
-  if (n <= 0 || outs.empty()) return;
+namespace {
+
+// matmul_multi on row-major matrices.
+void matmul_rows(const float* x, int64_t n, int64_t ldx, std::span<const MatmulOut> outs) {
   const model::Matrix& W0 = *outs[0].W;
-  for (const auto& o : outs)
-    if (o.W->cols != W0.cols || o.W->dtype != W0.dtype)
-      fail("matmul_multi: weights differ in shape or dtype ({} vs {} columns)", o.W->cols, W0.cols);
   const Plan p{x, n, ldx, W0.cols, outs};
   // BF16Dot needs an even K only for the gemm shape's pairs of k.
   // Decode-shaped products (up to kGemvMaxRows rows) are bound by memory: the exact gemv
@@ -554,6 +553,117 @@ void matmul_multi(const float* x, int64_t n, int64_t ldx, std::span<const Matmul
     case DType::BF16: run_f32<1>(isa, p); break;
     case DType::F16: run_f32<2>(isa, p); break;
     default: fail("matmul: unsupported weight dtype {}", dtype_name(W0.dtype));
+  }
+}
+
+// Decode-shaped products (up to kGemvMaxRows rows) over column blocks in one parallel region:
+// the blocks of all outputs, in memory order, are the matrices of one RowShares, so each thread
+// streams one contiguous share of all the bytes. Block 0 writes y (with the bias), block b > 0
+// its partial sums to part; they are added in block order afterwards, whichever thread made them.
+template <int D>
+void gemv_column_blocks(CpuIsa isa, const float* x, int64_t n, int64_t ldx, std::span<const MatmulOut> outs) {
+  const int64_t nb = outs[0].W->blocks(), kb = outs[0].W->kblock;
+  struct Piece {
+    model::Matrix W;
+    const float* x;
+    const float* bias;
+    float* y;
+    int64_t ldy;
+  };
+  thread_local std::vector<float> part;
+  size_t part_size = 0;
+  for (const auto& o : outs) part_size += size_t((nb - 1) * n * o.W->rows);
+  part.resize(part_size);
+  std::vector<Piece> pieces;
+  std::vector<int64_t> rows;
+  int64_t macs = 0;
+  size_t off = 0;
+  for (const auto& o : outs)
+    for (int64_t b = 0; b < nb; ++b) {
+      const model::Matrix W = o.W->block(b);
+      if (b == 0) {
+        pieces.push_back({W, x, o.bias, o.y, o.ldy});
+      } else {
+        pieces.push_back({W, x + b * kb, nullptr, part.data() + off, W.rows});
+        off += size_t(n * W.rows);
+      }
+      rows.push_back(W.rows);
+      macs += n * W.rows * W.cols;
+    }
+  const int threads = macs < kMinParallelMacs ? 1 : omp_get_max_threads();
+  RowShares shares(rows, 16, kChunkBytes / std::max<int64_t>(1, 16 * kb * wsize<D>()), threads);
+  const bool v512 = isa == CpuIsa::AVX512;
+#pragma omp parallel num_threads(threads)
+  shares.run([&](size_t i, int64_t o0, int64_t o1) {
+    const Piece& p = pieces[i];
+    const auto* w = static_cast<const uint8_t*>(p.W.data);
+    if (v512) avx512::gemv<D>(p.x, n, ldx, w, p.W.cols, o0, o1, p.bias, p.y, p.ldy);
+    else avx2::gemv<D>(p.x, n, ldx, w, p.W.cols, o0, o1, p.bias, p.y, p.ldy);
+  });
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    if (i % size_t(nb) == 0) continue;  // block 0 wrote y
+    const Piece& p = pieces[i];
+    const MatmulOut& o = outs[i / size_t(nb)];
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t j = 0; j < p.W.rows; ++j) o.y[r * o.ldy + j] += p.y[r * p.ldy + j];
+  }
+}
+
+}  // namespace
+
+void matmul_multi(const float* x, int64_t n, int64_t ldx, std::span<const MatmulOut> outs) {
+  if (n <= 0 || outs.empty()) return;
+  const model::Matrix& W0 = *outs[0].W;
+  for (const auto& o : outs)
+    if (o.W->cols != W0.cols || o.W->dtype != W0.dtype || o.W->kblock != W0.kblock)
+      fail("matmul_multi: weights differ in shape, dtype or layout ({} vs {} columns)", o.W->cols, W0.cols);
+  if (W0.blocks() == 1) {
+    if (W0.kblock == 0) return matmul_rows(x, n, ldx, outs);
+    std::vector<model::Matrix> whole;
+    std::vector<MatmulOut> o1;
+    for (const auto& o : outs) whole.push_back(o.W->block(0));
+    for (size_t i = 0; i < outs.size(); ++i) o1.push_back({&whole[i], outs[i].bias, outs[i].y, outs[i].ldy});
+    return matmul_rows(x, n, ldx, o1);
+  }
+  const CpuIsa isa = cpu_isa();
+  if (n <= kGemvMaxRows && isa != CpuIsa::Scalar) {
+    switch (W0.dtype) {
+      case DType::F32: return gemv_column_blocks<0>(isa, x, n, ldx, outs);
+      case DType::BF16: return gemv_column_blocks<1>(isa, x, n, ldx, outs);
+      case DType::F16: return gemv_column_blocks<2>(isa, x, n, ldx, outs);
+      default: break;  // matmul_rows names the dtype it does not support
+    }
+  }
+  // Other shapes, column blocks one product at a time (model/column_blocks.h): block 0 writes
+  // y (with the bias), each further block is computed into `part` and added, so every
+  // row-major kernel shape serves them unchanged.
+  const size_t m = outs.size();
+  std::vector<model::Matrix> blk(m);
+  std::vector<MatmulOut> sub(m);
+  std::vector<size_t> off(m);
+  size_t part_size = 0;
+  for (size_t i = 0; i < m; ++i) {
+    off[i] = part_size;
+    part_size += size_t(n * outs[i].W->rows);
+  }
+  thread_local std::vector<float> part;
+  part.resize(part_size);
+  for (int64_t b = 0; b < W0.blocks(); ++b) {
+    for (size_t i = 0; i < m; ++i) {
+      blk[i] = outs[i].W->block(b);
+      sub[i] = b == 0 ? MatmulOut{&blk[i], outs[i].bias, outs[i].y, outs[i].ldy}
+                      : MatmulOut{&blk[i], nullptr, part.data() + off[i], outs[i].W->rows};
+    }
+    matmul_rows(x + b * W0.kblock, n, ldx, sub);
+    if (b == 0) continue;
+    for (size_t i = 0; i < m; ++i) {
+      const int64_t rows = outs[i].W->rows;
+      for (int64_t r = 0; r < n; ++r) {
+        float* y = outs[i].y + r * outs[i].ldy;
+        const float* q = part.data() + off[i] + size_t(r * rows);
+        for (int64_t o = 0; o < rows; ++o) y[o] += q[o];
+      }
+    }
   }
 }
 

@@ -3,6 +3,7 @@
 // (BF16, F16 or F32) - no conversion copy of the model; only the small vectors
 // (norm weights, biases) are converted to f32 copies.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -12,12 +13,24 @@
 
 namespace rvec::model {
 
-// A [rows, cols] row-major matrix (HF Linear weight: [out_features, in_features]).
+// A [rows, cols] matrix (HF Linear weight: [out_features, in_features]), row-major, or with
+// kblock > 0 stored as column blocks: columns [b * kblock, (b + 1) * kblock) of all rows form
+// block b, a row-major [rows, width] matrix, and the blocks follow each other (the last may
+// be narrower). model/column_blocks.h explains why decode wants that for long rows.
 struct Matrix {
   DType dtype = DType::F32;
   const void* data = nullptr;
   int64_t rows = 0, cols = 0;
+  int64_t kblock = 0;  // 0: row-major
   size_t bytes() const { return size_t(rows) * size_t(cols) * dtype_size(dtype); }
+  int64_t blocks() const { return kblock > 0 ? (cols + kblock - 1) / kblock : 1; }
+  // Block b as a row-major matrix (the matrix itself when row-major).
+  Matrix block(int64_t b) const {
+    if (kblock <= 0) return *this;
+    const int64_t c0 = b * kblock;
+    return {dtype, static_cast<const uint8_t*>(data) + size_t(rows) * size_t(c0) * dtype_size(dtype), rows,
+            std::min(kblock, cols - c0), 0};
+  }
 };
 
 struct Linear {

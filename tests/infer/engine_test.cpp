@@ -123,6 +123,45 @@ TEST(EngineFixtures, HugePageWeightsGiveTheSameLogits) {
   for (const auto& seq : sequences(fx)) EXPECT_EQ(a.logits(seq), b.logits(seq));
 }
 
+// Every matrix stored as column blocks (RVEC_COLUMN_BLOCKS=WIDTH,MIN_COLS; model/column_blocks.h)
+// still gives the reference logits, through the prefill shapes and token-by-token decode (the
+// single-region gemv over blocks), on each kernel path.
+TEST(EngineFixtures, ColumnBlockedWeightsMatchReferenceOnEveryIsa) {
+  IsaGuard guard;
+  struct EnvGuard {
+    ~EnvGuard() { ::unsetenv("RVEC_COLUMN_BLOCKS"); }
+  } env;
+  ::setenv("RVEC_COLUMN_BLOCKS", "32,0", 1);
+  for (const char* fx : kFixtures) {
+    auto model = load_model(kFix / fx / "model");
+    const auto& l0 = model->weights().layers[0];
+    ASSERT_EQ(l0.down.w.kblock, 32) << fx;
+    ASSERT_GT(l0.down.w.blocks(), 1) << fx;
+    Engine eng(*model);
+    const int64_t V = model->config().vocab_size;
+    auto seqs = sequences(fx);
+    for (CpuIsa isa : {CpuIsa::AVX512, CpuIsa::AVX2, CpuIsa::Scalar}) {
+      set_cpu_isa_for_testing(isa);
+      for (size_t s = 0; s < seqs.size(); ++s) {
+        auto ref = read_npy(kFix / fx / ("logits_ref_s" + std::to_string(s) + ".npy"));
+        EXPECT_LE(rel_err(eng.logits(seqs[s]), ref.data), 1e-4) << fx << " s" << s << " " << cpu_isa_name(isa);
+        KVCache kv;
+        std::vector<float> got;
+        for (int32_t t : seqs[s]) {
+          auto l = eng.step({&kv}, {{t}})[0];
+          ASSERT_EQ(int64_t(l.size()), V);
+          got.insert(got.end(), l.begin(), l.end());
+        }
+        EXPECT_LE(rel_err(got, ref.data), 1e-4) << fx << " s" << s << " decode " << cpu_isa_name(isa);
+      }
+    }
+  }
+  ::setenv("RVEC_COLUMN_BLOCKS", "off", 1);
+  EXPECT_EQ(load_model(kFix / kFixtures[0] / "model")->weights().layers[0].down.w.kblock, 0);
+  ::setenv("RVEC_COLUMN_BLOCKS", "32x", 1);
+  EXPECT_THROW(load_model(kFix / kFixtures[0] / "model"), rvec::Error);
+}
+
 TEST(EngineFixtures, HiddenStatesMatchReferencePerLayer) {
   for (const char* fx : kFixtures) {
     auto model = load_model(kFix / fx / "model");

@@ -1,12 +1,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include <omp.h>
 
 #include "core/cpu.h"
 #include "core/dtype.h"
+#include "core/error.h"
 #include "infer/kernels.h"
 #include "isa_guard.h"
 
@@ -64,6 +66,67 @@ TEST(Kernels, MatmulAllIsasDtypesAndShapes) {
                                {31, 40, 25}, {33, 67, 29}, {63, 1100, 29}, {130, 67, 29}})
         check_matmul(dt, n, K, out, (n + K) % 2 == 1);
   }
+}
+
+// Column blocks (Matrix::kblock, model/column_blocks.h), laid out here by hand from the
+// header's definition: every loop shape over blocked weights matches the reference, alone
+// and in matmul_multi (the bias on block 0 only, the other blocks added in).
+TEST(Kernels, ColumnBlockedWeightsGiveTheReferenceProducts) {
+  IsaGuard guard;
+  for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
+    set_cpu_isa_for_testing(isa);
+    for (DType dt : {DType::F32, DType::BF16})
+      // gemv (1, 3), dot tiles (7, 40), gemm (100); widths that divide K and that leave a
+      // narrow last block (2100 = 4 x 512 + 52).
+      for (auto [n, K, width] : {std::tuple{1, 2100, 512}, {3, 1100, 256}, {7, 2100, 1024}, {40, 1100, 512},
+                                 {100, 2100, 1024}, {1, 96, 32}}) {
+        const int64_t outs[2] = {33, 70};
+        std::mt19937 g(unsigned(n + K + width));
+        std::normal_distribution<float> nd;
+        std::vector<float> x(size_t(n * K)), bias(static_cast<size_t>(outs[0]));
+        for (auto& v : x) v = nd(g);
+        for (auto& v : bias) v = nd(g);
+        std::vector<std::vector<float>> wf(2);
+        std::vector<std::vector<uint8_t>> blocked(2);
+        std::vector<model::Matrix> W(2);
+        std::vector<std::vector<float>> y(2);
+        std::vector<MatmulOut> mo;
+        for (int i = 0; i < 2; ++i) {
+          const int64_t out = outs[i], es = int64_t(dtype_size(dt));
+          wf[i].resize(size_t(out * K));
+          for (auto& v : wf[i]) v = nd(g);
+          std::vector<uint8_t> raw(size_t(out * K * es));
+          from_f32(dt, wf[i].data(), raw.data(), wf[i].size());
+          to_f32(dt, raw.data(), wf[i].data(), wf[i].size());
+          blocked[i].resize(raw.size());
+          int64_t off = 0;  // block b: [out, wb] row-major, right after block b - 1
+          for (int64_t c0 = 0; c0 < K; c0 += width) {
+            const int64_t wb = std::min<int64_t>(width, K - c0);
+            for (int64_t r = 0; r < out; ++r)
+              std::memcpy(&blocked[i][size_t((off + r * wb) * es)], &raw[size_t((r * K + c0) * es)], size_t(wb * es));
+            off += out * wb;
+          }
+          W[i] = model::Matrix{dt, blocked[i].data(), out, K, width};
+          y[i].assign(size_t(n * out), -1.f);
+        }
+        for (int i = 0; i < 2; ++i) mo.push_back({&W[i], i == 0 ? bias.data() : nullptr, y[i].data(), outs[i]});
+        matmul_multi(x.data(), n, K, mo);
+        for (int i = 0; i < 2; ++i) {
+          const auto ref = ref_matmul(x, n, K, wf[i], outs[i], i == 0 ? bias : std::vector<float>{});
+          for (int64_t j = 0; j < n * outs[i]; ++j)
+            ASSERT_NEAR(y[i][size_t(j)], ref[size_t(j)], 1e-4 * std::sqrt(double(K)) + 1e-5)
+                << dtype_name(dt) << " n=" << n << " K=" << K << " width=" << width << " out " << i << " j=" << j
+                << " isa=" << cpu_isa_name(cpu_isa());
+        }
+      }
+  }
+}
+
+TEST(Kernels, MatmulMultiRefusesMixedLayouts) {
+  std::vector<float> w(64 * 8, 0.f), x(64, 1.f), y(16);
+  const model::Matrix a{DType::F32, w.data(), 8, 64, 0}, b{DType::F32, w.data(), 8, 64, 32};
+  const MatmulOut o[] = {{&a, nullptr, y.data(), 8}, {&b, nullptr, y.data() + 8, 8}};
+  EXPECT_THROW(matmul_multi(x.data(), 1, 64, o), rvec::Error);
 }
 
 TEST(Kernels, MatmulBf16DotWithinBf16Error) {
