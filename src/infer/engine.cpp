@@ -35,7 +35,7 @@ std::atomic<io::Backing> g_weight_backing{initial_weight_backing()};
 // min_cols, in blocks of `width`. RVEC_COLUMN_BLOCKS=off keeps every matrix in place (row-major,
 // as mapped), =WIDTH[,MIN_COLS] sets both (for measurements).
 struct ColumnBlockPolicy {
-  int64_t width = 2048, min_cols = 4096;
+  int64_t width = 1024, min_cols = 4096;
 };
 ColumnBlockPolicy column_block_policy() {
   ColumnBlockPolicy p;
@@ -88,8 +88,18 @@ std::unique_ptr<Model> load_model(const fs::path& name, io::Backing weights) {
   const fs::path dir = m->dir_->path();  // a hub name resolved to its snapshot
   m->cfg_ = model::ModelConfig::from_json(m->dir_->config(), (dir / "config.json").string());
   m->w_ = model::Weights::bind(*m->dir_, m->cfg_);
-  if (const auto cb = column_block_policy(); cb.width > 0)
-    m->column_blocks_ = model::block_long_rows(m->w_, cb.min_cols, cb.width);
+  if (const auto cb = column_block_policy(); cb.width > 0) {
+    // The copies cost their size in memory (the mapped originals stay in the page cache,
+    // reclaimable): skip them, with a note, where they would crowd out the KV cache.
+    const uint64_t need = model::long_row_bytes(m->w_, cb.min_cols, cb.width);
+    const auto avail = available_memory_bytes();
+    if (need > 0 && avail && double(need) > 0.5 * double(*avail))
+      fmt::print(stderr, "note: {}: the column-block copies of its long-row matrices ({:.2f} GB) would take over half "
+                 "of the {:.2f} GB available: decode reads them row-major (somewhat slower)\n", dir.string(),
+                 double(need) / 1e9, double(*avail) / 1e9);
+    else
+      m->column_blocks_ = model::block_long_rows(m->w_, cb.min_cols, cb.width);
+  }
   if (fs::exists(dir / "tokenizer.json")) m->tok_ = text::Tokenizer::from_model_dir(dir);
   m->eos_ = m->cfg_.eos_token_ids;
   fs::path gc = dir / "generation_config.json";

@@ -26,5 +26,7 @@ using OwnedBytes = std::unique_ptr<uint8_t, FreeDeleter>;
 // the copies, which must outlive `w`. Values are unchanged; products over blocks sum in
 // another order (f32 rounding).
 std::vector<OwnedBytes> block_long_rows(Weights& w, int64_t min_cols, int64_t width);
+// The bytes block_long_rows(w, min_cols, width) would copy.
+uint64_t long_row_bytes(const Weights& w, int64_t min_cols, int64_t width);
 
 }  // namespace rvec::model

@@ -38,6 +38,7 @@ TEST(ColumnBlocks, LongRowsAreReLaidBlockByBlockAndTheEmbeddingStays) {
   w.lm_head.w = {DType::F32, head.data(), 7, 10};
 
   // Rows over 12 columns only: down alone, in blocks of 8, 8 and 6 columns.
+  EXPECT_EQ(rvec::model::long_row_bytes(w, 12, 8), 5u * 22 * 4);
   auto owned = rvec::model::block_long_rows(w, 12, 8);
   ASSERT_EQ(owned.size(), 1u);
   EXPECT_EQ(l.down.w.kblock, 8);
@@ -53,6 +54,7 @@ TEST(ColumnBlocks, LongRowsAreReLaidBlockByBlockAndTheEmbeddingStays) {
 
   // Every row longer than 4 columns: all but the embedding and a lm_head tied to it.
   w.lm_head.w = w.embed;
+  EXPECT_EQ(rvec::model::long_row_bytes(w, 4, 4), 6u * 6 * 10 * 4);
   owned = rvec::model::block_long_rows(w, 4, 4);
   EXPECT_EQ(owned.size(), 6u);  // q k v o gate up (down is blocked already)
   EXPECT_EQ(w.embed.kblock, 0);
