@@ -349,8 +349,9 @@ struct Plan {
     for (const auto& o : outs) rows += o.W->rows;
     // Tiny products (toy models, tests) are not worth waking threads: 2^17 multiply-adds take
     // about as long as a fork/join. The limit was 2^21, which left the q/k/v and o products of
-    // batch-1 decode on a 0.5B model (1.0M and 0.8M) on one thread: 0.5B decode 0.73-0.79 of the
-    // read bound measured between its steps vs 0.70-0.75 (Zen 5, same binary, alternating).
+    // batch-1 decode on a 0.5B model (1.0M and 0.8M) on one thread: 0.5B decode 0.87-0.91 of
+    // the read bound measured between its steps vs 0.79-0.87 (Zen 5, `rvec bench
+    // --paired-bound`, old and new binary alternating).
     return n * rows * K < kMinParallelMacs ? 1 : omp_get_max_threads();
   }
 };

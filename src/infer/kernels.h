@@ -21,7 +21,8 @@ void set_matmul_precision(MatmulPrecision p);
 MatmulPrecision matmul_precision();
 
 // y[r*ldy + o] = bias[o] + sum_k x[r*ldx + k] * W[o, k] for r < n, o < W.rows
-// (W is [out, in] row-major, as HF stores Linear weights; bias may be null).
+// (W is [out, in], as HF stores Linear weights: row-major, or in column blocks (W.kblock > 0,
+// model/column_blocks.h), whose partial sums are added in block order; bias may be null).
 // Parallel over output rows with OpenMP; the loop shape depends on n (decode: weights
 // streamed once; prefill: packed panels), see kernels.cpp and matmul_simd.inc.
 void matmul(const float* x, int64_t n, int64_t ldx, const model::Matrix& W, const float* bias, float* y,

@@ -1,7 +1,7 @@
 // Column blocks for matrices with long rows (Matrix::kblock). A batch-1 decode product streams
 // each weight row once against the whole activation row x, which must stay in L1 while the
 // weights stream through: at 19 KB of x (Qwen2.5-0.5B's down projection, K = 4864) the gemv
-// reads at 0.73-0.80 of the read-sum rate, with 4 KB blocks at 0.91-0.98 (Zen 5, 2 threads;
+// reads at 0.70-0.82 of the read-sum rate, in blocks of 1024 (4 KB) at 0.91-0.93 (Zen 5, 2 threads;
 // `infer_kernels_bench --benchmark_filter=DecodeDown`). Reading a row-major matrix block by
 // block would jump between rows (short strided streams, 0.3-0.45 of the rate); stored as
 // column blocks, each block is one contiguous stream with a short x.
