@@ -557,6 +557,12 @@ void matmul_rows(const float* x, int64_t n, int64_t ldx, std::span<const MatmulO
   }
 }
 
+// y[r * ldy + j] += p[r * ldp + j] for r < n, j < rows: a column block's partial sums.
+void add_partials(float* y, int64_t ldy, const float* p, int64_t ldp, int64_t n, int64_t rows) {
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t j = 0; j < rows; ++j) y[r * ldy + j] += p[r * ldp + j];
+}
+
 // Decode-shaped f32 products (below the gemm's rows: gemv or dot tiles) over column blocks in
 // one parallel region: the blocks of all outputs, in memory order, are the matrices of one
 // RowShares, so each thread streams one contiguous share of all the bytes. Block 0 writes y
@@ -607,10 +613,8 @@ void decode_column_blocks(CpuIsa isa, const float* x, int64_t n, int64_t ldx, st
   });
   for (size_t i = 0; i < pieces.size(); ++i) {
     if (i % size_t(nb) == 0) continue;  // block 0 wrote y
-    const Piece& p = pieces[i];
     const MatmulOut& o = outs[i / size_t(nb)];
-    for (int64_t r = 0; r < n; ++r)
-      for (int64_t j = 0; j < p.W.rows; ++j) o.y[r * o.ldy + j] += p.y[r * p.ldy + j];
+    add_partials(o.y, o.ldy, pieces[i].y, pieces[i].ldy, n, pieces[i].W.rows);
   }
 }
 
@@ -663,14 +667,8 @@ void matmul_multi(const float* x, int64_t n, int64_t ldx, std::span<const Matmul
     }
     matmul_rows(x + b * W0.kblock, n, ldx, sub);
     if (b == 0) continue;
-    for (size_t i = 0; i < m; ++i) {
-      const int64_t rows = outs[i].W->rows;
-      for (int64_t r = 0; r < n; ++r) {
-        float* y = outs[i].y + r * outs[i].ldy;
-        const float* q = part.data() + off[i] + size_t(r * rows);
-        for (int64_t o = 0; o < rows; ++o) y[o] += q[o];
-      }
-    }
+    for (size_t i = 0; i < m; ++i)
+      add_partials(outs[i].y, outs[i].ldy, part.data() + off[i], outs[i].W->rows, n, outs[i].W->rows);
   }
 }
 
