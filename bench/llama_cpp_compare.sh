@@ -7,7 +7,8 @@
 # rvec's exact f32 path and `--bf16-dot`. The engines alternate ROUNDS times (the order
 # flips every round) and each figure is the best of the rounds. Prints per model a Markdown
 # table with rvec / llama.cpp ratios under the date, the `lscpu` CPU model, family and
-# model, and the read bandwidth and batch-1 decode bound that `rvec bench` measured.
+# model, the read bandwidth and batch-1 decode bound that `rvec bench` measured, and rvec's
+# decode as a fraction of the weights read between its steps (`--paired-bound`).
 #
 # Usage: bench/llama_cpp_compare.sh [0.5B 1.5B]
 # LLAMA_CPP selects the llama.cpp that is measured:
@@ -115,8 +116,9 @@ rvec_round() {  # SIZE DIR MODE
   local m=$1 dir=$2 mode=$3 p b
   local run=("$BIN" bench "$dir" --threads "$THREADS" --reps 1 --json)
   [ -n "$mode" ] && run+=("$mode")
-  # The first run also measures the read bandwidth; the others skip it (--no-bandwidth).
-  "${run[@]}" --prompt-tokens "${PP%% *}" --gen-tokens "$TG" | sed 's/^{/{"test":"pptg",/' | tag "$m" rvec
+  # The first run also measures the read bandwidth, and reads the weights after every decode
+  # step (--paired-bound: the bound of the same seconds); the others skip both.
+  "${run[@]}" --paired-bound --prompt-tokens "${PP%% *}" --gen-tokens "$TG" | sed 's/^{/{"test":"pptg",/' | tag "$m" rvec
   for p in ${PP#* }; do
     [ "$p" = "${PP%% *}" ] && continue
     "${run[@]}" --no-bandwidth --prompt-tokens "$p" --gen-tokens 0 | sed 's/^{/{"test":"pp",/' | tag "$m" rvec
@@ -161,7 +163,7 @@ def engine(r):
     return "llama.cpp" if r["who"] == "llama.cpp" else "rvec " + r["matmul"]
 
 # best[size][engine][row] = best tok/s over the rounds; rows are (label, sort key).
-best, bw, bound = {}, {}, {}
+best, bw, bound, paired = {}, {}, {}, {}
 def keep(size, eng, row, v):
     if v > 0:
         d = best.setdefault(size, {}).setdefault(eng, {})
@@ -174,6 +176,8 @@ for r in recs:
         keep(s, e, (f"decode tg{r['gen_tokens']}, batch 1", 1, 1), r["decode_tokens_per_s"])
     if r["test"] == "batched":
         keep(s, e, (f"decode, batch {r['batch']}, aggregate", 2, r["batch"]), r["decode_tokens_per_s"])
+    if r.get("decode_fraction_of_paired_bound", 0) > 0:
+        paired.setdefault(s, {}).setdefault(e, []).append(r["decode_fraction_of_paired_bound"])
     if r.get("read_bandwidth_bytes_per_s", 0) > 0 and r.get("batch", 1) == 1:
         bw.setdefault(s, []).append(r["read_bandwidth_bytes_per_s"] / 1e9)
         bound.setdefault(s, []).append(r["decode_bandwidth_bound_tokens_per_s"])
@@ -192,6 +196,11 @@ for size in best:
     if size in bw:
         print(f"- read bandwidth measured by `rvec bench`: {span(bw[size])} GB/s; "
               f"batch-1 decode bound (a step reads every weight once): {span(bound[size])} tok/s")
+    if size in paired:
+        span2 = lambda xs: f"{min(xs):.2f}" if max(xs) - min(xs) < 0.005 else f"{min(xs):.2f}–{max(xs):.2f}"
+        print("- rvec's batch-1 decode as a fraction of a read of its weights between its steps "
+              "(`rvec bench --paired-bound`): " +
+              "; ".join(f"{titles[e]} {span2(v)}" for e, v in sorted(paired[size].items())))
     print(f"- tg: {tg} greedy steps after a {prompt}-token prompt; batch B: B sequences of a {prompt}-token "
           f"prompt, then {batch_gen} steps of B tokens; best of {rounds} alternating round(s)")
     print()
