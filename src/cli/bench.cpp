@@ -179,6 +179,9 @@ rvec::cli::Command cmd(
           }
         }
         const uint64_t wbytes = model->weights().matmul_bytes_per_token();
+        uint64_t blocked_bytes = 0;  // of wbytes, in column blocks (model/column_blocks.h)
+        for (const model::Matrix* m : decode_matrices)
+          if (m->kblock > 0) blocked_bytes += m->bytes();
         g_read_sink = paired_sink;  // the sums are used, so the reads stay
         const bool bfdot = infer::matmul_precision() == infer::MatmulPrecision::BF16Dot;
         int threads = a->common.threads > 0 ? a->common.threads : omp_get_max_threads();
@@ -197,6 +200,7 @@ rvec::cli::Command cmd(
                          {"prefill_tokens_per_s", best_pp},
                          {"decode_tokens_per_s", best_tg},
                          {"weight_bytes_per_decode_step", wbytes},
+                         {"column_block_bytes", blocked_bytes},
                          {"copy_bandwidth_bytes_per_s", bw},
                          {"read_bandwidth_bytes_per_s", rbw},
                          {"decode_bandwidth_bound_tokens_per_s", bound},
@@ -214,8 +218,10 @@ rvec::cli::Command cmd(
           else
             fmt::print("prefill pp{}: {:.1f} tok/s\n", a->prompt_tokens, best_pp);
           if (a->gen_tokens > 0)
-            fmt::print("decode  tg{}: {:.1f} tok/s (aggregate), weights {:.0f} MB read per step\n", a->gen_tokens,
-                       best_tg, double(wbytes) / 1e6);
+            fmt::print("decode  tg{}: {:.1f} tok/s (aggregate), weights {:.0f} MB read per step{}\n", a->gen_tokens,
+                       best_tg, double(wbytes) / 1e6,
+                       blocked_bytes ? fmt::format(" ({:.0f} MB of them in column blocks)", double(blocked_bytes) / 1e6)
+                                     : std::string());
           if (paired_bound > 0)
             fmt::print("paired bound: the weights read between the steps at {:.1f} GB/s -> {:.1f} tok/s; decode at "
                        "{:.2f} of it\n",

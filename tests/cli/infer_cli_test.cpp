@@ -158,4 +158,12 @@ TEST(InferCli, ScoreMatchesLogitsAndBenchPrintsJson) {
   EXPECT_NEAR(pj["decode_fraction_of_paired_bound"].get<double>(),
               pj["decode_tokens_per_s"].get<double>() / pj["decode_paired_bound_tokens_per_s"].get<double>(), 1e-9);
   EXPECT_EQ(pj["weight_bytes_per_decode_step"].get<uint64_t>(), uint64_t(3 * 7 * 256 * 256 * 4 + 512 * 256 * 4));
+  EXPECT_EQ(pj["column_block_bytes"].get<uint64_t>(), 0u);  // no row over 4096 columns
+
+  // Rows over 128 columns in blocks of 64: every layer matrix (256 columns) and the untied lm_head.
+  auto cb = run("RVEC_COLUMN_BLOCKS=64,128 " + kBin + " bench " + q(model) +
+                " --prompt-tokens 4 --gen-tokens 2 --no-bandwidth --json 2>/dev/null");
+  ASSERT_EQ(cb.rc, 0);
+  EXPECT_EQ(nlohmann::json::parse(cb.out)["column_block_bytes"].get<uint64_t>(),
+            uint64_t(3 * 7 * 256 * 256 * 4 + 512 * 256 * 4));
 }
