@@ -20,6 +20,7 @@
 #include "core/dtype.h"
 #include "infer/kernels.h"
 #include "infer/read_sum.h"
+#include "model/column_blocks.h"
 
 namespace {
 
@@ -179,21 +180,11 @@ void ReadSum(benchmark::State& st) {
 void DecodeDown(benchmark::State& st) {
   const auto& d = DecodeLayers::get();
   const int64_t H = d.H, I = d.I, width = st.range(0);
-  std::vector<std::vector<uint16_t>> blocked;
+  std::vector<rvec::model::OwnedBytes> blocked;
   std::vector<rvec::model::Matrix> ms;
   for (int64_t l = 0; l < d.L; ++l) {
-    if (width == 0) {
-      ms.push_back(d.m(d.down[l], H, I));
-      continue;
-    }
-    auto& b = blocked.emplace_back(d.down[l].size());
-    size_t off = 0;
-    for (int64_t c0 = 0; c0 < I; c0 += width) {
-      const int64_t wb = std::min(width, I - c0);
-      for (int64_t r = 0; r < H; ++r, off += size_t(wb))
-        std::copy_n(d.down[l].data() + r * I + c0, wb, b.data() + off);
-    }
-    ms.push_back({rvec::DType::BF16, b.data(), H, I, width});
+    ms.push_back(d.m(d.down[l], H, I));
+    if (width > 0) blocked.push_back(rvec::model::copy_to_column_blocks(ms.back(), width));
   }
   std::vector<const rvec::model::Matrix*> ptrs;
   for (const auto& m : ms) ptrs.push_back(&m);

@@ -626,14 +626,7 @@ void matmul_multi(const float* x, int64_t n, int64_t ldx, std::span<const Matmul
   for (const auto& o : outs)
     if (o.W->cols != W0.cols || o.W->dtype != W0.dtype || o.W->kblock != W0.kblock)
       fail("matmul_multi: weights differ in shape, dtype or layout ({} vs {} columns)", o.W->cols, W0.cols);
-  if (W0.blocks() == 1) {
-    if (W0.kblock == 0) return matmul_rows(x, n, ldx, outs);
-    std::vector<model::Matrix> whole;
-    std::vector<MatmulOut> o1;
-    for (const auto& o : outs) whole.push_back(o.W->block(0));
-    for (size_t i = 0; i < outs.size(); ++i) o1.push_back({&whole[i], outs[i].bias, outs[i].y, outs[i].ldy});
-    return matmul_rows(x, n, ldx, o1);
-  }
+  if (W0.kblock == 0) return matmul_rows(x, n, ldx, outs);
   const CpuIsa isa = cpu_isa();
   const bool bf16dot = matmul_precision() == MatmulPrecision::BF16Dot && W0.dtype == DType::BF16 &&
                        cpu_has_avx512_bf16() && n > kGemvMaxRows;

@@ -8,9 +8,8 @@
 
 namespace rvec::model {
 
-namespace {
-
-OwnedBytes to_column_blocks(Matrix& m, int64_t width) {
+OwnedBytes copy_to_column_blocks(Matrix& m, int64_t width) {
+  if (width <= 0) fail("column blocks: width must be positive, not {}", width);
   const size_t es = dtype_size(m.dtype), bytes = m.bytes();
   // On 2 MB transparent huge pages where THP allows it (fewer TLB misses on the weight stream, as
   // io::Backing::HugePages gives the mapped weights); aligned_alloc wants a multiple of the alignment.
@@ -32,29 +31,29 @@ OwnedBytes to_column_blocks(Matrix& m, int64_t width) {
   return buf;
 }
 
-// Calls f(matrix) for each matrix block_long_rows re-lays.
-template <class W, class F>
-void for_long_rows(W& w, int64_t min_cols, int64_t width, F&& f) {
-  auto visit = [&](auto& m) {
-    if (m.cols > min_cols && m.cols > width && m.kblock == 0 && m.data != w.embed.data) f(m);
-  };
-  for (auto& l : w.layers)
-    for (auto* lin : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) visit(lin->w);
-  visit(w.lm_head.w);
+namespace {
+
+// The decode matrices block_long_rows re-lays.
+std::vector<const Matrix*> long_rows(const Weights& w, int64_t min_cols, int64_t width) {
+  std::vector<const Matrix*> out;
+  for (const Matrix* m : w.decode_matrices())
+    if (m->cols > min_cols && m->cols > width && m->kblock == 0 && m->data != w.embed.data) out.push_back(m);
+  return out;
 }
 
 }  // namespace
 
 std::vector<OwnedBytes> block_long_rows(Weights& w, int64_t min_cols, int64_t width) {
-  if (width <= 0) fail("column blocks: width must be positive, not {}", width);
   std::vector<OwnedBytes> owned;
-  for_long_rows(w, min_cols, width, [&](Matrix& m) { owned.push_back(to_column_blocks(m, width)); });
+  // w is not const here: its matrices may be re-pointed.
+  for (const Matrix* m : long_rows(w, min_cols, width))
+    owned.push_back(copy_to_column_blocks(const_cast<Matrix&>(*m), width));
   return owned;
 }
 
 uint64_t long_row_bytes(const Weights& w, int64_t min_cols, int64_t width) {
   uint64_t b = 0;
-  for_long_rows(w, min_cols, width, [&](const Matrix& m) { b += m.bytes(); });
+  for (const Matrix* m : long_rows(w, min_cols, width)) b += m->bytes();
   return b;
 }
 
