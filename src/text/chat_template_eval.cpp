@@ -23,6 +23,16 @@ struct Interp {
   ChatTemplateLimits lim;
   uint64_t steps = 0, total_bytes = 0;
   int depth = 0;  // eval() recursion: `a + a + ... + a` parses to a tree as deep as it is long
+  // Every namespace() made, so that the end of the evaluation can empty them: a namespace is the
+  // one mutable value, and `{% set ns.self = ns %}` makes a reference cycle shared_ptr never frees.
+  std::vector<std::shared_ptr<Dict>> namespaces;
+
+  Interp() = default;
+  Interp(const Interp&) = delete;
+  Interp& operator=(const Interp&) = delete;
+  ~Interp() {
+    for (auto& d : namespaces) d->clear();
+  }
 
   // The budget (ChatTemplateLimits): every expression evaluated and statement or loop
   // iteration executed is a step; every string/list/dict computed is charged its size.
@@ -820,9 +830,10 @@ std::string evaluate(const Body& body, const json& messages, bool add_generation
   g["raise_exception"] = Value::func([](Args& a, Kwargs&) -> Value {
     fail("chat template raised an exception: {}", a.empty() ? std::string("(no message)") : to_str(a[0]));
   });
-  g["namespace"] = Value::func([](Args& a, Kwargs& kw) {
+  g["namespace"] = Value::func([&in](Args& a, Kwargs& kw) {
     Value v = Value::dict();
     v.is_ns = true;
+    in.namespaces.push_back(v.d);
     if (!a.empty() && a[0].t == Value::T::Dict) *v.d = *a[0].d;
     for (auto& [k, x] : kw) v.d->emplace_back(k, x);
     return v;

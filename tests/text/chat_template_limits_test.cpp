@@ -92,3 +92,16 @@ TEST(ChatTemplateLimits, DeepNestingAndIntegerOverflowAreErrors) {
   EXPECT_TRUE(has(bomb("{{ 3 ** 100 }}"), "integer overflow in 3 ** 100"));
   EXPECT_EQ(ChatTemplate::from_string("{{ range(-3, 3, 2) | list }}").render_json(json::array(), false), "[-3, -1, 1]");
 }
+
+TEST(ChatTemplateLimits, NamespaceCyclesAreFreed) {
+  // A namespace stored in itself is a reference cycle; the evaluator empties its namespaces when
+  // it ends, on success and on error. The ASan run (detect_leaks=1) is what fails on a leak; the
+  // fuzzer found it with a template like the first one.
+  auto t = ChatTemplate::from_string(
+      "{% set ns = namespace(s='x') %}{% for i in range(3) %}{% set ns.me = ns %}{% endfor %}"
+      "{{ ns.me.me.s }}{{ ns.s | length }}");
+  EXPECT_EQ(t.render_json(json::array(), false), "x1");
+  auto a = ChatTemplate::from_string(
+      "{% set a = namespace() %}{% set b = namespace(a=a) %}{% set a.b = b %}{{ raise_exception('stop') }}");
+  EXPECT_THROW(a.render_json(json::array(), false), std::exception);
+}
