@@ -151,6 +151,40 @@ void Decode(benchmark::State& st) {
   st.counters["GBps"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 
+// Batched decode's products: all of DecodeLayers' products in the engine's order for `rows`
+// x rows (st.range(0)), exact f32 (st.range(1) = 0) or --bf16-dot (1), with weights streaming
+// from memory as in the engine (715 MB, far larger than the caches); the kernel benchmarks
+// above keep their 8.7 MB matrix in cache. GFLOPs and GB/s of weights:
+//   OMP_NUM_THREADS=2 build/bench/infer_kernels_bench --benchmark_filter='DecodeBatch|ReadSum'
+void DecodeBatch(benchmark::State& st) {
+  const auto& d = DecodeLayers::get();
+  const int64_t H = d.H, KVD = d.KVD, I = d.I, n = st.range(0);
+  std::vector<float> x(size_t(n * I), 0.01f), q(size_t(n * H)), k(size_t(n * KVD)), v(size_t(n * KVD)),
+      y(size_t(n * H)), g(size_t(n * I)), u(size_t(n * I));
+  rvec::infer::set_matmul_precision(st.range(1) ? rvec::infer::MatmulPrecision::BF16Dot
+                                                : rvec::infer::MatmulPrecision::F32);
+  for (auto _ : st) {
+    for (int64_t l = 0; l < d.L; ++l) {
+      const auto Wq = d.m(d.q[l], H, H), Wk = d.m(d.k[l], KVD, H), Wv = d.m(d.v[l], KVD, H), Wo = d.m(d.o[l], H, H);
+      const rvec::infer::MatmulOut qkv[] = {{&Wq, nullptr, q.data(), H}, {&Wk, nullptr, k.data(), KVD},
+                                            {&Wv, nullptr, v.data(), KVD}};
+      rvec::infer::matmul_multi(x.data(), n, H, qkv);
+      rvec::infer::matmul(q.data(), n, H, Wo, nullptr, y.data(), H);
+      const auto Wg = d.m(d.gate[l], I, H), Wu = d.m(d.up[l], I, H);
+      const rvec::infer::MatmulOut gu[] = {{&Wg, nullptr, g.data(), I}, {&Wu, nullptr, u.data(), I}};
+      rvec::infer::matmul_multi(x.data(), n, H, gu);
+      rvec::infer::matmul(x.data(), n, I, d.m(d.down[l], H, I), nullptr, y.data(), H);
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  rvec::infer::set_matmul_precision(rvec::infer::MatmulPrecision::F32);
+  const double weights = double(d.L * (2 * H * H + 2 * KVD * H + 3 * I * H));
+  st.counters["GBps"] = benchmark::Counter(weights * 2, benchmark::Counter::kIsIterationInvariantRate,
+                                           benchmark::Counter::kIs1000);
+  st.counters["GFLOPs"] = benchmark::Counter(weights * 2 * double(n), benchmark::Counter::kIsIterationInvariantRate,
+                                             benchmark::Counter::kIs1000);
+}
+
 // The read loop of `rvec bench` (8 independent 64-bit sums per thread) over the same weights.
 void ReadSum(benchmark::State& st) {
   const auto& d = DecodeLayers::get();
@@ -215,6 +249,7 @@ void MatmulBf16Dot(benchmark::State& st) { run(st, rvec::infer::MatmulPrecision:
 
 BENCHMARK(MatmulF32)->Arg(1)->Arg(16)->Arg(64)->Arg(128)->Arg(256)->UseRealTime();
 BENCHMARK(MatmulBf16Dot)->Arg(1)->Arg(16)->Arg(64)->Arg(128)->Arg(256)->UseRealTime();
+BENCHMARK(DecodeBatch)->ArgsProduct({{5, 8, 12, 16, 24, 32, 64}, {0, 1}})->UseRealTime()->MinTime(1.0);
 BENCHMARK(ReadSum)->UseRealTime()->MinTime(1.0);
 BENCHMARK(Decode)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->UseRealTime()->MinTime(1.0);
 BENCHMARK(DecodeDown)->Arg(0)->Arg(1024)->Arg(2048)->UseRealTime()->MinTime(2.0);

@@ -191,9 +191,9 @@ RVEC_TARGET inline void vtranspose(const float* src, int64_t ld, int64_t rows, f
 // products of 1-4 rows take the exact gemv, see matmul_multi).
 namespace bf16dot {
 #define RVEC_T5BF __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
-constexpr int kTileR = 6, kTileNW = 4, kMR = 12, kNV = 2;
+constexpr int kTileR = 6, kTileNW = 4, kMR = 12;
 
-// Dot tile for 5-31 x rows: R x rows times NW weight rows, pairs of k summed in vector
+// Dot tile for 5-7 x rows (any rows when K is odd: the gemm takes pairs of k): R x rows times NW weight rows, pairs of k summed in vector
 // lanes, R*NW accumulators (the same shape as matmul_simd.inc's dot_tile). The four sums of
 // an x row are folded together at the end (interleave-and-add within 128-bit lanes).
 // pf: the next tile's NW weight rows, prefetched alongside (nullptr: none). The weights
@@ -261,18 +261,20 @@ void dot_tiles(const uint16_t* xb, int64_t n, int64_t ldx, const uint16_t* w, in
   }
 }
 
-constexpr int64_t kGemmCols = kNV * 16;
-
 // K is taken in blocks of kGemmKP pairs so that the x panels' block (64 KB per panel of 32
 // rows: 256 KB at 128 rows) stays in L2 across all weight groups; a whole down projection's K
 // makes a panel 311 KB at 0.5B (K = 4864) and 1.2 MB at 7B (K = 18944), read from L3 once per
 // weight group. Partial sums go through y.
 constexpr int64_t kGemmKP = 512;
 
-// xt: panels of kGemmCols x rows holding pairs of k: xt[((p * K/2 + k/2) * kGemmCols + c) * 2 +
-// (k & 1)] = x[(p * kGemmCols + c) * ldx + k] in bf16, zero past row n; K even.
+// xt: panels of NV * 16 x rows holding pairs of k: xt[((p * K/2 + k/2) * cols + c) * 2 +
+// (k & 1)] = x[(p * cols + c) * ldx + k] in bf16 (cols = NV * 16), zero past row n; K even.
+// NV = 2 (32-row panels) from kGemmMinRows rows; NV = 1 (16-row panels) for batched decode
+// below that, where it does half the work of a padded 32-row panel.
+template <int NV>
 RVEC_T5BF void gemm(const uint16_t* xt, int64_t n, const uint16_t* w, int64_t K, int64_t o0, int64_t o1,
                     const float* bias, float* y, int64_t ldy) {
+  constexpr int64_t cols = NV * 16;
   const int64_t KP = K / 2;
   for (int64_t kc = 0; kc < KP; kc += kGemmKP) {
     const int64_t kn = std::min(kGemmKP, KP - kc);
@@ -286,29 +288,29 @@ RVEC_T5BF void gemm(const uint16_t* xt, int64_t n, const uint16_t* w, int64_t K,
       // The first panel's pass prefetches the next weight group's block: its rows are
       // otherwise fetched from memory on demand, 12 short streams the prefetchers follow late.
       const bool pf_next = o + 2 * kMR <= o1;  // a whole next group only
-      for (int64_t i = 0; i < n; i += kGemmCols) {
-        __m512 acc[kMR][kNV];
+      for (int64_t i = 0; i < n; i += cols) {
+        __m512 acc[kMR][NV];
         for (int j = 0; j < kMR; ++j)
-          for (int v = 0; v < kNV; ++v) acc[j][v] = _mm512_setzero_ps();
-        const uint16_t* xk = xt + i * K + kc * 2 * kGemmCols;  // panel i / kGemmCols, pair kc
+          for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_setzero_ps();
+        const uint16_t* xk = xt + i * K + kc * 2 * cols;  // panel i / cols, pair kc
         const bool pf = i == 0 && pf_next;
-        for (int64_t kp = 0; kp < kn; ++kp, xk += 2 * kGemmCols) {
+        for (int64_t kp = 0; kp < kn; ++kp, xk += 2 * cols) {
           if (pf && kp % 16 == 0)  // one cache line of each row
             for (int j = 0; j < kMR; ++j)
               _mm_prefetch(reinterpret_cast<const char*>(wr[j] + kMR * KP + kp), _MM_HINT_T0);
-          __m512bh xv[kNV];
-          for (int v = 0; v < kNV; ++v) xv[v] = (__m512bh)_mm512_loadu_si512(xk + v * 32);
+          __m512bh xv[NV];
+          for (int v = 0; v < NV; ++v) xv[v] = (__m512bh)_mm512_loadu_si512(xk + v * 32);
           for (int j = 0; j < kMR; ++j) {
             uint32_t pair;
             std::memcpy(&pair, wr[j] + kp, 4);
             const __m512bh a = (__m512bh)_mm512_set1_epi32(int(pair));
-            for (int v = 0; v < kNV; ++v) acc[j][v] = _mm512_dpbf16_ps(acc[j][v], a, xv[v]);
+            for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_dpbf16_ps(acc[j][v], a, xv[v]);
           }
         }
-        alignas(64) float t[kMR][kGemmCols];
+        alignas(64) float t[kMR][cols];
         for (int j = 0; j < kMR; ++j)
-          for (int v = 0; v < kNV; ++v) _mm512_storeu_ps(&t[j][v * 16], acc[j][v]);
-        const int64_t ni = std::min<int64_t>(kGemmCols, n - i);
+          for (int v = 0; v < NV; ++v) _mm512_storeu_ps(&t[j][v * 16], acc[j][v]);
+        const int64_t ni = std::min<int64_t>(cols, n - i);
         for (int64_t c = 0; c < ni; ++c) {
           float* yr = y + (i + c) * ldy + o;
           if (first)
@@ -324,16 +326,19 @@ RVEC_T5BF void gemm(const uint16_t* xt, int64_t n, const uint16_t* w, int64_t K,
 }  // namespace bf16dot
 
 // Loop shape by the number of x rows n (matmul_simd.inc): up to kGemvMaxRows the weights
-// stream once in memory order (decode is bandwidth-bound); then dot tiles; from
-// kGemmMinRows (BF16Dot) or kGemmMinRowsF32 on the gemm shape, whose x panels hold
-// kGemmCols (32) rows. With bf16 pairs the gemm beats the dot tiles from 32 rows on
-// (209 vs 151 GFLOP/s per core at 32 rows). In f32 the dot tiles, which prefetch the next
-// weight tile, beat the gemm below 64 rows (pp48 282-287 vs 310-323 tok/s on Zen 5); from 64
-// rows the gemm wins (Zen 5, same runs: pp64 354-368 vs 313-322, pp96 349-379 vs 297-320,
-// batch-64 decode 216-228 vs 191-218; on Zen 4 an older gemm lost up to 128 rows). A gemm
-// with 16-row panels was tried for 16-31 rows: 20-30% slower than the dot tiles, its
-// micro-kernel being bound by one load per FMA. Measured with `rvec bench --batch N`.
-constexpr int64_t kGemvMaxRows = 4, kGemmMinRows = 32, kGemmMinRowsF32 = 64;
+// stream once in memory order (decode is bandwidth-bound); then dot tiles; the gemm shape
+// from kGemmMinRowsF32 rows (f32) or, with BF16Dot, from kGemm16MinRows rows in 16-row
+// panels and from kGemmMinRows in 32-row panels.
+// - f32: the dot tiles, which prefetch the next weight tile, beat the gemm below 64 rows
+//   (pp48 282-287 vs 310-323 tok/s on Zen 5); from 64 rows the gemm wins (Zen 5, same runs:
+//   pp64 354-368 vs 313-322, pp96 349-379 vs 297-320, batch-64 decode 216-228 vs 191-218; on
+//   Zen 4 an older gemm lost up to 128 rows). A gemm with 16-row panels lost to the dot tiles
+//   below 64 rows on Zen 4 (20-30 %) and Zen 5 (bench DecodeBatch/16/0: 61 vs 45 ms).
+// - BF16Dot (Zen 5, bench DecodeBatch/N/1, a 0.5B model's products with the weights streaming
+//   from memory, ms per pass): 16-row panels against dot tiles 24.0 vs 33.7 at 12 rows,
+//   24.4 vs 41.0 at 16, 26.9 vs 28.5 at 8, a tie at 5; for 17-31 rows one padded 32-row
+//   panel beats two 16-row ones (24 rows: 39.2 vs 43.3).
+constexpr int64_t kGemvMaxRows = 4, kGemm16MinRows = 8, kGemmMinRows = 17, kGemmMinRowsF32 = 64;
 
 constexpr int64_t kMinParallelMacs = int64_t(1) << 17;
 
@@ -456,7 +461,7 @@ void run_bf16dot(const Plan& p) {
   auto u16 = [](const uint8_t* w) { return reinterpret_cast<const uint16_t*>(w); };
   thread_local std::vector<uint16_t> xbuf;  // the caller's; workers get its address
   std::vector<uint16_t>& xb = xbuf;
-  if (p.n < kGemmMinRows) {
+  if (p.n < kGemm16MinRows || p.K % 2 != 0) {
     xb.resize(size_t(p.n * p.K));
     for (int64_t r = 0; r < p.n; ++r) from_f32(DType::BF16, p.x + r * p.ldx, xb.data() + r * p.K, size_t(p.K));
     RowChunks chunks(p, 2);
@@ -466,7 +471,8 @@ void run_bf16dot(const Plan& p) {
     });
     return;
   }
-  const int64_t cols = bf16dot::kGemmCols, panels = (p.n + cols - 1) / cols, KP = p.K / 2;
+  const bool narrow = p.n < kGemmMinRows;
+  const int64_t cols = narrow ? 16 : 32, panels = (p.n + cols - 1) / cols, KP = p.K / 2;
   xb.resize(size_t(panels * cols * p.K));
   uint16_t* xbp = xb.data();
 #pragma omp parallel num_threads(p.threads())
@@ -486,7 +492,8 @@ void run_bf16dot(const Plan& p) {
 #pragma omp barrier
     for_my_rows(p, bf16dot::kMR,
                 [&](const uint8_t* w, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
-                  bf16dot::gemm(xbp, p.n, u16(w), p.K, o0, o1, bias, y, ldy);
+                  if (narrow) bf16dot::gemm<1>(xbp, p.n, u16(w), p.K, o0, o1, bias, y, ldy);
+                  else bf16dot::gemm<2>(xbp, p.n, u16(w), p.K, o0, o1, bias, y, ldy);
                 });
   }
 }
@@ -538,13 +545,12 @@ namespace {
 void matmul_rows(const float* x, int64_t n, int64_t ldx, std::span<const MatmulOut> outs) {
   const model::Matrix& W0 = *outs[0].W;
   const Plan p{x, n, ldx, W0.cols, outs};
-  // BF16Dot needs an even K only for the gemm shape's pairs of k.
   // Decode-shaped products (up to kGemvMaxRows rows) are bound by memory: the exact gemv
   // streams the weights faster than a vdpbf16ps loop (a 1 GB product on Zen 5, 2 threads:
   // 44-48 vs 40-43 GB/s; 0.5B batch-1 decode 37.9-42.9 vs 35.2-38.2 tok/s, same runs), so
   // BF16Dot starts at the dot tiles.
   if (matmul_precision() == MatmulPrecision::BF16Dot && W0.dtype == DType::BF16 && cpu_has_avx512_bf16() &&
-      n > kGemvMaxRows && (W0.cols % 2 == 0 || n < kGemmMinRows)) {
+      n > kGemvMaxRows) {
     run_bf16dot(p);
     return;
   }

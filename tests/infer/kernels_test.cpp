@@ -76,10 +76,11 @@ TEST(Kernels, ColumnBlockedWeightsGiveTheReferenceProducts) {
   for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
     set_cpu_isa_for_testing(isa);
     for (DType dt : {DType::F32, DType::BF16})
-      // gemv (1, 3), dot tiles (7, 40), gemm (100); widths that divide K and that leave a
-      // narrow last block (2100 = 4 x 512 + 52).
-      for (auto [n, K, width] : {std::tuple{1, 2100, 512}, {3, 1100, 256}, {7, 2100, 1024}, {40, 1100, 512},
-                                 {100, 2100, 1024}, {1, 96, 32}}) {
+      // gemv (1, 3), dot tiles (7, 12, 40), gemm (100); widths that divide K and that leave a
+      // narrow last block (2100 = 4 x 512 + 52). With --bf16-dot: dot tiles (7), 16-row
+      // panels (12), 32-row panels (40, 100).
+      for (auto [n, K, width] : {std::tuple{1, 2100, 512}, {3, 1100, 256}, {7, 2100, 1024}, {12, 2100, 512},
+                                 {40, 1100, 512}, {100, 2100, 1024}, {1, 96, 32}}) {
         const int64_t outs[2] = {33, 70};
         std::mt19937 g(unsigned(n + K + width));
         std::normal_distribution<float> nd;
@@ -111,6 +112,33 @@ TEST(Kernels, ColumnBlockedWeightsGiveTheReferenceProducts) {
         }
         for (int i = 0; i < 2; ++i) mo.push_back({&W[i], i == 0 ? bias.data() : nullptr, y[i].data(), outs[i]});
         matmul_multi(x.data(), n, K, mo);
+        // --bf16-dot over the blocks: the same products as over the row-major weights (x rounded
+        // to bf16 alike; only the order of the sums differs).
+        if (dt == DType::BF16 && isa == CpuIsa::AVX512 && cpu_has_avx512_bf16() && n > 4) {
+          std::vector<std::vector<float>> yd(2), yr(2);
+          std::vector<std::vector<uint8_t>> raw(2);
+          std::vector<model::Matrix> R(2);
+          std::vector<MatmulOut> md, mr;
+          for (int i = 0; i < 2; ++i) {
+            raw[i].resize(size_t(outs[i] * K * 2));
+            from_f32(dt, wf[i].data(), raw[i].data(), wf[i].size());
+            R[i] = model::Matrix{dt, raw[i].data(), outs[i], K};
+            yd[i].assign(size_t(n * outs[i]), -1.f);
+            yr[i].assign(size_t(n * outs[i]), -2.f);
+          }
+          for (int i = 0; i < 2; ++i) {
+            md.push_back({&W[i], i == 0 ? bias.data() : nullptr, yd[i].data(), outs[i]});
+            mr.push_back({&R[i], i == 0 ? bias.data() : nullptr, yr[i].data(), outs[i]});
+          }
+          set_matmul_precision(MatmulPrecision::BF16Dot);
+          matmul_multi(x.data(), n, K, md);
+          matmul_multi(x.data(), n, K, mr);
+          set_matmul_precision(MatmulPrecision::F32);
+          for (int i = 0; i < 2; ++i)
+            for (int64_t j = 0; j < n * outs[i]; ++j)
+              ASSERT_NEAR(yd[i][size_t(j)], yr[i][size_t(j)], 1e-5 * std::sqrt(double(K)))
+                  << "bf16-dot n=" << n << " K=" << K << " width=" << width << " out " << i << " j=" << j;
+        }
         for (int i = 0; i < 2; ++i) {
           const auto ref = ref_matmul(x, n, K, wf[i], outs[i], i == 0 ? bias : std::vector<float>{});
           for (int64_t j = 0; j < n * outs[i]; ++j)
@@ -131,12 +159,14 @@ TEST(Kernels, MatmulMultiRefusesMixedLayouts) {
 
 TEST(Kernels, MatmulBf16DotWithinBf16Error) {
   if (!cpu_has_avx512_bf16()) GTEST_SKIP() << "no avx512_bf16";
-  // decode (n <= 4: the exact gemv), dot tiles (5..31 rows: 6-row x 4-weight-row tiles, row
-  // and weight tails, odd K with a masked tail) and gemm (n >= 32, pairs of k) shapes with
-  // tails; the gemm takes K in blocks of 1024 (partial sums through y: 2100 = three blocks, 1030 = a
-  // 6-element last block) and prefetches whole next groups of 12 weight rows (out 50, 97).
-  for (auto [n, K, out] : {std::tuple{1, 300, 40}, {4, 33, 7}, {5, 64, 39}, {13, 301, 40}, {31, 300, 42},
-                           {40, 300, 29}, {70, 64, 13}, {40, 2100, 50}, {64, 1030, 97}}) {
+  // decode (n <= 4: the exact gemv), dot tiles (5..7 rows, and any rows with an odd K: 6-row x
+  // 4-weight-row tiles, row and weight tails, a masked K tail), the gemm in 16-row panels
+  // (8..16 rows) and in 32-row panels (17+ rows), pairs of k, with tails; the gemm takes K in
+  // blocks of 1024 (partial sums through y: 2100 = three blocks, 1030 = a 6-element last
+  // block) and prefetches whole next groups of 12 weight rows (out 50, 97).
+  for (auto [n, K, out] : {std::tuple{1, 300, 40}, {4, 33, 7}, {5, 64, 39}, {7, 300, 40}, {13, 301, 40},
+                           {20, 33, 9}, {8, 300, 50}, {11, 2100, 29}, {16, 1030, 97}, {17, 64, 25},
+                           {31, 300, 42}, {40, 300, 29}, {70, 64, 13}, {40, 2100, 50}, {64, 1030, 97}}) {
     std::mt19937 g(unsigned(5 + n));
     std::normal_distribution<float> nd;
     std::vector<float> x(n * K), wf(out * K);
