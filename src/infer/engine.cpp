@@ -241,17 +241,26 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
 
   const float att_scale = float(1.0 / std::sqrt(double(hd)));
   const bool post_norms = c.post_block_norms;
+  // The per-row steps between the products (norms, RoPE, residual adds) run over the thread
+  // team from 64 rows on: on one thread they left the other idle for 8-10 % of a 0.5B prefill.
+  // Each row is computed alike either way.
+  const bool rows_parallel = n >= 64;
   // x += block output (w.tmp), normalised first when the architecture has post-block norms.
   auto add_block = [&](const std::vector<float>& post_norm) {
-    if (post_norms)
-      for (int64_t r = 0; r < n; ++r) rmsnorm(w.tmp.data() + r * H, post_norm.data(), w.tmp.data() + r * H, H, c.rms_norm_eps);
-    for (int64_t i = 0; i < n * H; ++i) w.x[i] += w.tmp[i];
+#pragma omp parallel for schedule(static) if (rows_parallel)
+    for (int64_t r = 0; r < n; ++r) {
+      float* t = w.tmp.data() + r * H;
+      if (post_norms) rmsnorm(t, post_norm.data(), t, H, c.rms_norm_eps);
+      float* xr = w.x.data() + r * H;
+      for (int64_t i = 0; i < H; ++i) xr[i] += t[i];
+    }
   };
   for (int64_t l = 0; l < L; ++l) {
     const auto& lw = W.layers[l];
     // --- attention block (OLMo2 has no input norm: the block sees the residual stream)
     const float* att_in = w.x.data();
     if (!post_norms) {
+#pragma omp parallel for schedule(static) if (rows_parallel)
       for (int64_t r = 0; r < n; ++r)
         rmsnorm(w.x.data() + r * H, lw.input_norm.data(), w.xn.data() + r * H, H, c.rms_norm_eps);
       att_in = w.xn.data();
@@ -265,6 +274,7 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
     if (c.qk_norm != model::QkNorm::None) {
       const int64_t qs = c.qk_norm == model::QkNorm::PerHead ? hd : QD;
       const int64_t ks = c.qk_norm == model::QkNorm::PerHead ? hd : KVD;
+#pragma omp parallel for schedule(static) if (rows_parallel)
       for (int64_t r = 0; r < n; ++r) {
         for (int64_t o = 0; o < QD; o += qs) {
           float* p = w.q.data() + r * QD + o;
@@ -276,7 +286,9 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
         }
       }
     }
-    // RoPE (rotate-half layout) on q and k, then k, v into the cache.
+    // RoPE (rotate-half layout) on q and k, then k, v into the cache (each row its own
+    // position: the caches were grown above).
+#pragma omp parallel for schedule(static) if (rows_parallel)
     for (int64_t r = 0; r < n; ++r) {
       const float* cs = w.rope.data() + r * hd;
       auto rot = [&](float* h) {
@@ -360,6 +372,7 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
     // --- MLP block (SwiGLU)
     const float* mlp_in = w.x.data();
     if (!post_norms) {
+#pragma omp parallel for schedule(static) if (rows_parallel)
       for (int64_t r = 0; r < n; ++r)
         rmsnorm(w.x.data() + r * H, lw.post_attention_norm.data(), w.xn.data() + r * H, H, c.rms_norm_eps);
       mlp_in = w.xn.data();

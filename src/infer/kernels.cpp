@@ -46,6 +46,30 @@ inline float wscalar(const void* w, int64_t idx) {
   else return f16_to_f32(static_cast<const uint16_t*>(w)[idx]);
 }
 
+// The gemms' view of a weight matrix: row-major, or column blocks (model::Matrix::kblock:
+// block b is a [rows, width] row-major matrix of columns [b * kb, b * kb + width)). The
+// gemms take K in chunks that never cross a block, so blocked weights need no partial sums
+// of their own: with blocks a multiple of the chunk, the same sums in the same order.
+struct GemmWeights {
+  const uint8_t* data;
+  int64_t rows, K, kb;  // kb: block width, K when row-major
+  explicit GemmWeights(const model::Matrix& W)
+      : data(static_cast<const uint8_t*>(W.data)), rows(W.rows), K(W.cols), kb(W.kblock > 0 ? W.kblock : W.cols) {}
+  // Column ranges [c0, c0 + width) of at most `cols` columns that cover K without crossing a block.
+  std::vector<std::pair<int64_t, int64_t>> k_chunks(int64_t cols) const {
+    std::vector<std::pair<int64_t, int64_t>> r;
+    for (int64_t b0 = 0; b0 < K; b0 += kb)
+      for (int64_t c = b0; c < std::min(K, b0 + kb); c += cols) r.emplace_back(c, std::min({cols, K - c, b0 + kb - c}));
+    return r;
+  }
+  // The weights of columns [c0, ...) of the block holding c0, with its row stride (elements of
+  // `es` bytes): row r's element c0 is at base + r * stride.
+  std::pair<const uint8_t*, int64_t> at(int64_t c0, int64_t es) const {
+    const int64_t b = c0 / kb, width = std::min(kb, K - b * kb);
+    return {data + size_t((rows * b * kb + (c0 - b * kb)) * es), width};
+  }
+};
+
 // ---------------------------------------------------------------- scalar
 template <int D>
 void matmul_scalar(const float* x, int64_t n, int64_t ldx, const uint8_t* w, int64_t K, int64_t o0, int64_t o1,
@@ -261,63 +285,65 @@ void dot_tiles(const uint16_t* xb, int64_t n, int64_t ldx, const uint16_t* w, in
   }
 }
 
-// K is taken in blocks of kGemmKP pairs so that the x panels' block (64 KB per panel of 32
-// rows: 256 KB at 128 rows) stays in L2 across all weight groups; a whole down projection's K
-// makes a panel 311 KB at 0.5B (K = 4864) and 1.2 MB at 7B (K = 18944), read from L3 once per
-// weight group. Partial sums go through y.
-constexpr int64_t kGemmKP = 512;
+// K is taken in chunks of kGemmChunkCols (512 pairs) so that the x panels' chunk (64 KB per
+// panel of 32 rows: 256 KB at 128 rows) stays in L2 across all weight groups; a whole down
+// projection's K makes a panel 311 KB at 0.5B (K = 4864) and 1.2 MB at 7B (K = 18944), read
+// from L3 once per weight group. Partial sums go through y.
+constexpr int64_t kGemmChunkCols = 1024;
 
 // xt: panels of NV * 16 x rows holding pairs of k: xt[((p * K/2 + k/2) * cols + c) * 2 +
 // (k & 1)] = x[(p * cols + c) * ldx + k] in bf16 (cols = NV * 16), zero past row n; K even.
 // NV = 2 (32-row panels) from kGemmMinRows rows; NV = 1 (16-row panels) for batched decode
 // below that, where it does half the work of a padded 32-row panel.
+// One chunk of K: columns [c0, c0 + cn) (cn <= kGemmChunkCols, within one column block),
+// stored to y by the chunk at column 0 and added to y by the others.
 template <int NV>
-RVEC_T5BF void gemm(const uint16_t* xt, int64_t n, const uint16_t* w, int64_t K, int64_t o0, int64_t o1,
-                    const float* bias, float* y, int64_t ldy) {
+RVEC_T5BF void gemm(const uint16_t* xt, int64_t n, const GemmWeights& W, int64_t c0, int64_t cn, int64_t o0,
+                    int64_t o1, const float* bias, float* y, int64_t ldy) {
   constexpr int64_t cols = NV * 16;
-  const int64_t KP = K / 2;
-  for (int64_t kc = 0; kc < KP; kc += kGemmKP) {
-    const int64_t kn = std::min(kGemmKP, KP - kc);
-    const bool first = kc == 0;
-    for (int64_t o = o0; o < o1; o += kMR) {
-      const int mo = int(std::min<int64_t>(kMR, o1 - o));
-      // Rows past o1 repeat the last valid row: computed, never stored.
-      const uint32_t* wr[kMR];
+  const int64_t K = W.K, kn = cn / 2;  // K, c0 and cn are even
+  const auto [wbytes, stride] = W.at(c0, 2);
+  const uint16_t* w = reinterpret_cast<const uint16_t*>(wbytes);
+  const int64_t SP = stride / 2;  // row stride in pairs
+  const bool first = c0 == 0;
+  for (int64_t o = o0; o < o1; o += kMR) {
+    const int mo = int(std::min<int64_t>(kMR, o1 - o));
+    // Rows past o1 repeat the last valid row: computed, never stored.
+    const uint32_t* wr[kMR];
+    for (int j = 0; j < kMR; ++j) wr[j] = reinterpret_cast<const uint32_t*>(w + (o + std::min(j, mo - 1)) * stride);
+    // The first panel's pass prefetches the next weight group's chunk: its rows are otherwise
+    // fetched from memory on demand, 12 short streams the prefetchers follow late. Past o1
+    // too: the next piece of rows, which this thread most likely takes next.
+    const bool pf_next = o + 2 * kMR <= W.rows;  // a whole next group only
+    for (int64_t i = 0; i < n; i += cols) {
+      __m512 acc[kMR][NV];
       for (int j = 0; j < kMR; ++j)
-        wr[j] = reinterpret_cast<const uint32_t*>(w + (o + std::min(j, mo - 1)) * K) + kc;
-      // The first panel's pass prefetches the next weight group's block: its rows are
-      // otherwise fetched from memory on demand, 12 short streams the prefetchers follow late.
-      const bool pf_next = o + 2 * kMR <= o1;  // a whole next group only
-      for (int64_t i = 0; i < n; i += cols) {
-        __m512 acc[kMR][NV];
-        for (int j = 0; j < kMR; ++j)
-          for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_setzero_ps();
-        const uint16_t* xk = xt + i * K + kc * 2 * cols;  // panel i / cols, pair kc
-        const bool pf = i == 0 && pf_next;
-        for (int64_t kp = 0; kp < kn; ++kp, xk += 2 * cols) {
-          if (pf && kp % 16 == 0)  // one cache line of each row
-            for (int j = 0; j < kMR; ++j)
-              _mm_prefetch(reinterpret_cast<const char*>(wr[j] + kMR * KP + kp), _MM_HINT_T0);
-          __m512bh xv[NV];
-          for (int v = 0; v < NV; ++v) xv[v] = (__m512bh)_mm512_loadu_si512(xk + v * 32);
-          for (int j = 0; j < kMR; ++j) {
-            uint32_t pair;
-            std::memcpy(&pair, wr[j] + kp, 4);
-            const __m512bh a = (__m512bh)_mm512_set1_epi32(int(pair));
-            for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_dpbf16_ps(acc[j][v], a, xv[v]);
-          }
+        for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_setzero_ps();
+      const uint16_t* xk = xt + i * K + c0 * cols;  // panel i / cols, pair c0 / 2
+      const bool pf = i == 0 && pf_next;
+      for (int64_t kp = 0; kp < kn; ++kp, xk += 2 * cols) {
+        if (pf && kp % 16 == 0)  // one cache line of each row
+          for (int j = 0; j < kMR; ++j)
+            _mm_prefetch(reinterpret_cast<const char*>(wr[j] + kMR * SP + kp), _MM_HINT_T0);
+        __m512bh xv[NV];
+        for (int v = 0; v < NV; ++v) xv[v] = (__m512bh)_mm512_loadu_si512(xk + v * 32);
+        for (int j = 0; j < kMR; ++j) {
+          uint32_t pair;
+          std::memcpy(&pair, wr[j] + kp, 4);
+          const __m512bh a = (__m512bh)_mm512_set1_epi32(int(pair));
+          for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_dpbf16_ps(acc[j][v], a, xv[v]);
         }
-        alignas(64) float t[kMR][cols];
-        for (int j = 0; j < kMR; ++j)
-          for (int v = 0; v < NV; ++v) _mm512_storeu_ps(&t[j][v * 16], acc[j][v]);
-        const int64_t ni = std::min<int64_t>(cols, n - i);
-        for (int64_t c = 0; c < ni; ++c) {
-          float* yr = y + (i + c) * ldy + o;
-          if (first)
-            for (int j = 0; j < mo; ++j) yr[j] = t[j][c] + (bias ? bias[o + j] : 0.f);
-          else
-            for (int j = 0; j < mo; ++j) yr[j] += t[j][c];
-        }
+      }
+      alignas(64) float t[kMR][cols];
+      for (int j = 0; j < kMR; ++j)
+        for (int v = 0; v < NV; ++v) _mm512_storeu_ps(&t[j][v * 16], acc[j][v]);
+      const int64_t ni = std::min<int64_t>(cols, n - i);
+      for (int64_t c = 0; c < ni; ++c) {
+        float* yr = y + (i + c) * ldy + o;
+        if (first)
+          for (int j = 0; j < mo; ++j) yr[j] = t[j][c] + (bias ? bias[o + j] : 0.f);
+        else
+          for (int j = 0; j < mo; ++j) yr[j] += t[j][c];
       }
     }
   }
@@ -361,6 +387,13 @@ struct Plan {
   }
 };
 
+// Only the gemms read column blocks; matmul_multi splits them into row-major blocks for the
+// other kernels.
+inline void require_row_major(const Plan& p) {
+  for (const auto& o : p.outs)
+    if (o.W->kblock != 0) fail("matmul: internal error: column-blocked weights reached a row-major kernel");
+}
+
 // Splits the output rows over the threads in multiples of `align` (a micro-tile's rows).
 inline std::pair<int64_t, int64_t> thread_rows(int64_t out, int64_t align) {
   const int t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -375,6 +408,34 @@ void for_my_rows(const Plan& p, int64_t align, F&& f) {
   for (const auto& o : p.outs) {
     auto [o0, o1] = thread_rows(o.W->rows, align);
     if (o0 < o1) f(static_cast<const uint8_t*>(o.W->data), o0, o1, o.bias, o.y, o.ldy);
+  }
+}
+
+// The gemm shapes' split, inside a parallel region: K in chunks of at most `kcols` columns
+// (GemmWeights::k_chunks), one after the other, so that the x panels' chunk stays in each
+// core's L2 while all weight rows pass; within a chunk, f(weights, c0, cn, o0, o1, bias, y,
+// ldy) for pieces of `rows` rows (a multiple of the micro-tile's) of every output, taken by
+// the threads as they finish the previous one. An even static split of the rows left one
+// thread waiting at the end of each product for 10-20 % of a 0.5B prefill: the two vCPUs of
+// a shared host do not run at the same speed.
+template <class F>
+void for_gemm_pieces(const Plan& p, int64_t kcols, int64_t rows, F&& f) {
+  int64_t total = 0;
+  for (const auto& o : p.outs) total += (o.W->rows + rows - 1) / rows;
+  for (const auto& [c0, cn] : GemmWeights(*p.outs[0].W).k_chunks(kcols)) {  // outs share K and blocks
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < total; ++it) {
+      int64_t c = it;
+      for (const auto& o : p.outs) {
+        const int64_t nc = (o.W->rows + rows - 1) / rows;
+        if (c < nc) {
+          const int64_t o0 = c * rows, o1 = std::min(o.W->rows, o0 + rows);
+          f(GemmWeights(*o.W), c0, cn, o0, o1, o.bias, o.y, o.ldy);
+          break;
+        }
+        c -= nc;
+      }
+    }
   }
 }
 
@@ -404,7 +465,9 @@ struct RowChunks {
     return r;
   }
   RowChunks(const Plan& plan, int64_t wsize)
-      : p(plan), shares(rows_of(plan), 16, kChunkBytes / std::max<int64_t>(1, 16 * plan.K * wsize), plan.threads()) {}
+      : p(plan), shares(rows_of(plan), 16, kChunkBytes / std::max<int64_t>(1, 16 * plan.K * wsize), plan.threads()) {
+    require_row_major(plan);
+  }
   template <class F>
   void run(F&& f) {
     shares.run([&](size_t i, int64_t o0, int64_t o1) {
@@ -417,6 +480,7 @@ struct RowChunks {
 template <int D>
 void run_f32(CpuIsa isa, const Plan& p) {
   if (isa == CpuIsa::Scalar) {
+    require_row_major(p);
 #pragma omp parallel num_threads(p.threads())
     for_my_rows(p, 16, [&](const uint8_t* w, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
       matmul_scalar<D>(p.x, p.n, p.ldx, w, p.K, o0, o1, bias, y, ldy);
@@ -449,9 +513,11 @@ void run_f32(CpuIsa isa, const Plan& p) {
 #pragma omp barrier
     thread_local std::vector<float> wbuf;
     wbuf.resize(size_t(mr * std::min(p.K, v512 ? avx512::kGemmKC : avx2::kGemmKC)));
-    for_my_rows(p, mr, [&](const uint8_t* w, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
-      if (v512) avx512::gemm<D>(xtp, p.n, w, p.K, o0, o1, bias, y, ldy, wbuf.data());
-      else avx2::gemm<D>(xtp, p.n, w, p.K, o0, o1, bias, y, ldy, wbuf.data());
+    const int64_t kcols = v512 ? avx512::kGemmKC : avx2::kGemmKC;
+    for_gemm_pieces(p, kcols, 8 * mr, [&](const GemmWeights& W, int64_t c0, int64_t cn, int64_t o0, int64_t o1,
+                                          const float* bias, float* y, int64_t ldy) {
+      if (v512) avx512::gemm<D>(xtp, p.n, W, c0, cn, o0, o1, bias, y, ldy, wbuf.data());
+      else avx2::gemm<D>(xtp, p.n, W, c0, cn, o0, o1, bias, y, ldy, wbuf.data());
     });
   }
 }
@@ -490,10 +556,11 @@ void run_bf16dot(const Plan& p) {
         for (int64_t kp = 0; kp < KP; ++kp) d[kp * cols] = row[size_t(kp)];
       }
 #pragma omp barrier
-    for_my_rows(p, bf16dot::kMR,
-                [&](const uint8_t* w, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
-                  if (narrow) bf16dot::gemm<1>(xbp, p.n, u16(w), p.K, o0, o1, bias, y, ldy);
-                  else bf16dot::gemm<2>(xbp, p.n, u16(w), p.K, o0, o1, bias, y, ldy);
+    for_gemm_pieces(p, bf16dot::kGemmChunkCols, 8 * bf16dot::kMR,
+                    [&](const GemmWeights& W, int64_t c0, int64_t cn, int64_t o0, int64_t o1, const float* bias,
+                        float* y, int64_t ldy) {
+                      if (narrow) bf16dot::gemm<1>(xbp, p.n, W, c0, cn, o0, o1, bias, y, ldy);
+                      else bf16dot::gemm<2>(xbp, p.n, W, c0, cn, o0, o1, bias, y, ldy);
                 });
   }
 }
@@ -636,6 +703,10 @@ void matmul_multi(const float* x, int64_t n, int64_t ldx, std::span<const Matmul
   const CpuIsa isa = cpu_isa();
   const bool bf16dot = matmul_precision() == MatmulPrecision::BF16Dot && W0.dtype == DType::BF16 &&
                        cpu_has_avx512_bf16() && n > kGemvMaxRows;
+  // The gemms read column blocks themselves (GemmWeights): one parallel region, no partial sums.
+  if (isa != CpuIsa::Scalar && (bf16dot ? n >= kGemm16MinRows && W0.cols % 2 == 0 && W0.kblock % 2 == 0
+                                        : n >= kGemmMinRowsF32))
+    return matmul_rows(x, n, ldx, outs);
   if (n < kGemmMinRowsF32 && !bf16dot && isa != CpuIsa::Scalar) {
     switch (W0.dtype) {
       case DType::F32: return decode_column_blocks<0>(isa, x, n, ldx, outs);
@@ -644,9 +715,9 @@ void matmul_multi(const float* x, int64_t n, int64_t ldx, std::span<const Matmul
       default: break;  // matmul_rows names the dtype it does not support
     }
   }
-  // Other shapes, column blocks one product at a time (model/column_blocks.h): block 0 writes
-  // y (with the bias), each further block is computed into `part` and added, so every
-  // row-major kernel shape serves them unchanged.
+  // Other shapes (the scalar ISA, --bf16-dot's dot tiles), column blocks one product at a time
+  // (model/column_blocks.h): block 0 writes y (with the bias), each further block is computed
+  // into `part` and added, so every row-major kernel shape serves them unchanged.
   const size_t m = outs.size();
   std::vector<model::Matrix> blk(m);
   std::vector<MatmulOut> sub(m);
@@ -679,8 +750,14 @@ void matmul(const float* x, int64_t n, int64_t ldx, const model::Matrix& W, cons
 }
 
 void rmsnorm(const float* x, const float* w, float* y, int64_t n, double eps) {
-  double ss = 0;
-  for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * double(x[i]);
+  // Eight partial sums in double: one sum was a chain of dependent adds (4 cycles per element),
+  // about 1 us per 896-element row, 3-4 % of a 0.5B prefill.
+  double part[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) part[j] += double(x[i + j]) * double(x[i + j]);
+  double ss = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+  for (; i < n; ++i) ss += double(x[i]) * double(x[i]);
   const float inv = float(1.0 / std::sqrt(ss / double(n) + eps));
   for (int64_t i = 0; i < n; ++i) y[i] = w[i] * (x[i] * inv);
 }

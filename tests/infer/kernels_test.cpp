@@ -79,7 +79,7 @@ TEST(Kernels, ColumnBlockedWeightsGiveTheReferenceProducts) {
       // gemv (1, 3), dot tiles (7, 12, 40), gemm (100); widths that divide K and that leave a
       // narrow last block (2100 = 4 x 512 + 52). With --bf16-dot: dot tiles (7), 16-row
       // panels (12), 32-row panels (40, 100).
-      for (auto [n, K, width] : {std::tuple{1, 2100, 512}, {3, 1100, 256}, {7, 2100, 1024}, {12, 2100, 512},
+      for (auto [n, K, width] : {std::tuple{1, 2100, 512}, {3, 1100, 256}, {7, 2100, 1024}, {12, 2100, 512}, {20, 1100, 333},
                                  {40, 1100, 512}, {100, 2100, 1024}, {1, 96, 32}}) {
         const int64_t outs[2] = {33, 70};
         std::mt19937 g(unsigned(n + K + width));
