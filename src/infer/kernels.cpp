@@ -411,33 +411,44 @@ void for_my_rows(const Plan& p, int64_t align, F&& f) {
   }
 }
 
-// The gemm shapes' split, inside a parallel region: K in chunks of at most `kcols` columns
-// (GemmWeights::k_chunks), one after the other, so that the x panels' chunk stays in each
-// core's L2 while all weight rows pass; within a chunk, f(weights, c0, cn, o0, o1, bias, y,
-// ldy) for pieces of `rows` rows (a multiple of the micro-tile's) of every output, taken by
-// the threads as they finish the previous one. An even static split of the rows left one
-// thread waiting at the end of each product for 10-20 % of a 0.5B prefill: the two vCPUs of
-// a shared host do not run at the same speed.
-template <class F>
-void for_gemm_pieces(const Plan& p, int64_t kcols, int64_t rows, F&& f) {
-  int64_t total = 0;
-  for (const auto& o : p.outs) total += (o.W->rows + rows - 1) / rows;
-  for (const auto& [c0, cn] : GemmWeights(*p.outs[0].W).k_chunks(kcols)) {  // outs share K and blocks
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t it = 0; it < total; ++it) {
-      int64_t c = it;
-      for (const auto& o : p.outs) {
-        const int64_t nc = (o.W->rows + rows - 1) / rows;
-        if (c < nc) {
-          const int64_t o0 = c * rows, o1 = std::min(o.W->rows, o0 + rows);
-          f(GemmWeights(*o.W), c0, cn, o0, o1, o.bias, o.y, o.ldy);
-          break;
-        }
-        c -= nc;
+// The gemm shapes' split: K in chunks of at most `kcols` columns (GemmWeights::k_chunks), one
+// after the other, so that the x panels' chunk stays in each core's L2 while all weight rows
+// pass; within a chunk, f(weights, c0, cn, o0, o1, bias, y, ldy) over the rows of every output
+// as RowShares of `unit` rows (a multiple of the micro-tile's): each thread takes its own
+// share from the front, 2 units at a time, so the next weight group it prefetches is the one
+// it computes next, and then single units from the back of a slower thread's share. An even
+// static split left one thread waiting at the end of each product for 30-36 % of its time in
+// a 0.5B prefill on a busy host; 96-row pieces taken in turn from one counter cut that to
+// 3-6 % but lost 2-6 % of exact prefill (every piece's first weight group came unprefetched).
+class GemmSplit {
+ public:
+  GemmSplit(const Plan& p, int64_t kcols, int64_t unit)
+      : p_(p), chunks_(GemmWeights(*p.outs[0].W).k_chunks(kcols)) {  // the outputs share K and blocks
+    std::vector<int64_t> rows;
+    for (const auto& o : p.outs) rows.push_back(o.W->rows);
+    shares_.reserve(chunks_.size());
+    for (size_t c = 0; c < chunks_.size(); ++c) shares_.emplace_back(rows, unit, 2, p.threads());
+  }
+  // On every thread of the parallel region.
+  template <class F>
+  void run(F&& f) {
+    for (size_t c = 0; c < chunks_.size(); ++c) {
+      const auto [c0, cn] = chunks_[c];
+      shares_[c].run([&](size_t i, int64_t o0, int64_t o1) {
+        const MatmulOut& o = p_.outs[i];
+        f(GemmWeights(*o.W), c0, cn, o0, o1, o.bias, o.y, o.ldy);
+      });
+      if (c + 1 < chunks_.size()) {
+#pragma omp barrier
       }
     }
   }
-}
+
+ private:
+  const Plan& p_;
+  std::vector<std::pair<int64_t, int64_t>> chunks_;
+  std::vector<RowShares> shares_;
+};
 
 // This thread's share [p0, p1) of `count` items.
 inline std::pair<int64_t, int64_t> thread_share(int64_t count) {
@@ -505,6 +516,7 @@ void run_f32(CpuIsa isa, const Plan& p) {
   thread_local std::vector<float> xt;  // the caller's; workers get its address
   xt.resize(size_t(panels * cols * p.K));
   float* xtp = xt.data();
+  GemmSplit split(p, v512 ? avx512::kGemmKC : avx2::kGemmKC, 4 * mr);
 #pragma omp parallel num_threads(p.threads())
   {
     auto [p0, p1] = thread_share(panels);
@@ -513,9 +525,8 @@ void run_f32(CpuIsa isa, const Plan& p) {
 #pragma omp barrier
     thread_local std::vector<float> wbuf;
     wbuf.resize(size_t(mr * std::min(p.K, v512 ? avx512::kGemmKC : avx2::kGemmKC)));
-    const int64_t kcols = v512 ? avx512::kGemmKC : avx2::kGemmKC;
-    for_gemm_pieces(p, kcols, 8 * mr, [&](const GemmWeights& W, int64_t c0, int64_t cn, int64_t o0, int64_t o1,
-                                          const float* bias, float* y, int64_t ldy) {
+    split.run([&](const GemmWeights& W, int64_t c0, int64_t cn, int64_t o0, int64_t o1, const float* bias, float* y,
+                  int64_t ldy) {
       if (v512) avx512::gemm<D>(xtp, p.n, W, c0, cn, o0, o1, bias, y, ldy, wbuf.data());
       else avx2::gemm<D>(xtp, p.n, W, c0, cn, o0, o1, bias, y, ldy, wbuf.data());
     });
@@ -541,6 +552,7 @@ void run_bf16dot(const Plan& p) {
   const int64_t cols = narrow ? 16 : 32, panels = (p.n + cols - 1) / cols, KP = p.K / 2;
   xb.resize(size_t(panels * cols * p.K));
   uint16_t* xbp = xb.data();
+  GemmSplit split(p, bf16dot::kGemmChunkCols, 4 * bf16dot::kMR);
 #pragma omp parallel num_threads(p.threads())
   {
     // Pack: row i -> bf16, then its pairs of k to their slots in panel i / cols.
@@ -556,12 +568,11 @@ void run_bf16dot(const Plan& p) {
         for (int64_t kp = 0; kp < KP; ++kp) d[kp * cols] = row[size_t(kp)];
       }
 #pragma omp barrier
-    for_gemm_pieces(p, bf16dot::kGemmChunkCols, 8 * bf16dot::kMR,
-                    [&](const GemmWeights& W, int64_t c0, int64_t cn, int64_t o0, int64_t o1, const float* bias,
-                        float* y, int64_t ldy) {
-                      if (narrow) bf16dot::gemm<1>(xbp, p.n, W, c0, cn, o0, o1, bias, y, ldy);
-                      else bf16dot::gemm<2>(xbp, p.n, W, c0, cn, o0, o1, bias, y, ldy);
-                });
+    split.run([&](const GemmWeights& W, int64_t c0, int64_t cn, int64_t o0, int64_t o1, const float* bias, float* y,
+                  int64_t ldy) {
+      if (narrow) bf16dot::gemm<1>(xbp, p.n, W, c0, cn, o0, o1, bias, y, ldy);
+      else bf16dot::gemm<2>(xbp, p.n, W, c0, cn, o0, o1, bias, y, ldy);
+    });
   }
 }
 
