@@ -433,7 +433,7 @@ class GemmSplit {
   template <class F>
   void run(F&& f) {
     for (size_t c = 0; c < chunks_.size(); ++c) {
-      const auto [c0, cn] = chunks_[c];
+      const int64_t c0 = chunks_[c].first, cn = chunks_[c].second;  // clang 14 cannot capture a structured binding
       shares_[c].run([&](size_t i, int64_t o0, int64_t o1) {
         const MatmulOut& o = p_.outs[i];
         f(GemmWeights(*o.W), c0, cn, o0, o1, o.bias, o.y, o.ldy);
