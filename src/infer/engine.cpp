@@ -242,8 +242,8 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
   const float att_scale = float(1.0 / std::sqrt(double(hd)));
   const bool post_norms = c.post_block_norms;
   // The per-row steps between the products (norms, RoPE, residual adds) run over the thread
-  // team from 64 rows on: on one thread they left the other idle for 8-10 % of a 0.5B prefill.
-  // Each row is computed alike either way.
+  // team from 64 rows on: on one thread they kept the other waiting (a 0.5B prefill, perf: the
+  // worker's waiting samples 12.2 % -> 10.6 %). Each row is computed alike either way.
   const bool rows_parallel = n >= 64;
   // x += block output (w.tmp), normalised first when the architecture has post-block norms.
   auto add_block = [&](const std::vector<float>& post_norm) {
