@@ -76,11 +76,12 @@ TEST(Kernels, ColumnBlockedWeightsGiveTheReferenceProducts) {
   for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
     set_cpu_isa_for_testing(isa);
     for (DType dt : {DType::F32, DType::BF16})
-      // gemv (1, 3), dot tiles (7, 12, 40), gemm (100); widths that divide K and that leave a
+      // gemv (1, 3), dot tiles (7, 12, 40), gemm (100, 64: blocks narrower than its 1024-column
+      // chunks, one not a multiple of the vector width); widths that divide K and that leave a
       // narrow last block (2100 = 4 x 512 + 52). With --bf16-dot: dot tiles (7), 16-row
-      // panels (12), 32-row panels (40, 100).
+      // panels (12), 32-row panels (40, 100, 64).
       for (auto [n, K, width] : {std::tuple{1, 2100, 512}, {3, 1100, 256}, {7, 2100, 1024}, {12, 2100, 512}, {20, 1100, 333},
-                                 {40, 1100, 512}, {100, 2100, 1024}, {1, 96, 32}}) {
+                                 {40, 1100, 512}, {100, 2100, 1024}, {64, 1100, 333}, {1, 96, 32}}) {
         const int64_t outs[2] = {33, 70};
         std::mt19937 g(unsigned(n + K + width));
         std::normal_distribution<float> nd;
