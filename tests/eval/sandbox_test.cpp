@@ -50,8 +50,15 @@ int count_marked(const std::string& marker) {
   if (!d) return 0;
   while (dirent* e = ::readdir(d)) {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    std::ifstream f(std::string("/proc/") + e->d_name + "/cmdline", std::ios::binary);
-    std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    // POSIX reads, not ifstream: a process that exits between readdir and read makes read() fail with
+    // ESRCH, which libstdc++'s filebuf turns into an exception.
+    int fd = ::open((std::string("/proc/") + e->d_name + "/cmdline").c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    std::string s;
+    char buf[4096];
+    ssize_t got;
+    while ((got = ::read(fd, buf, sizeof buf)) > 0) s.append(buf, static_cast<size_t>(got));
+    ::close(fd);
     if (s.find(marker) != std::string::npos) ++n;
   }
   ::closedir(d);
