@@ -120,8 +120,8 @@ RVEC_TARGET inline VF vpow2(VF p, VF n) {
   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
-// dst[d * 8 + j] = src[j * ld + d] for d, j < 8; rows j >= rows are zeros.
-RVEC_TARGET inline void vtranspose(const float* src, int64_t ld, int64_t rows, float* dst) {
+// dst[d * ldd + j] = src[j * ld + d] for d, j < 8; rows j >= rows are zeros.
+RVEC_TARGET inline void vtranspose(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd) {
   __m256 r[8];
   for (int j = 0; j < 8; ++j) r[j] = j < rows ? _mm256_loadu_ps(src + j * ld) : _mm256_setzero_ps();
   __m256 t[8], u[8];
@@ -136,8 +136,8 @@ RVEC_TARGET inline void vtranspose(const float* src, int64_t ld, int64_t rows, f
     u[j + 3] = _mm256_shuffle_ps(t[j + 1], t[j + 3], _MM_SHUFFLE(3, 2, 3, 2));
   }
   for (int j = 0; j < 4; ++j) {
-    _mm256_storeu_ps(dst + j * 8, _mm256_permute2f128_ps(u[j], u[j + 4], 0x20));
-    _mm256_storeu_ps(dst + (j + 4) * 8, _mm256_permute2f128_ps(u[j], u[j + 4], 0x31));
+    _mm256_storeu_ps(dst + j * ldd, _mm256_permute2f128_ps(u[j], u[j + 4], 0x20));
+    _mm256_storeu_ps(dst + (j + 4) * ldd, _mm256_permute2f128_ps(u[j], u[j + 4], 0x31));
   }
 }
 #include "infer/matmul_simd.inc"
@@ -151,7 +151,7 @@ RVEC_TARGET inline void vtranspose(const float* src, int64_t ld, int64_t rows, f
 namespace avx512 {
 #define RVEC_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
 using VF = __m512;
-constexpr int VW = 16, kGemvRows = 8, kTileR = 6, kTileNW = 4, kMR = 12, kNV = 2;
+constexpr int VW = 16, kGemvRows = 8, kTileR = 6, kTileNW = 4, kMR = 12, kNV = 2, kTwR = 8, kTwNV = 2;
 RVEC_TARGET inline VF vzero() { return _mm512_setzero_ps(); }
 RVEC_TARGET inline VF vload(const float* p) { return _mm512_loadu_ps(p); }
 RVEC_TARGET inline void vstore(float* p, VF v) { _mm512_storeu_ps(p, v); }
@@ -169,6 +169,12 @@ RVEC_TARGET inline VF vloadw(const void* w, int64_t idx) {
     else return _mm512_cvtph_ps(h);
   }
 }
+// Words holding two bf16 (little-endian: the even column in the low half) as f32: the even
+// column's value and the odd column's.
+RVEC_TARGET inline VF vbf16_even(VF p) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(p), 16)); }
+RVEC_TARGET inline VF vbf16_odd(VF p) {
+  return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(p), _mm512_set1_epi32(int(0xffff0000u))));
+}
 RVEC_TARGET inline VF vmul(VF a, VF b) { return _mm512_mul_ps(a, b); }
 RVEC_TARGET inline VF vsub(VF a, VF b) { return _mm512_sub_ps(a, b); }
 RVEC_TARGET inline VF vdiv(VF a, VF b) { return _mm512_div_ps(a, b); }
@@ -176,8 +182,8 @@ RVEC_TARGET inline VF vmin(VF a, VF b) { return _mm512_min_ps(a, b); }
 RVEC_TARGET inline VF vmax(VF a, VF b) { return _mm512_max_ps(a, b); }
 RVEC_TARGET inline VF vround(VF a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 RVEC_TARGET inline VF vpow2(VF p, VF n) { return _mm512_scalef_ps(p, n); }  // p * 2^n
-// dst[d * 16 + j] = src[j * ld + d] for d, j < 16; rows j >= rows are zeros.
-RVEC_TARGET inline void vtranspose(const float* src, int64_t ld, int64_t rows, float* dst) {
+// dst[d * ldd + j] = src[j * ld + d] for d, j < 16; rows j >= rows are zeros.
+RVEC_TARGET inline void vtranspose(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd) {
   __m512 r[16], t[16];
   for (int j = 0; j < 16; ++j) r[j] = j < rows ? _mm512_loadu_ps(src + j * ld) : _mm512_setzero_ps();
   for (int j = 0; j < 16; j += 2) {  // per 128-bit lane: r_j[0] r_j+1[0] r_j[1] r_j+1[1], ...
@@ -196,13 +202,14 @@ RVEC_TARGET inline void vtranspose(const float* src, int64_t ld, int64_t rows, f
   for (int e = 0; e < 4; ++e) {
     const __m512 a = _mm512_shuffle_f32x4(r[e], r[4 + e], 0x88), b = _mm512_shuffle_f32x4(r[e], r[4 + e], 0xdd);
     const __m512 c = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0x88), d = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0xdd);
-    _mm512_storeu_ps(dst + e * 16, _mm512_shuffle_f32x4(a, c, 0x88));
-    _mm512_storeu_ps(dst + (8 + e) * 16, _mm512_shuffle_f32x4(a, c, 0xdd));
-    _mm512_storeu_ps(dst + (4 + e) * 16, _mm512_shuffle_f32x4(b, d, 0x88));
-    _mm512_storeu_ps(dst + (12 + e) * 16, _mm512_shuffle_f32x4(b, d, 0xdd));
+    _mm512_storeu_ps(dst + e * ldd, _mm512_shuffle_f32x4(a, c, 0x88));
+    _mm512_storeu_ps(dst + (8 + e) * ldd, _mm512_shuffle_f32x4(a, c, 0xdd));
+    _mm512_storeu_ps(dst + (4 + e) * ldd, _mm512_shuffle_f32x4(b, d, 0x88));
+    _mm512_storeu_ps(dst + (12 + e) * ldd, _mm512_shuffle_f32x4(b, d, 0xdd));
   }
 }
 #include "infer/matmul_simd.inc"
+#include "infer/matmul_tw_simd.inc"
 #include "infer/vmath_simd.inc"
 #include "infer/attention_simd.inc"
 #include "infer/attention_untiled_simd.inc"
@@ -367,6 +374,14 @@ RVEC_T5BF void gemm(const uint16_t* xt, int64_t n, const GemmWeights& W, int64_t
 //   panel beats two 16-row ones (24 rows: 39.2 vs 43.3).
 constexpr int64_t kGemvMaxRows = 4, kGemm16MinRows = 8, kGemmMinRows = 17, kGemmMinRowsF32 = 64;
 
+// The exact path's transposed-weight tiles (matmul_tw_simd.inc) between the dot tiles and the
+// gemm: AVX-512, bf16 weights, K and column blocks of even width (pairs of bf16 as words).
+constexpr int64_t kTwMinRows = 24;
+inline bool use_tw(CpuIsa isa, DType dt, int64_t n, const GemmWeights& W) {
+  return isa == CpuIsa::AVX512 && dt == DType::BF16 && n >= kTwMinRows && n < kGemmMinRowsF32 && W.K % 2 == 0 &&
+         W.kb % 2 == 0;
+}
+
 constexpr int64_t kMinParallelMacs = int64_t(1) << 17;
 
 // Several products of the same x (q/k/v, gate/up) run in one parallel region: one thread
@@ -500,6 +515,23 @@ void run_f32(CpuIsa isa, const Plan& p) {
     return;
   }
   const bool v512 = isa == CpuIsa::AVX512;
+  if (use_tw(isa, p.outs[0].W->dtype, p.n, GemmWeights(*p.outs[0].W))) {
+    std::vector<int64_t> rows;
+    for (const auto& o : p.outs) rows.push_back(o.W->rows);
+    RowShares shares(rows, avx512::kTwCols, 1, p.threads());
+#pragma omp parallel num_threads(p.threads())
+    {
+      thread_local std::vector<uint32_t> wt;
+      thread_local std::vector<float> acc;
+      wt.resize(size_t(avx512::kTwCols * avx512::kTwGroupCols / 2));
+      acc.resize(size_t(p.n * avx512::kTwCols));
+      shares.run([&](size_t i, int64_t o0, int64_t o1) {
+        const MatmulOut& o = p.outs[i];
+        avx512::tw_rows(p.x, p.n, p.ldx, GemmWeights(*o.W), o0, o1, o.bias, o.y, o.ldy, wt.data(), acc.data());
+      });
+    }
+    return;
+  }
   if (p.n < kGemmMinRowsF32) {
     const bool stream = p.n <= kGemvMaxRows;
     RowChunks chunks(p, wsize<D>());
@@ -717,7 +749,7 @@ void matmul_multi(const float* x, int64_t n, int64_t ldx, std::span<const Matmul
                        cpu_has_avx512_bf16() && n > kGemvMaxRows;
   // The gemms read column blocks themselves (GemmWeights): one parallel region, no partial sums.
   if (isa != CpuIsa::Scalar && (bf16dot ? n >= kGemm16MinRows && W0.cols % 2 == 0 && W0.kblock % 2 == 0
-                                        : n >= kGemmMinRowsF32))
+                                        : n >= kGemmMinRowsF32 || use_tw(isa, W0.dtype, n, GemmWeights(W0))))
     return matmul_rows(x, n, ldx, outs);
   if (n < kGemmMinRowsF32 && !bf16dot && isa != CpuIsa::Scalar) {
     switch (W0.dtype) {

@@ -151,6 +151,58 @@ TEST(Kernels, ColumnBlockedWeightsGiveTheReferenceProducts) {
   }
 }
 
+// From 24 rows up (the transposed-weight tiles, then the gemm from 64) the exact path sums
+// every output in the same order whatever the number of rows: a row's products are the same
+// bits alone in a batch of 24 as in one of 100 (AVX-512, bf16 weights, even K and block
+// widths). Shapes: K over several 1024-column chunks and over a 4096-column group (5000),
+// column blocks (1024 wide, and 512 with a narrow last block), outputs that end in a
+// partial 32-row tile (70 = 2 x 32 + 6, 29 < 32 with a 13-row half), uneven passes (25 rows
+// = 7 + 7 + 7 + 4).
+TEST(Kernels, ExactProductsFrom24RowsDoNotDependOnTheBatch) {
+  IsaGuard guard;
+  set_cpu_isa_for_testing(CpuIsa::AVX512);
+  if (cpu_isa() != CpuIsa::AVX512) GTEST_SKIP() << "no AVX-512";
+  for (auto [K, out, width] : {std::tuple{2100, 70, 0}, {5000, 29, 0}, {2100, 70, 512}, {4864, 40, 1024}}) {
+    std::mt19937 g(unsigned(K + out + width));
+    std::normal_distribution<float> nd;
+    const int64_t N = 100;
+    std::vector<float> x(static_cast<size_t>(N * K)), wf(static_cast<size_t>(out * K)), bias(static_cast<size_t>(out));
+    for (auto& v : x) v = nd(g);
+    for (auto& v : wf) v = nd(g);
+    for (auto& v : bias) v = nd(g);
+    std::vector<uint16_t> w(wf.size()), blocked(wf.size());
+    from_f32(DType::BF16, wf.data(), w.data(), wf.size());
+    to_f32(DType::BF16, w.data(), wf.data(), wf.size());
+    model::Matrix W{DType::BF16, w.data(), out, K};
+    if (width > 0) {  // block b: [out, wb] row-major, right after block b - 1
+      int64_t off = 0;
+      for (int64_t c0 = 0; c0 < K; c0 += width) {
+        const int64_t wb = std::min<int64_t>(width, K - c0);
+        for (int64_t r = 0; r < out; ++r)
+          std::memcpy(&blocked[size_t(off + r * wb)], &w[size_t(r * K + c0)], size_t(wb * 2));
+        off += out * wb;
+      }
+      W = model::Matrix{DType::BF16, blocked.data(), out, K, width};
+    }
+    std::vector<float> all(size_t(N * out), -1.f);
+    matmul(x.data(), N, K, W, bias.data(), all.data(), out);
+    const auto ref = ref_matmul(x, N, K, wf, out, bias);
+    for (int64_t i = 0; i < N * out; ++i)
+      ASSERT_NEAR(all[size_t(i)], ref[size_t(i)], 1e-4 * std::sqrt(double(K))) << "K=" << K << " i=" << i;
+    for (int64_t n : {24, 25, 40, 63, 64}) {
+      std::vector<float> y(size_t(n * out), -1.f);
+      matmul(x.data(), n, K, W, bias.data(), y.data(), out);
+      for (int64_t i = 0; i < n * out; ++i)
+        ASSERT_EQ(y[size_t(i)], all[size_t(i)]) << "K=" << K << " out=" << out << " width=" << width << " n=" << n
+                                                << " row " << i / out << " output " << i % out;
+    }
+    // Below 24 rows (dot tiles) the order differs: within f32 rounding, not the same bits.
+    std::vector<float> y(size_t(23 * out));
+    matmul(x.data(), 23, K, W, bias.data(), y.data(), out);
+    for (int64_t i = 0; i < 23 * out; ++i) ASSERT_NEAR(y[size_t(i)], all[size_t(i)], 1e-4 * std::sqrt(double(K)));
+  }
+}
+
 TEST(Kernels, MatmulMultiRefusesMixedLayouts) {
   std::vector<float> w(64 * 8, 0.f), x(64, 1.f), y(16);
   const model::Matrix a{DType::F32, w.data(), 8, 64, 0}, b{DType::F32, w.data(), 8, 64, 32};
