@@ -1,5 +1,7 @@
 #include "infer/engine.h"
 
+#include "core/aligned.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -153,7 +155,7 @@ void KVCache::fill_random_for_bench(const model::ModelConfig& c, int64_t n, int6
 
 // Activation buffers, reused across calls.
 struct Engine::Work {
-  std::vector<float> x, xn, q, k, v, att, attp, tmp, gate, up, rope, fin;
+  AlignedVector<float> x, xn, q, k, v, att, attp, tmp, gate, up, rope, fin;
 };
 
 Engine::Engine(const Model& m, EngineOptions opts) : m_(m), opts_(opts), w_(std::make_unique<Work>()) {
@@ -167,7 +169,7 @@ Engine::~Engine() = default;
 namespace {
 constexpr int64_t kChunkRows = 256;
 
-void ensure(std::vector<float>& v, size_t n) {
+void ensure(AlignedVector<float>& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
 }  // namespace

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/aligned.h"
 #include "core/cpu.h"
 #include "core/error.h"
 #include "core/simd.h"
@@ -521,8 +522,8 @@ void run_f32(CpuIsa isa, const Plan& p) {
     RowShares shares(rows, avx512::kTwCols, 1, p.threads());
 #pragma omp parallel num_threads(p.threads())
     {
-      thread_local std::vector<uint32_t> wt;
-      thread_local std::vector<float> acc;
+      thread_local AlignedVector<uint32_t> wt;
+      thread_local AlignedVector<float> acc;
       wt.resize(size_t(avx512::kTwCols * avx512::kTwGroupCols / 2));
       acc.resize(size_t(p.n * avx512::kTwCols));
       shares.run([&](size_t i, int64_t o0, int64_t o1) {
@@ -546,7 +547,7 @@ void run_f32(CpuIsa isa, const Plan& p) {
   }
   const int64_t cols = v512 ? avx512::kGemmCols : avx2::kGemmCols, mr = v512 ? avx512::kMR : avx2::kMR;
   const int64_t panels = (p.n + cols - 1) / cols;
-  thread_local std::vector<float> xt;  // the caller's; workers get its address
+  thread_local AlignedVector<float> xt;  // the caller's; workers get its address
   xt.resize(size_t(panels * cols * p.K));
   float* xtp = xt.data();
   GemmSplit split(p, v512 ? avx512::kGemmKC : avx2::kGemmKC, 4 * mr);
@@ -556,7 +557,7 @@ void run_f32(CpuIsa isa, const Plan& p) {
     if (v512) avx512::pack_x(p.x, p.n, p.ldx, p.K, p0, p1, xtp);
     else avx2::pack_x(p.x, p.n, p.ldx, p.K, p0, p1, xtp);
 #pragma omp barrier
-    thread_local std::vector<float> wbuf;
+    thread_local AlignedVector<float> wbuf;
     wbuf.resize(size_t(mr * std::min(p.K, v512 ? avx512::kGemmKC : avx2::kGemmKC)));
     split.run([&](const GemmWeights& W, int64_t c0, int64_t cn, int64_t o0, int64_t o1, const float* bias, float* y,
                   int64_t ldy) {
@@ -569,8 +570,8 @@ void run_f32(CpuIsa isa, const Plan& p) {
 // BF16Dot (5+ rows): x rounded to bf16 (dot tiles: rows; gemm: panels of pairs of k).
 void run_bf16dot(const Plan& p) {
   auto u16 = [](const uint8_t* w) { return reinterpret_cast<const uint16_t*>(w); };
-  thread_local std::vector<uint16_t> xbuf;  // the caller's; workers get its address
-  std::vector<uint16_t>& xb = xbuf;
+  thread_local AlignedVector<uint16_t> xbuf;  // the caller's; workers get its address
+  AlignedVector<uint16_t>& xb = xbuf;
   if (p.n < kGemm16MinRows || p.K % 2 != 0) {
     xb.resize(size_t(p.n * p.K));
     for (int64_t r = 0; r < p.n; ++r) from_f32(DType::BF16, p.x + r * p.ldx, xb.data() + r * p.K, size_t(p.K));
