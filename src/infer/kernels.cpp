@@ -361,8 +361,9 @@ RVEC_T5BF void gemm(const uint16_t* xt, int64_t n, const GemmWeights& W, int64_t
 }  // namespace bf16dot
 
 // Loop shape by the number of x rows n (matmul_simd.inc): up to kGemvMaxRows the weights
-// stream once in memory order (decode is bandwidth-bound); then dot tiles; the gemm shape
-// from kGemmMinRowsF32 rows (f32) or, with BF16Dot, from kGemm16MinRows rows in 16-row
+// stream once in memory order (decode is bandwidth-bound); then dot tiles (f32 with AVX-512
+// and bf16 weights: transposed-weight tiles from kTwMinRows, matmul_tw_simd.inc); the gemm
+// shape from kGemmMinRowsF32 rows (f32) or, with BF16Dot, from kGemm16MinRows rows in 16-row
 // panels and from kGemmMinRows in 32-row panels.
 // - f32: the dot tiles, which prefetch the next weight tile, beat the gemm below 64 rows
 //   (pp48 282-287 vs 310-323 tok/s on Zen 5); from 64 rows the gemm wins (Zen 5, same runs:
