@@ -589,8 +589,8 @@ void run_bf16dot(const Plan& p) {
   uint16_t* xbp = xb.data();
   // One 16-row panel (batched decode) takes K whole while it fits in half of L2 (K up to
   // 16384): a weight group is then 12 whole rows, one run of memory, and there is no barrier
-  // between chunks. 1.5B-shaped products (K = 1536: two chunks before), `--bf16-dot`, Zen 5,
-  // same runs: 16 rows 565-573 -> 612-613 GFLOP/s, 12 rows 390-394 -> 418-426.
+  // between chunks. Zen 5, bench MatmulBf16Dot1536 (1.5B's gate/up: K = 1536, two chunks
+  // before), same runs: 12 rows 397-433 -> 451-456 GFLOP/s, 16 rows 516-565 -> 557-616.
   const int64_t kcols = narrow && p.K * 16 * 2 <= (int64_t(512) << 10) ? std::max(p.K, bf16dot::kGemmChunkCols)
                                                                       : bf16dot::kGemmChunkCols;
   GemmSplit split(p, kcols, 4 * bf16dot::kMR);
