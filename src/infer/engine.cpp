@@ -1,7 +1,5 @@
 #include "infer/engine.h"
 
-#include "core/aligned.h"
-
 #include <omp.h>
 
 #include <algorithm>
@@ -15,6 +13,7 @@
 #include <random>
 #include <string_view>
 
+#include "core/aligned.h"
 #include "core/atomic_output.h"
 #include "core/error.h"
 #include "core/memory.h"
