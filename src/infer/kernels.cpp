@@ -378,7 +378,10 @@ constexpr int64_t kGemvMaxRows = 4, kGemm16MinRows = 8, kGemmMinRows = 17, kGemm
 
 // The exact path's transposed-weight tiles (matmul_tw_simd.inc) between the dot tiles and the
 // gemm: AVX-512, bf16 weights, K and column blocks of even width (pairs of bf16 as words).
-constexpr int64_t kTwMinRows = 24;
+// From 17 rows: 0.5B exact decode, Zen 5, three alternating rounds against the dot tiles:
+// batch 18 154-162 -> 171-177 tok/s, 20 173-191 -> 183-213; 16 171-190 against 177-197, 12
+// 142-155 against 154-165.
+constexpr int64_t kTwMinRows = 17;
 inline bool use_tw(CpuIsa isa, DType dt, int64_t n, const GemmWeights& W) {
   return isa == CpuIsa::AVX512 && dt == DType::BF16 && n >= kTwMinRows && n < kGemmMinRowsF32 && W.K % 2 == 0 &&
          W.kb % 2 == 0;
