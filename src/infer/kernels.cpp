@@ -521,9 +521,7 @@ void run_f32(CpuIsa isa, const Plan& p) {
   }
   const bool v512 = isa == CpuIsa::AVX512;
   if (use_tw(isa, p.outs[0].W->dtype, p.n, GemmWeights(*p.outs[0].W))) {
-    std::vector<int64_t> rows;
-    for (const auto& o : p.outs) rows.push_back(o.W->rows);
-    RowShares shares(rows, avx512::kTwCols, 1, p.threads());
+    RowShares shares(RowChunks::rows_of(p), avx512::kTwCols, 1, p.threads());
 #pragma omp parallel num_threads(p.threads())
     {
       thread_local AlignedVector<uint32_t> wt;

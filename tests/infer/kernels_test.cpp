@@ -10,6 +10,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "infer/kernels.h"
+#include "model/column_blocks.h"
 #include "isa_guard.h"
 
 using namespace rvec;
@@ -170,20 +171,12 @@ TEST(Kernels, ExactProductsFrom17RowsDoNotDependOnTheBatch) {
     for (auto& v : x) v = nd(g);
     for (auto& v : wf) v = nd(g);
     for (auto& v : bias) v = nd(g);
-    std::vector<uint16_t> w(wf.size()), blocked(wf.size());
+    std::vector<uint16_t> w(wf.size());
     from_f32(DType::BF16, wf.data(), w.data(), wf.size());
     to_f32(DType::BF16, w.data(), wf.data(), wf.size());
     model::Matrix W{DType::BF16, w.data(), out, K};
-    if (width > 0) {  // block b: [out, wb] row-major, right after block b - 1
-      int64_t off = 0;
-      for (int64_t c0 = 0; c0 < K; c0 += width) {
-        const int64_t wb = std::min<int64_t>(width, K - c0);
-        for (int64_t r = 0; r < out; ++r)
-          std::memcpy(&blocked[size_t(off + r * wb)], &w[size_t(r * K + c0)], size_t(wb * 2));
-        off += out * wb;
-      }
-      W = model::Matrix{DType::BF16, blocked.data(), out, K, width};
-    }
+    model::OwnedBytes blocked;  // the layout itself is tested above, by hand
+    if (width > 0) blocked = model::copy_to_column_blocks(W, width);
     std::vector<float> all(size_t(N * out), -1.f);
     matmul(x.data(), N, K, W, bias.data(), all.data(), out);
     const auto ref = ref_matmul(x, N, K, wf, out, bias);
