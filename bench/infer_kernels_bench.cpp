@@ -1,6 +1,6 @@
 // Google Benchmark of the inference matmul kernels (GFLOP/s as items/s x 2):
 //   build/bench/infer_kernels_bench --benchmark_filter=Matmul
-// Shapes are Qwen2.5-0.5B's gate/up projection (4864 x 896) in bf16 (MatmulBf16Dot1536: 1.5B's).
+// Shapes are Qwen2.5-0.5B's gate/up projection (4864 x 896) in bf16 (Matmul*1536: 1.5B's, 8960 x 1536).
 // Decode*: batch-1 decode's products over weights far larger than the caches (Qwen2.5-0.5B's
 // 24 layers in bf16, 715 MB), as GB/s of weights, against ReadSum (the read-bandwidth loop of
 // `rvec bench`) on the same buffers in the same run; the ratio is how close the gemv streams
@@ -245,12 +245,14 @@ void DecodeDown(benchmark::State& st) {
 void MatmulF32(benchmark::State& st) { run(st, rvec::infer::MatmulPrecision::F32); }
 void MatmulBf16Dot(benchmark::State& st) { run(st, rvec::infer::MatmulPrecision::BF16Dot); }
 // Qwen2.5-1.5B's gate/up shape (8960 x 1536, 27.5 MB in bf16): K over more than one 1024-column chunk.
+void MatmulF32_1536(benchmark::State& st) { run(st, rvec::infer::MatmulPrecision::F32, 1536, 8960); }
 void MatmulBf16Dot1536(benchmark::State& st) { run(st, rvec::infer::MatmulPrecision::BF16Dot, 1536, 8960); }
 
 }  // namespace
 
 BENCHMARK(MatmulF32)->Arg(1)->Arg(16)->Arg(64)->Arg(128)->Arg(256)->UseRealTime();
 BENCHMARK(MatmulBf16Dot)->Arg(1)->Arg(16)->Arg(64)->Arg(128)->Arg(256)->UseRealTime();
+BENCHMARK(MatmulF32_1536)->Arg(12)->Arg(16)->Arg(64)->UseRealTime();
 BENCHMARK(MatmulBf16Dot1536)->Arg(12)->Arg(16)->Arg(64)->UseRealTime();
 BENCHMARK(DecodeBatch)->ArgsProduct({{5, 8, 12, 16, 24, 32, 64}, {0, 1}})->UseRealTime()->MinTime(1.0);
 BENCHMARK(ReadSum)->UseRealTime()->MinTime(1.0);

@@ -6,12 +6,14 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <span>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/aligned.h"
@@ -100,6 +102,16 @@ RVEC_TARGET inline float vhsum(VF v) {
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
+// sums = the sums of a's, b's, c's and d's lanes: interleave-and-add within 128-bit lanes, then
+// the halves (cheaper than four vhsum, whose shuffles cost a dot tile's end ~10 % at K = 896).
+RVEC_TARGET inline void vhsum4(VF a, VF b, VF c, VF d, float sums[4]) {
+  const __m256 ab = _mm256_add_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));
+  const __m256 cd = _mm256_add_ps(_mm256_unpacklo_ps(c, d), _mm256_unpackhi_ps(c, d));
+  const __m256d abd = _mm256_castps_pd(ab), cdd = _mm256_castps_pd(cd);
+  const __m256 abcd = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(abd, cdd)),
+                                    _mm256_castpd_ps(_mm256_unpackhi_pd(abd, cdd)));  // a b c d per 128-bit lane
+  _mm_storeu_ps(sums, _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1)));
+}
 template <int D>
 RVEC_TARGET inline VF vloadw(const void* w, int64_t idx) {
   if constexpr (D == 0) {
@@ -160,6 +172,16 @@ RVEC_TARGET inline VF vset1(float f) { return _mm512_set1_ps(f); }
 RVEC_TARGET inline VF vfma(VF a, VF b, VF c) { return _mm512_fmadd_ps(a, b, c); }
 RVEC_TARGET inline VF vadd(VF a, VF b) { return _mm512_add_ps(a, b); }
 RVEC_TARGET inline float vhsum(VF v) { return _mm512_reduce_add_ps(v); }
+// sums = the sums of a's, b's, c's and d's lanes (as the AVX2 one, then 256-bit halves).
+RVEC_TARGET inline void vhsum4(VF a, VF b, VF c, VF d, float sums[4]) {
+  const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+  const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+  const __m512d abd = _mm512_castps_pd(ab), cdd = _mm512_castps_pd(cd);
+  const __m512 abcd = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(abd, cdd)),
+                                    _mm512_castpd_ps(_mm512_unpackhi_pd(abd, cdd)));  // a b c d per 128-bit lane
+  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(abcd), _mm512_extractf32x8_ps(abcd, 1));
+  _mm_storeu_ps(sums, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
 template <int D>
 RVEC_TARGET inline VF vloadw(const void* w, int64_t idx) {
   if constexpr (D == 0) {
@@ -228,7 +250,7 @@ constexpr int kTileR = 6, kTileNW = 4, kMR = 12;
 // Dot tile for 5-7 x rows (any rows when K is odd: the gemm takes pairs of k): R x rows times
 // NW weight rows, pairs of k summed in vector lanes, R*NW accumulators (the same shape as
 // matmul_simd.inc's dot_tile). The four sums of an x row are folded together at the end
-// (interleave-and-add within 128-bit lanes).
+// (avx512::vhsum4, zeros for missing weight rows).
 // pf: the next tile's NW weight rows, prefetched alongside (nullptr: none). The weights
 // stream from memory in 4-row tiles that the hardware prefetchers follow too late at this
 // compute rate (the lm_head ran at ~10 GB/s without it).
@@ -259,19 +281,10 @@ RVEC_T5BF void dot_tile(const uint16_t* xb, int64_t ldx, const uint16_t* w, int6
     }
   }
   for (int i = 0; i < R; ++i) {
-    float sums[NW];
-    if constexpr (NW == 4) {
-      const __m512* a = acc[i];
-      const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a[0], a[1]), _mm512_unpackhi_ps(a[0], a[1]));  // a02 b02 a13 b13
-      const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(a[2], a[3]), _mm512_unpackhi_ps(a[2], a[3]));
-      const __m512d abd = _mm512_castps_pd(ab), cdd = _mm512_castps_pd(cd);
-      const __m512 abcd = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(abd, cdd)),
-                                        _mm512_castpd_ps(_mm512_unpackhi_pd(abd, cdd)));  // a b c d per lane
-      const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(abcd), _mm512_extractf32x8_ps(abcd, 1));
-      _mm_storeu_ps(sums, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
-    } else {
-      for (int j = 0; j < NW; ++j) sums[j] = _mm512_reduce_add_ps(acc[i][j]);
-    }
+    alignas(16) float sums[4];
+    const __m512 z = _mm512_setzero_ps();  // as matmul_simd.inc's dot_tile
+    avx512::vhsum4(acc[i][0], NW > 1 ? acc[i][1 % NW] : z, NW > 2 ? acc[i][2 % NW] : z, NW > 3 ? acc[i][3 % NW] : z,
+                   sums);
     for (int j = 0; j < NW; ++j) y[i * ldy + j] = sums[j] + (bias ? bias[j] : 0.f);
   }
 }
