@@ -254,7 +254,7 @@ BENCHMARK(MatmulF32)->Arg(1)->Arg(16)->Arg(64)->Arg(128)->Arg(256)->UseRealTime(
 BENCHMARK(MatmulBf16Dot)->Arg(1)->Arg(16)->Arg(64)->Arg(128)->Arg(256)->UseRealTime();
 BENCHMARK(MatmulF32_1536)->Arg(12)->Arg(16)->Arg(64)->UseRealTime();
 BENCHMARK(MatmulBf16Dot1536)->Arg(12)->Arg(16)->Arg(64)->UseRealTime();
-BENCHMARK(DecodeBatch)->ArgsProduct({{5, 8, 12, 16, 24, 32, 64, 128, 512}, {0, 1}})->UseRealTime()->MinTime(1.0);
+BENCHMARK(DecodeBatch)->ArgsProduct({{5, 7, 8, 12, 13, 16, 24, 32, 64, 128, 512}, {0, 1}})->UseRealTime()->MinTime(1.0);
 BENCHMARK(ReadSum)->UseRealTime()->MinTime(1.0);
 BENCHMARK(Decode)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->UseRealTime()->MinTime(1.0);
 BENCHMARK(DecodeDown)->Arg(0)->Arg(1024)->Arg(2048)->UseRealTime()->MinTime(2.0);
