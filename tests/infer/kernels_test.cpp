@@ -196,6 +196,44 @@ TEST(Kernels, ExactProductsFrom17RowsDoNotDependOnTheBatch) {
   }
 }
 
+// The dot tiles (5-16 rows) sum each output in one order whatever tile holds its row: x rows
+// go in groups of even size (16 = 6 + 5 + 5, 13 = 5 + 4 + 4, 7 = 4 + 3 with AVX-512), weight
+// rows in tiles of up to four with zeros standing in for the missing ones (70 outputs end in a
+// tile of 2), and a K tail past the vector width (1100). So a row's products are the same bits
+// alone in a batch of 5 as in one of 16, row-major or in column blocks, with AVX2 and AVX-512.
+TEST(Kernels, ExactDotTileProductsDoNotDependOnTheBatch) {
+  IsaGuard guard;
+  for (CpuIsa isa : {CpuIsa::AVX2, CpuIsa::AVX512}) {
+    set_cpu_isa_for_testing(isa);
+    if (cpu_isa() != isa) continue;
+    for (DType dt : {DType::BF16, DType::F32})
+      for (auto [K, out, width] : {std::tuple{1100, 70, 0}, {896, 29, 0}, {2100, 70, 512}}) {
+        std::mt19937 g(unsigned(K + out + width));
+        std::normal_distribution<float> nd;
+        const int64_t N = 16;
+        std::vector<float> x(static_cast<size_t>(N * K)), wf(static_cast<size_t>(out * K)), bias(static_cast<size_t>(out));
+        for (auto& v : x) v = nd(g);
+        for (auto& v : wf) v = nd(g);
+        for (auto& v : bias) v = nd(g);
+        std::vector<uint8_t> w(wf.size() * dtype_size(dt));
+        from_f32(dt, wf.data(), w.data(), wf.size());
+        model::Matrix W{dt, w.data(), out, K};
+        model::OwnedBytes blocked;
+        if (width > 0) blocked = model::copy_to_column_blocks(W, width);
+        std::vector<float> all(size_t(N * out), -1.f);
+        matmul(x.data(), N, K, W, bias.data(), all.data(), out);
+        for (int64_t n = 5; n < N; ++n) {
+          std::vector<float> y(size_t(n * out), -1.f);
+          matmul(x.data(), n, K, W, bias.data(), y.data(), out);
+          for (int64_t i = 0; i < n * out; ++i)
+            ASSERT_EQ(y[size_t(i)], all[size_t(i)]) << cpu_isa_name(isa) << " " << dtype_name(dt) << " K=" << K
+                                                    << " width=" << width << " n=" << n << " row " << i / out
+                                                    << " output " << i % out;
+        }
+      }
+  }
+}
+
 TEST(Kernels, MatmulMultiRefusesMixedLayouts) {
   std::vector<float> w(64 * 8, 0.f), x(64, 1.f), y(16);
   const model::Matrix a{DType::F32, w.data(), 8, 64, 0}, b{DType::F32, w.data(), 8, 64, 32};
