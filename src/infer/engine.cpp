@@ -332,18 +332,17 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
     for (int64_t r = 0; r < n;) {
       int64_t e = r + 1;
       while (e < n && e - r < 16 && rows[e].cache == rows[r].cache) ++e;
-      for (int64_t g = 0; g < c.num_kv_heads; ++g) {
-        const AttentionArgs a = att_args(r, e - r, g);
-        const int64_t np = attention_partitions(a);
-        if (e - r > 1 || np == 1 || !tiled) {
-          items.push_back({r, e - r, g, -1, 0});
-          continue;
-        }
-        merges.push_back({r, g, attp_size});
-        for (int64_t j = 0; j < np; ++j) {
-          items.push_back({r, 1, g, j, attp_size});
-          attp_size += size_t(attention_partial_floats(a));
-        }
+      const int64_t np = attention_partitions(att_args(r, e - r, 0));  // the same for every head
+      if (e - r > 1 || np == 1 || !tiled) {
+        for (int64_t g = 0; g < c.num_kv_heads; ++g) items.push_back({r, e - r, g, -1, 0});
+      } else {
+        // Partitions outer, heads inner: the threads then read the heads' halves of the same
+        // cache rows at about the same time (a row holds every KV head of a position).
+        const size_t pf = size_t(attention_partial_floats(att_args(r, 1, 0))), base = attp_size;
+        for (int64_t g = 0; g < c.num_kv_heads; ++g) merges.push_back({r, g, base + size_t(g * np) * pf});
+        for (int64_t j = 0; j < np; ++j)
+          for (int64_t g = 0; g < c.num_kv_heads; ++g) items.push_back({r, 1, g, j, base + size_t(g * np + j) * pf});
+        attp_size += size_t(c.num_kv_heads * np) * pf;
       }
       att_work += (e - r) * (pos[e - 1] + 1) * QD;
       r = e;

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 
 #include "core/atomic_output.h"
 #include "core/cpu.h"
@@ -218,6 +219,29 @@ TEST(EngineConsistency, PrefillPlusDecodeEqualsFullPrefill) {
   }
   EXPECT_EQ(kv.size(), int64_t(seq.size()));
   EXPECT_LE(rel_err(got, full), 1e-5);
+}
+
+// Past kAttPartition (512) positions a decode row's attention is split into partitions, computed
+// as separate items on the team and merged per KV head: with two KV heads and 1100 positions
+// (three partitions), the decoded logits equal the full prefill's, which takes each head whole.
+TEST(EngineConsistency, LongContextDecodeEqualsFullPrefill) {
+  const char* fx = "qwen2_tiny_tied_gqa14x2";
+  auto model = load_model(kFix / fx / "model");
+  Engine eng(*model);
+  const int64_t V = model->config().vocab_size;
+  std::mt19937 g(11);
+  std::vector<int32_t> seq(1100);
+  for (auto& t : seq) t = int32_t(g() % uint32_t(V));
+  const auto full = eng.logits(seq);
+  KVCache kv;
+  const size_t split = 1090;
+  eng.step({&kv}, {std::vector<int32_t>(seq.begin(), seq.begin() + split)});
+  std::vector<float> got, want(full.begin() + split * V, full.end());
+  for (size_t t = split; t < seq.size(); ++t) {
+    auto l = eng.step({&kv}, {{seq[t]}})[0];
+    got.insert(got.end(), l.begin(), l.end());
+  }
+  EXPECT_LE(rel_err(got, want), 1e-5);
 }
 
 TEST(EngineConsistency, BatchedDecodeEqualsOneAtATime) {
