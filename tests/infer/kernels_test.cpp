@@ -53,6 +53,24 @@ void check_matmul(DType dt, int64_t n, int64_t K, int64_t out, bool with_bias) {
         << " isa=" << cpu_isa_name(cpu_isa());
 }
 
+// x (n x K), weights (out x K, stored as dt and read back: the values a kernel sees) and a
+// bias, all normal(0, 1) from one seed.
+struct RandomProduct {
+  std::vector<float> x, wf, bias;
+  std::vector<uint8_t> w;  // wf stored as dt
+};
+RandomProduct random_product(unsigned seed, DType dt, int64_t n, int64_t K, int64_t out) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> nd;
+  RandomProduct p{std::vector<float>(size_t(n * K)), std::vector<float>(size_t(out * K)), std::vector<float>(size_t(out)),
+                  std::vector<uint8_t>(size_t(out * K) * dtype_size(dt))};
+  for (auto* v : {&p.x, &p.wf, &p.bias})
+    for (auto& e : *v) e = nd(g);
+  from_f32(dt, p.wf.data(), p.w.data(), p.wf.size());
+  to_f32(dt, p.w.data(), p.wf.data(), p.wf.size());
+  return p;
+}
+
 }  // namespace
 
 TEST(Kernels, MatmulAllIsasDtypesAndShapes) {
@@ -164,16 +182,8 @@ TEST(Kernels, ExactProductsFrom17RowsDoNotDependOnTheBatch) {
   set_cpu_isa_for_testing(CpuIsa::AVX512);
   if (cpu_isa() != CpuIsa::AVX512) GTEST_SKIP() << "no AVX-512";
   for (auto [K, out, width] : {std::tuple{2100, 70, 0}, {5000, 29, 0}, {2100, 70, 512}, {4864, 40, 1024}}) {
-    std::mt19937 g(unsigned(K + out + width));
-    std::normal_distribution<float> nd;
     const int64_t N = 100;
-    std::vector<float> x(static_cast<size_t>(N * K)), wf(static_cast<size_t>(out * K)), bias(static_cast<size_t>(out));
-    for (auto& v : x) v = nd(g);
-    for (auto& v : wf) v = nd(g);
-    for (auto& v : bias) v = nd(g);
-    std::vector<uint16_t> w(wf.size());
-    from_f32(DType::BF16, wf.data(), w.data(), wf.size());
-    to_f32(DType::BF16, w.data(), wf.data(), wf.size());
+    auto [x, wf, bias, w] = random_product(unsigned(K + out + width), DType::BF16, N, K, out);
     model::Matrix W{DType::BF16, w.data(), out, K};
     model::OwnedBytes blocked;  // the layout itself is tested above, by hand
     if (width > 0) blocked = model::copy_to_column_blocks(W, width);
@@ -208,15 +218,8 @@ TEST(Kernels, ExactDotTileProductsDoNotDependOnTheBatch) {
     if (cpu_isa() != isa) continue;
     for (DType dt : {DType::BF16, DType::F32})
       for (auto [K, out, width] : {std::tuple{1100, 70, 0}, {896, 29, 0}, {2100, 70, 512}}) {
-        std::mt19937 g(unsigned(K + out + width));
-        std::normal_distribution<float> nd;
         const int64_t N = 16;
-        std::vector<float> x(static_cast<size_t>(N * K)), wf(static_cast<size_t>(out * K)), bias(static_cast<size_t>(out));
-        for (auto& v : x) v = nd(g);
-        for (auto& v : wf) v = nd(g);
-        for (auto& v : bias) v = nd(g);
-        std::vector<uint8_t> w(wf.size() * dtype_size(dt));
-        from_f32(dt, wf.data(), w.data(), wf.size());
+        auto [x, wf, bias, w] = random_product(unsigned(K + out + width), dt, N, K, out);
         model::Matrix W{dt, w.data(), out, K};
         model::OwnedBytes blocked;
         if (width > 0) blocked = model::copy_to_column_blocks(W, width);
