@@ -338,11 +338,13 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
       } else {
         // Partitions outer, heads inner: the threads then read the heads' halves of the same
         // cache rows at about the same time (a row holds every KV head of a position).
-        const size_t pf = size_t(attention_partial_floats(att_args(r, 1, 0))), base = attp_size;
-        for (int64_t g = 0; g < c.num_kv_heads; ++g) merges.push_back({r, g, base + size_t(g * np) * pf});
+        // Head g's partials are consecutive (attention_merge reads them so).
+        const size_t part = size_t(attention_partial_floats(att_args(r, 1, 0))), base = attp_size;
+        for (int64_t g = 0; g < c.num_kv_heads; ++g) merges.push_back({r, g, base + size_t(g * np) * part});
         for (int64_t j = 0; j < np; ++j)
-          for (int64_t g = 0; g < c.num_kv_heads; ++g) items.push_back({r, 1, g, j, base + size_t(g * np + j) * pf});
-        attp_size += size_t(c.num_kv_heads * np) * pf;
+          for (int64_t g = 0; g < c.num_kv_heads; ++g)
+            items.push_back({r, 1, g, j, base + size_t(g * np + j) * part});
+        attp_size += size_t(c.num_kv_heads * np) * part;
       }
       att_work += (e - r) * (pos[e - 1] + 1) * QD;
       r = e;
