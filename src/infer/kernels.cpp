@@ -599,7 +599,7 @@ void run_bf16dot(const Plan& p) {
     return;
   }
   const bool narrow = p.n < kGemmMinRows;
-  const int64_t cols = narrow ? 16 : 32, panels = (p.n + cols - 1) / cols, KP = p.K / 2;
+  const int64_t cols = narrow ? 16 : 32, panels = (p.n + cols - 1) / cols;
   xb.resize(size_t(panels * cols * p.K));
   uint16_t* xbp = xb.data();
   // One 16-row panel (batched decode) takes K whole while it fits in half of L2 (K up to
@@ -611,26 +611,19 @@ void run_bf16dot(const Plan& p) {
   GemmSplit split(p, kcols, 4 * bf16dot::kMR);
 #pragma omp parallel num_threads(p.threads())
   {
-    // Pack: a panel's rows -> bf16 (row-major pairs of k, 32-bit words), then 16 x 16 blocks of
-    // words transposed into the panel (the word-by-word scatter took 3 % of a --bf16-dot pp512).
+    // Pack: a panel's rows -> bf16, then transposed as words (pairs of k) into the panel, as the
+    // transposed-weight tiles transpose weight rows (the word-by-word scatter took 3 % of a
+    // --bf16-dot pp512).
     auto [p0, p1] = thread_share(panels);
-    thread_local AlignedVector<uint32_t> rows;
-    rows.resize(size_t(cols * KP));
+    thread_local AlignedVector<uint16_t> rows;
+    rows.resize(size_t(cols * p.K));
     for (int64_t pn = p0; pn < p1; ++pn) {
-      const int64_t have = std::clamp<int64_t>(p.n - pn * cols, 0, cols);
-      for (int64_t c = 0; c < have; ++c)
-        from_f32(DType::BF16, p.x + (pn * cols + c) * p.ldx, rows.data() + c * KP, size_t(p.K));
+      const int have = int(std::clamp<int64_t>(p.n - pn * cols, 0, cols));  // rows past n: zeros
+      for (int c = 0; c < have; ++c)
+        from_f32(DType::BF16, p.x + (pn * cols + c) * p.ldx, rows.data() + c * p.K, size_t(p.K));
       uint32_t* d = reinterpret_cast<uint32_t*>(xbp + pn * p.K * cols);  // d[kp * cols + c]
-      for (int64_t h = 0; h < cols; h += 16) {
-        const int64_t rh = std::clamp<int64_t>(have - h, 0, 16);  // rows past n: zeros
-        const uint32_t* src = rows.data() + h * KP;
-        int64_t kp = 0;
-        for (; kp + 16 <= KP; kp += 16)
-          avx512::vtranspose(reinterpret_cast<const float*>(src + kp), KP, rh, reinterpret_cast<float*>(d + kp * cols + h),
-                             cols);
-        for (; kp < KP; ++kp)
-          for (int64_t c = 0; c < 16; ++c) d[kp * cols + h + c] = c < rh ? src[c * KP + kp] : 0u;
-      }
+      if (narrow) avx512::tw_transpose<1>(rows.data(), p.K, have, p.K, d);
+      else avx512::tw_transpose<2>(rows.data(), p.K, have, p.K, d);
     }
 #pragma omp barrier
     split.run([&](const GemmWeights& W, int64_t c0, int64_t cn, int64_t o0, int64_t o1, const float* bias, float* y,

@@ -207,9 +207,9 @@ TEST(Kernels, ExactProductsFrom17RowsDoNotDependOnTheBatch) {
 }
 
 // The dot tiles (5-16 rows) sum each output in one order whatever tile holds its row: x rows
-// go in groups of even size (16 = 6 + 5 + 5, 13 = 5 + 4 + 4, 7 = 4 + 3 with AVX-512), weight
-// rows in tiles of up to four with zeros standing in for the missing ones (70 outputs end in a
-// tile of 2), and a K tail past the vector width (1100). So a row's products are the same bits
+// go in groups of about even size (16 = 6 + 6 + 4, 13 = 5 + 5 + 3, 7 = 4 + 3 with AVX-512),
+// weight rows in tiles of up to four with zeros standing in for the missing ones (70 outputs
+// end in a tile of 2), and a K tail past the vector width (1100). So a row's products are the same bits
 // alone in a batch of 5 as in one of 16, row-major or in column blocks, with AVX2 and AVX-512.
 TEST(Kernels, ExactDotTileProductsDoNotDependOnTheBatch) {
   IsaGuard guard;
