@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/error.h"
 #include "infer/kernels.h"
 
 namespace rvec::infer {
@@ -45,29 +46,45 @@ void attention_part_scalar(const AttentionArgs& a, int64_t t0, int64_t t1, float
   }
 }
 
+// KV head g of a alone (its queries, keys, values and output at their offsets).
+AttentionArgs head_args(const AttentionArgs& a, int64_t g) {
+  AttentionArgs h = a;
+  h.q += g * a.heads * a.hd;
+  h.k += g * a.hd;
+  h.v += g * a.hd;
+  h.kv_heads = 1;
+  return h;
+}
+
 }  // namespace
 
 int64_t attention_partitions(const AttentionArgs& a) { return (a.pos0 + a.rows + kAttPartition - 1) / kAttPartition; }
 
-int64_t attention_partial_floats(const AttentionArgs& a) { return a.rows * a.heads * partial_stride(a); }
+int64_t attention_partial_floats(const AttentionArgs& a) {
+  return a.kv_heads * a.rows * a.heads * partial_stride(a);
+}
 
 void attention_partial(const AttentionArgs& a, int64_t j, float* partial) {
   const int64_t t0 = j * kAttPartition, t1 = std::min(t0 + kAttPartition, a.pos0 + a.rows);
-  if (!detail::attention_part_vec(a, t0, t1, partial)) attention_part_scalar(a, t0, t1, partial);
+  if (detail::attention_part_vec(a, t0, t1, partial)) return;
+  const int64_t per_head = a.rows * a.heads * partial_stride(a);
+  for (int64_t g = 0; g < a.kv_heads; ++g) attention_part_scalar(head_args(a, g), t0, t1, partial + g * per_head);
 }
 
 // out = the partials combined in partition order: m = max m_j, l = sum l_j e^(m_j - m),
 // O = sum O_j e^(m_j - m), then O / l. Partitions after a query's position have m_j = -inf.
+// KV head g's partials follow head g - 1's within each partition's (attention_part_simd).
 void attention_merge(const AttentionArgs& a, const float* partials, int64_t stride, float* out, int64_t ldo) {
-  const int64_t ps = partial_stride(a), np = attention_partitions(a), hd = a.hd;
+  const int64_t ps = partial_stride(a), np = attention_partitions(a), hd = a.hd, nq = a.rows * a.heads;
   thread_local std::vector<float> acc;
   acc.resize(size_t(hd));
-  for (int64_t qi = 0; qi < a.rows * a.heads; ++qi) {
-    const float* p0 = partials + qi * ps;
+  for (int64_t gq = 0; gq < a.kv_heads * nq; ++gq) {
+    const int64_t g = gq / nq, qi = gq % nq;
+    const float* p0 = partials + gq * ps;
     float m = p0[0], l = p0[1];
     std::copy_n(p0 + 2, hd, acc.data());
     for (int64_t j = 1; j < np; ++j) {
-      const float* pj = partials + j * stride + qi * ps;
+      const float* pj = partials + j * stride + gq * ps;
       if (pj[0] == -HUGE_VALF) continue;
       const float mn = std::max(m, pj[0]), ea = std::exp(m - mn), eb = std::exp(pj[0] - mn);
       l = l * ea + pj[1] * eb;
@@ -75,7 +92,7 @@ void attention_merge(const AttentionArgs& a, const float* partials, int64_t stri
       m = mn;
     }
     const float inv = 1.f / l;
-    float* o = out + (qi / a.heads) * ldo + (qi % a.heads) * hd;
+    float* o = out + (qi / a.heads) * ldo + (g * a.heads + qi % a.heads) * hd;
     for (int64_t d = 0; d < hd; ++d) o[d] = acc[size_t(d)] * inv;
   }
 }
@@ -91,6 +108,7 @@ void attention(const AttentionArgs& a, float* out, int64_t ldo) {
 
 void attention_untiled(const AttentionArgs& a, float* out, int64_t ldo) {
   if (a.rows <= 0 || a.heads <= 0) return;
+  if (a.kv_heads != 1) fail("attention_untiled: one KV head at a time (kv_heads = {})", a.kv_heads);
   if (detail::attention_untiled_vec(a, out, ldo)) return;
   attention(a, out, ldo);  // no untiled scalar kernel kept
 }

@@ -23,21 +23,26 @@ constexpr int64_t kAttPartition = 512;  // positions per partition (a multiple o
 // k, v: that KV head's cached keys/values, position t at k + t * ldkv (positions 0 ..
 // pos0+rows-1 filled); out: like q (stride ldo). Row i attends to positions 0 .. pos0+i with
 // softmax(q.k * scale).
+// kv_heads > 1: as many consecutive KV heads at once (KV head g's queries at q + g * heads * hd,
+// its keys and values at k + g * hd and v + g * hd, its output at out + g * heads * hd), each
+// block of positions visited for every head in turn, so that whole cache rows are read in order;
+// every head's result has the same bits as a call for that head alone.
 struct AttentionArgs {
   const float* q;
   int64_t ldq, heads, hd;
   const float *k, *v;
   int64_t ldkv, rows, pos0;
   float scale;
+  int64_t kv_heads = 1;
 };
 
 // Single-threaded (callers parallelise over sequences and KV heads, or use the split below).
 void attention(const AttentionArgs& a, float* out, int64_t ldo);
 
-// Split form for long contexts: partition j's partial for every query vector (rows x heads),
-// written to partial (attention_partial_floats(a) floats); attention_merge then combines the
-// partials of partitions 0 .. attention_partitions(a)-1, stored partial_stride floats apart, into
-// out. Same bits as attention().
+// Split form for long contexts: partition j's partial for every query vector (kv_heads x rows x
+// heads), written to partial (attention_partial_floats(a) floats); attention_merge then combines
+// the partials of partitions 0 .. attention_partitions(a)-1, stored partial_stride floats apart,
+// into out. Same bits as attention().
 int64_t attention_partitions(const AttentionArgs& a);
 int64_t attention_partial_floats(const AttentionArgs& a);
 void attention_partial(const AttentionArgs& a, int64_t j, float* partial);
@@ -46,6 +51,7 @@ void attention_merge(const AttentionArgs& a, const float* partials, int64_t part
 // For benchmarks only: the previous kernel (the whole score row of each query, then one
 // softmax), kept to measure the tiled kernel against it in the same run. The engine uses it
 // when set_attention_kernel(Untiled) was called (process-wide; `rvec bench --attention untiled`).
+// (kv_heads must be 1.)
 void attention_untiled(const AttentionArgs& a, float* out, int64_t ldo);
 enum class AttentionKernel { Tiled, Untiled };
 void set_attention_kernel(AttentionKernel k);

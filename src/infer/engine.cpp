@@ -306,48 +306,66 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
       std::copy_n(w.v.data() + r * KVD, KVD, kv.v_[l].data() + pos[r] * KVD);
     }
     // Causal attention with GQA over each row's cache (positions 0..pos): one work item per
-    // block of up to 16 consecutive rows of one sequence and one KV head. A one-row block
-    // (decode) reaching past one partition is split further, one item per partition, and its
-    // partials are merged afterwards in partition order (attention.h): the same bits as one
-    // item, so results do not depend on the thread count, and one long sequence keeps every
-    // thread busy.
+    // block of up to 16 consecutive rows of one sequence. A one-row block (decode) reaching past
+    // one partition is split further, one item per partition, and its partials are merged
+    // afterwards in partition order (attention.h): the same bits as one item, so results do not
+    // depend on the thread count, and one long sequence keeps every thread busy. An item takes
+    // every KV head when there are enough items for the threads (each then reads whole cache
+    // rows in order), else one KV head (batch-1 decode within one partition: one item per head).
     struct AttItem {
-      int64_t r0, rows, g, part;  // part -1: all partitions in one item
+      int64_t r0, rows, g, part;  // KV heads [g, g + G); part -1: all partitions
       size_t off;                 // part >= 0: its partial in w.attp
     };
     struct AttMerge {
       int64_t r, g;
-      size_t off;  // its partials in w.attp
+      size_t off;  // its partials in w.attp, one partition after another
     };
     const bool tiled = attention_kernel() == AttentionKernel::Tiled;
-    auto att_args = [&](int64_t r0, int64_t nr, int64_t g) {
+    auto att_args = [&](int64_t r0, int64_t nr, int64_t g, int64_t ng) {
       const KVCache& kv = *rows[r0].cache;
-      return AttentionArgs{w.q.data() + r0 * QD + g * group * hd, QD,  group, hd, kv.k_[l].data() + g * hd,
-                           kv.v_[l].data() + g * hd,           KVD, nr,    pos[r0], att_scale};
+      return AttentionArgs{w.q.data() + r0 * QD + g * group * hd,
+                           QD,
+                           group,
+                           hd,
+                           kv.k_[l].data() + g * hd,
+                           kv.v_[l].data() + g * hd,
+                           KVD,
+                           nr,
+                           pos[r0],
+                           att_scale,
+                           ng};
     };
-    std::vector<AttItem> items;
-    std::vector<AttMerge> merges;
-    size_t attp_size = 0;
-    int64_t att_work = 0;
+    // Row blocks [r, e) and their partition counts (one item each unless split by partition).
+    std::vector<std::pair<int64_t, int64_t>> blocks;
+    int64_t units = 0, att_work = 0;
     for (int64_t r = 0; r < n;) {
       int64_t e = r + 1;
       while (e < n && e - r < 16 && rows[e].cache == rows[r].cache) ++e;
-      const int64_t np = attention_partitions(att_args(r, e - r, 0));  // the same for every head
-      if (e - r > 1 || np == 1 || !tiled) {
-        for (int64_t g = 0; g < c.num_kv_heads; ++g) items.push_back({r, e - r, g, -1, 0});
-      } else {
-        // Partitions outer, heads inner: the threads then read the heads' halves of the same
-        // cache rows at about the same time (a row holds every KV head of a position).
-        // Head g's partials are consecutive (attention_merge reads them so).
-        const size_t part = size_t(attention_partial_floats(att_args(r, 1, 0))), base = attp_size;
-        for (int64_t g = 0; g < c.num_kv_heads; ++g) merges.push_back({r, g, base + size_t(g * np) * part});
-        for (int64_t j = 0; j < np; ++j)
-          for (int64_t g = 0; g < c.num_kv_heads; ++g)
-            items.push_back({r, 1, g, j, base + size_t(g * np + j) * part});
-        attp_size += size_t(c.num_kv_heads * np) * part;
-      }
+      const int64_t np = attention_partitions(att_args(r, e - r, 0, 1));
+      blocks.emplace_back(r, e);
+      units += e - r > 1 ? 1 : np;
       att_work += (e - r) * (pos[e - 1] + 1) * QD;
       r = e;
+    }
+    const int64_t kvh = c.num_kv_heads;
+    const int64_t G = tiled && units >= 2 * omp_get_max_threads() ? kvh : 1;
+    std::vector<AttItem> items;
+    std::vector<AttMerge> merges;
+    size_t attp_size = 0;
+    for (const auto& [r, e] : blocks) {
+      const int64_t np = attention_partitions(att_args(r, e - r, 0, 1));
+      if (e - r > 1 || np == 1 || !tiled) {
+        for (int64_t g = 0; g < kvh; g += G) items.push_back({r, e - r, g, -1, 0});
+      } else {
+        // Partials by partition, then KV head (an item's heads are consecutive); with one head
+        // per item, partitions outer and heads inner, so the threads read the heads' parts of
+        // the same cache rows at about the same time.
+        const size_t part = size_t(attention_partial_floats(att_args(r, 1, 0, 1))), base = attp_size;
+        for (int64_t g = 0; g < kvh; g += G) merges.push_back({r, g, base + size_t(g) * part});
+        for (int64_t j = 0; j < np; ++j)
+          for (int64_t g = 0; g < kvh; g += G) items.push_back({r, 1, g, j, base + size_t(j * kvh + g) * part});
+        attp_size += size_t(kvh * np) * part;
+      }
     }
     ensure(w.attp, attp_size);
 #pragma omp parallel if (att_work > (int64_t(1) << 18))
@@ -355,7 +373,7 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
 #pragma omp for schedule(dynamic, 1)
       for (size_t it = 0; it < items.size(); ++it) {
         const auto [r0, nr, g, part, off] = items[it];
-        const AttentionArgs a = att_args(r0, nr, g);
+        const AttentionArgs a = att_args(r0, nr, g, G);
         float* out = w.att.data() + r0 * QD + g * group * hd;
         if (part >= 0) attention_partial(a, part, w.attp.data() + off);
         else if (tiled) attention(a, out, QD);
@@ -364,9 +382,9 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
 #pragma omp for schedule(dynamic, 1)
       for (size_t mi = 0; mi < merges.size(); ++mi) {
         const auto [r, g, off] = merges[mi];
-        const AttentionArgs a = att_args(r, 1, g);
-        attention_merge(a, w.attp.data() + off, attention_partial_floats(a), w.att.data() + r * QD + g * group * hd,
-                        QD);
+        const AttentionArgs a = att_args(r, 1, g, G);
+        const int64_t stride = kvh * attention_partial_floats(att_args(r, 1, 0, 1));  // between partitions
+        attention_merge(a, w.attp.data() + off, stride, w.att.data() + r * QD + g * group * hd, QD);
       }
     }
     matmul(w.att.data(), n, QD, lw.o.w, bias(lw.o), w.tmp.data(), H);

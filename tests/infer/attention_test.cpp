@@ -170,6 +170,52 @@ TEST(Attention, SplitPartitionsAndRowBlocksGiveIdenticalBits) {
   }
 }
 
+// The engine hands a thread every KV head of a sequence at once (AttentionArgs::kv_heads), so
+// that it reads whole cache rows: each head's result must be the bits of a call for that head
+// alone, in the one-call and the partitioned form, and nothing may be written past the heads.
+TEST(Attention, SeveralKvHeadsGiveEachHeadsOwnBits) {
+  IsaGuard guard;
+  for (CpuIsa isa : kIsas) {
+    set_cpu_isa_for_testing(isa);
+    for (int64_t hd : {64, 24}) {            // 24: the scalar kernel on AVX-512
+      for (int64_t rows : {int64_t(1), int64_t(12)}) {
+        const int64_t G = 3, heads = 7, pos0 = rows == 1 ? 1100 : 1530;
+        // All heads' queries in one row of q, all KV heads' keys in one cache row (as the engine).
+        const Case all{G * heads, hd, rows, pos0};
+        const Data d = att_data(Case{all.heads, hd, rows, pos0 * 1}, 7 + unsigned(hd + rows), 2.f);
+        const int64_t ldq = all.ldq(), ldkv = G * hd + 5, T = pos0 + rows, ldo = G * heads * hd + 1;
+        std::vector<float> k(size_t(T * ldkv)), v(size_t(T * ldkv));
+        for (size_t i = 0; i < k.size(); ++i) {
+          k[i] = d.k[i % d.k.size()] * 0.7f;
+          v[i] = d.v[(i * 7) % d.v.size()];
+        }
+        const float scale = 1 / std::sqrt(float(hd));
+        AttentionArgs a{d.q.data(), ldq, heads, hd, k.data(), v.data(), ldkv, rows, pos0, scale, G};
+        std::vector<float> each(size_t(rows * ldo), -7.f), together(size_t(rows * ldo), -7.f);
+        for (int64_t g = 0; g < G; ++g) {
+          const AttentionArgs h{a.q + g * heads * hd, ldq, heads, hd, a.k + g * hd, a.v + g * hd, ldkv, rows, pos0,
+                                scale};
+          attention(h, each.data() + g * heads * hd, ldo);
+        }
+        attention(a, together.data(), ldo);
+        EXPECT_EQ(std::memcmp(each.data(), together.data(), each.size() * 4), 0)
+            << cpu_isa_name(isa) << " hd=" << hd << " rows=" << rows;
+        for (int64_t r = 0; r < rows; ++r) EXPECT_EQ(together[size_t(r * ldo + ldo - 1)], -7.f);
+        if (rows != 1) continue;
+        // Partitions in any order on two threads, then merged.
+        const int64_t np = attention_partitions(a), stride = attention_partial_floats(a);
+        ASSERT_GE(np, 3);
+        ASSERT_EQ(stride, G * heads * (hd + 2));
+        std::vector<float> partials(size_t(np * stride)), split(size_t(ldo), -7.f);
+#pragma omp parallel for num_threads(2) schedule(static, 1)
+        for (int64_t j = np - 1; j >= 0; --j) attention_partial(a, j, partials.data() + j * stride);
+        attention_merge(a, partials.data(), stride, split.data(), ldo);
+        EXPECT_EQ(std::memcmp(each.data(), split.data(), split.size() * 4), 0) << cpu_isa_name(isa) << " hd=" << hd;
+      }
+    }
+  }
+}
+
 // The benchmark's untiled kernel computes the same attention.
 TEST(Attention, UntiledKernelAgrees) {
   const Case c{7, 64, 9, 700};
