@@ -20,6 +20,7 @@
 #include "model/config.h"
 #include "core/cpu.h"
 #include "infer/attention.h"
+#include "infer/kernels.h"
 #include "infer/read_sum.h"
 
 namespace {
@@ -153,7 +154,7 @@ rvec::cli::Command cmd(
             rows.clear();
             for (int b = 0; b < a->batch; ++b) {
               const float* l = lg.data() + b * V;
-              rows.push_back({&caches[b], int32_t(std::max_element(l, l + V) - l), true});
+              rows.push_back({&caches[b], int32_t(infer::argmax(l, V)), true});
             }
           };
           next_rows();

@@ -468,7 +468,7 @@ std::vector<float> Engine::hidden_states(const std::vector<int32_t>& tokens) {
 
 // ------------------------------------------------------------------ sampling
 int32_t sample_token(const float* logits, int64_t V, const SamplingParams& p, double u) {
-  if (p.temperature <= 0) return int32_t(std::max_element(logits, logits + V) - logits);
+  if (p.temperature <= 0) return int32_t(argmax(logits, V));
   std::vector<int32_t> idx(V);
   std::iota(idx.begin(), idx.end(), 0);
   auto desc = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
@@ -509,7 +509,7 @@ int32_t sample_token(const float* logits, int64_t V, const SamplingParams& p, do
 
 // ------------------------------------------------------------------ scoring
 LogSoftmax::LogSoftmax(const float* l, int64_t V) : logits_(l) {
-  max_ = *std::max_element(l, l + V);
+  max_ = l[argmax(l, V)];
   double s = 0;
   for (int64_t v = 0; v < V; ++v) s += std::exp(double(l[v]) - double(max_));
   log_sum_ = std::log(s);
@@ -524,7 +524,7 @@ Engine::Loglik score_cont(const float* lg, int64_t V, const std::vector<int32_t>
     const int32_t t = cont[j];
     if (t < 0 || t >= V) fail("loglikelihood: token id {} out of range", t);
     r.logprob += LogSoftmax(l, V)(t);
-    if (int32_t(std::max_element(l, l + V) - l) != t) r.is_greedy = false;
+    if (int32_t(argmax(l, V)) != t) r.is_greedy = false;
   }
   return r;
 }

@@ -43,6 +43,8 @@ void rmsnorm(const float* x, const float* w, float* y, int64_t n, double eps);
 float dot(const float* a, const float* b, int64_t n);
 void axpy(float a, const float* x, float* y, int64_t n);  // y += a * x
 void scale(float* x, float a, int64_t n);                  // x *= a
+// The index of the first maximum of x[0, n) (std::max_element's, also with NaNs); 0 when n <= 0.
+int64_t argmax(const float* x, int64_t n);
 // g[i] = silu(g[i]) * u[i]
 void silu_mul(float* g, const float* u, int64_t n);
 // In place, max-subtracted; returns nothing.

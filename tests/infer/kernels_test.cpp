@@ -324,6 +324,53 @@ TEST(Kernels, DotAxpyAllIsas) {
   }
 }
 
+// Greedy decoding takes argmax of the logits: the index std::max_element returns (the first
+// maximum), on every ISA, for every length around the vector widths and unrolls, with ties,
+// signed zeros, infinities and NaNs anywhere.
+TEST(Kernels, ArgmaxIsTheFirstMaximumOnEveryIsa) {
+  IsaGuard guard;
+  std::mt19937 gen(11);
+  std::uniform_int_distribution<int> small(-3, 3);  // many ties
+  std::vector<std::vector<float>> cases;
+  for (int n : {1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 100, 129, 151936}) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (auto& v : x) v = float(small(gen)) * 0.5f;
+    cases.push_back(x);
+    std::vector<float> y(static_cast<size_t>(n), -HUGE_VALF);  // all -inf: index 0
+    cases.push_back(y);
+    if (n > 1) {
+      y.assign(size_t(n), 0.f);
+      y[size_t(n / 2)] = -0.f;
+      y[0] = -0.f;  // -0 first, +0 after: std::max_element keeps index 0
+      cases.push_back(y);
+      std::vector<float> z = x;
+      z[size_t(n - 1)] = HUGE_VALF;  // the maximum in the scalar tail
+      cases.push_back(z);
+      for (size_t at : {size_t(0), size_t(n / 3), size_t(n - 1)}) {  // a NaN: whatever max_element does
+        z = x;
+        z[at] = std::nanf("");
+        cases.push_back(z);
+      }
+    }
+  }
+  for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
+    set_cpu_isa_for_testing(isa);
+    for (const auto& x : cases) {
+      const int64_t n = int64_t(x.size()), want = std::max_element(x.begin(), x.end()) - x.begin();
+      ASSERT_EQ(argmax(x.data(), n), want) << cpu_isa_name(isa) << " n=" << n;
+    }
+  }
+  // The maximum exactly once, at every position of a 70-element row (vector body and tail).
+  for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
+    set_cpu_isa_for_testing(isa);
+    for (int64_t at = 0; at < 70; ++at) {
+      std::vector<float> x(70, 1.f);
+      x[size_t(at)] = 2.f;
+      ASSERT_EQ(argmax(x.data(), 70), at) << cpu_isa_name(isa);
+    }
+  }
+}
+
 TEST(Kernels, SiluMulAllIsasMatchesDoubleReference) {
   IsaGuard guard;
   // -100..100 in uneven steps (vector body and scalar tail), incl. exp over/underflow range.
