@@ -9,6 +9,8 @@
 // Peak*: the machine's arithmetic peak on all threads (independent FMA / vdpbf16ps chains in
 // registers, no memory), the compute bound of prefill and batched decode:
 //   OMP_NUM_THREADS=2 build/bench/infer_kernels_bench --benchmark_filter=Peak
+// AttentionDecode/C/{0,1}: a batch-1 decode step's attention at context C (one or every KV head
+// per work item), as GB/s of K/V cache against a read-sum of the same bytes.
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
 #include <omp.h>
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "infer/attention.h"
 #include "infer/kernels.h"
 #include "infer/read_sum.h"
 #include "model/column_blocks.h"
@@ -242,6 +245,70 @@ void DecodeDown(benchmark::State& st) {
   st.counters["of_read_sum"] = read_s / prod_s;
 }
 
+// One batch-1 decode step's attention at context C (st.range(0)) on a Qwen2.5-0.5B shape (24
+// layers, 2 KV heads of 64, 7 query heads each, f32 cache: 24 x C x 1 KB), split as the engine
+// splits it: 512-position partitions on all threads, each item one KV head (range(1) = 0) or
+// both (1), then merged. Each iteration is followed by a read-sum of the same cache bytes:
+// of_read_sum is the attention's rate over the read-sum's in the same seconds.
+//   OMP_NUM_THREADS=2 build/bench/infer_kernels_bench --benchmark_filter=AttentionDecode
+void AttentionDecode(benchmark::State& st) {
+  constexpr int64_t L = 24, KVH = 2, G = 7, hd = 64, KVD = KVH * hd, QD = KVH * G * hd;
+  const int64_t C = st.range(0), per_item = st.range(1) ? KVH : 1;
+  std::vector<std::vector<float>> k(L), v(L);
+  std::mt19937 gen(3);
+  std::normal_distribution<float> nd(0, 1);
+  for (int64_t l = 0; l < L; ++l) {
+    k[size_t(l)].resize(size_t(C * KVD));
+    v[size_t(l)].resize(size_t(C * KVD));
+    for (auto& x : k[size_t(l)]) x = nd(gen);
+    for (auto& x : v[size_t(l)]) x = nd(gen);
+  }
+  std::vector<float> q(QD), out(QD);
+  for (auto& x : q) x = nd(gen) * 0.1f;
+  auto args = [&](int64_t l, int64_t g, int64_t ng) {
+    return rvec::infer::AttentionArgs{q.data() + g * G * hd, QD, G, hd, k[size_t(l)].data() + g * hd,
+                                      v[size_t(l)].data() + g * hd, KVD, 1, C - 1, 0.125f, ng};
+  };
+  const int64_t np = rvec::infer::attention_partitions(args(0, 0, 1));
+  const int64_t part = rvec::infer::attention_partial_floats(args(0, 0, 1));  // one head's
+  std::vector<float> partials(size_t(np * KVH * part));
+  std::vector<const rvec::model::Matrix*> ptrs;
+  std::vector<rvec::model::Matrix> ms;
+  for (int64_t l = 0; l < L; ++l)
+    for (auto* b : {&k[size_t(l)], &v[size_t(l)]}) ms.push_back({rvec::DType::F32, b->data(), C, KVD});
+  for (const auto& m : ms) ptrs.push_back(&m);
+  double att_s = 0, read_s = 0;
+  uint64_t sink = 0;
+  for (auto _ : st) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (int64_t l = 0; l < L; ++l) {
+#pragma omp parallel
+      {
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < np * (KVH / per_item); ++it) {
+          const int64_t j = it / (KVH / per_item), g = it % (KVH / per_item) * per_item;
+          rvec::infer::attention_partial(args(l, g, per_item), j, partials.data() + (j * KVH + g) * part);
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t g = 0; g < KVH; g += per_item)
+          rvec::infer::attention_merge(args(l, g, per_item), partials.data() + g * part, KVH * part,
+                                       out.data() + g * G * hd, QD);
+      }
+    }
+    auto t1 = std::chrono::steady_clock::now();
+    sink += rvec::infer::read_sum_matrices(ptrs);
+    auto t2 = std::chrono::steady_clock::now();
+    att_s += std::chrono::duration<double>(t1 - t0).count();
+    read_s += std::chrono::duration<double>(t2 - t1).count();
+    benchmark::DoNotOptimize(out.data());
+  }
+  benchmark::DoNotOptimize(sink);
+  const double bytes = double(L * C * KVD * 4 * 2) * double(st.iterations());
+  st.counters["GBps"] = bytes / att_s / 1e9;
+  st.counters["read_sum_GBps"] = bytes / read_s / 1e9;
+  st.counters["of_read_sum"] = read_s / att_s;
+}
+
 void MatmulF32(benchmark::State& st) { run(st, rvec::infer::MatmulPrecision::F32); }
 void MatmulBf16Dot(benchmark::State& st) { run(st, rvec::infer::MatmulPrecision::BF16Dot); }
 // Qwen2.5-1.5B's gate/up shape (8960 x 1536, 27.5 MB in bf16): K over more than one 1024-column chunk.
@@ -258,6 +325,7 @@ BENCHMARK(DecodeBatch)->ArgsProduct({{5, 7, 8, 12, 13, 16, 24, 32, 64, 128, 512}
 BENCHMARK(ReadSum)->UseRealTime()->MinTime(1.0);
 BENCHMARK(Decode)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->UseRealTime()->MinTime(1.0);
 BENCHMARK(DecodeDown)->Arg(0)->Arg(1024)->Arg(2048)->UseRealTime()->MinTime(2.0);
+BENCHMARK(AttentionDecode)->ArgsProduct({{1024, 4096, 16384}, {0, 1}})->UseRealTime()->MinTime(1.0);
 BENCHMARK(PeakF32Fma)->UseRealTime();
 BENCHMARK(PeakBf16Dot)->UseRealTime();
 BENCHMARK_MAIN();

@@ -209,7 +209,10 @@ RVEC_TARGET inline VF vpow2(VF p, VF n) { return _mm512_scalef_ps(p, n); }  // p
 // dst[d * ldd + j] = src[j * ld + d] for d, j < 16; rows j >= rows are zeros.
 RVEC_TARGET inline void vtranspose(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd) {
   __m512 r[16], t[16];
-  for (int j = 0; j < 16; ++j) r[j] = j < rows ? _mm512_loadu_ps(src + j * ld) : _mm512_setzero_ps();
+  if (rows >= 16)  // a full tile without a compare and branch per row (attention's key blocks)
+    for (int j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(src + j * ld);
+  else
+    for (int j = 0; j < 16; ++j) r[j] = j < rows ? _mm512_loadu_ps(src + j * ld) : _mm512_setzero_ps();
   for (int j = 0; j < 16; j += 2) {  // per 128-bit lane: r_j[0] r_j+1[0] r_j[1] r_j+1[1], ...
     t[j] = _mm512_unpacklo_ps(r[j], r[j + 1]);
     t[j + 1] = _mm512_unpackhi_ps(r[j], r[j + 1]);
