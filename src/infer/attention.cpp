@@ -23,6 +23,12 @@ int64_t partial_stride(const AttentionArgs& a) { return a.hd + 2; }
 void attention_part_scalar(const AttentionArgs& a, int64_t t0, int64_t t1, float* part) {
   const int64_t ps = partial_stride(a);
   float s[kAttBlock];
+  std::vector<float> key(a.k_tiled ? size_t(a.hd) : 0);
+  auto key_at = [&](int64_t t) {  // position t's key, gathered from its tile when tiled
+    if (!a.k_tiled) return a.k + t * a.ldkv;
+    for (int64_t d = 0; d < a.hd; ++d) key[size_t(d)] = a.k[attention_key_index(t, d, a.ldkv)];
+    return static_cast<const float*>(key.data());
+  };
   for (int64_t qi = 0; qi < a.rows * a.heads; ++qi) {
     const int64_t r = qi / a.heads, pos = a.pos0 + r;
     const float* qv = a.q + r * a.ldq + (qi % a.heads) * a.hd;
@@ -34,7 +40,7 @@ void attention_part_scalar(const AttentionArgs& a, int64_t t0, int64_t t1, float
     for (int64_t tb = t0; tb < t1 && tb <= pos; tb += kAttBlock) {
       const int64_t n = std::min({kAttBlock, t1 - tb, pos - tb + 1});
       float bm = -HUGE_VALF;
-      for (int64_t t = 0; t < n; ++t) bm = std::max(bm, s[t] = dot(qv, a.k + (tb + t) * a.ldkv, a.hd) * a.scale);
+      for (int64_t t = 0; t < n; ++t) bm = std::max(bm, s[t] = dot(qv, key_at(tb + t), a.hd) * a.scale);
       const float m = std::max(p[0], bm), alpha = std::exp(p[0] - m);
       float tot = 0;
       for (int64_t t = 0; t < n; ++t) tot += s[t] = std::exp(s[t] - m);
@@ -50,7 +56,7 @@ void attention_part_scalar(const AttentionArgs& a, int64_t t0, int64_t t1, float
 AttentionArgs head_args(const AttentionArgs& a, int64_t g) {
   AttentionArgs h = a;
   h.q += g * a.heads * a.hd;
-  h.k += g * a.hd;
+  h.k += g * a.hd * (a.k_tiled ? kAttKeyTile : 1);
   h.v += g * a.hd;
   h.kv_heads = 1;
   return h;
@@ -108,7 +114,8 @@ void attention(const AttentionArgs& a, float* out, int64_t ldo) {
 
 void attention_untiled(const AttentionArgs& a, float* out, int64_t ldo) {
   if (a.rows <= 0 || a.heads <= 0) return;
-  if (a.kv_heads != 1) fail("attention_untiled: one KV head at a time (kv_heads = {})", a.kv_heads);
+  if (a.kv_heads != 1 || a.k_tiled)
+    fail("attention_untiled: one KV head at a time with row-major keys (kv_heads = {})", a.kv_heads);
   if (detail::attention_untiled_vec(a, out, ldo)) return;
   attention(a, out, ldo);  // no untiled scalar kernel kept
 }

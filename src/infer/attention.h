@@ -26,7 +26,13 @@ constexpr int64_t kAttPartition = 512;  // positions per partition (a multiple o
 // kv_heads > 1: as many consecutive KV heads at once (KV head g's queries at q + g * heads * hd,
 // its keys and values at k + g * hd and v + g * hd, its output at out + g * heads * hd), each
 // block of positions visited for every head in turn, so that whole cache rows are read in order;
-// every head's result has the same bits as a call for that head alone.
+// every head's result has the same bits as a call for that head alone. (Head g's keys at k + g *
+// hd * kAttKeyTile when k_tiled.)
+// k_tiled: the keys are stored transposed in tiles of kAttKeyTile positions (attention_key_index):
+// position t, element c of a cache row (c = KV head g * hd + d) at k[attention_key_index(t, c,
+// ldkv)], with k pointing at the tile layout's base plus g * hd * kAttKeyTile for head g. The
+// attention then reads transposed keys instead of transposing them at every step; the results
+// have the same bits as with row-major keys.
 struct AttentionArgs {
   const float* q;
   int64_t ldq, heads, hd;
@@ -34,7 +40,17 @@ struct AttentionArgs {
   int64_t ldkv, rows, pos0;
   float scale;
   int64_t kv_heads = 1;
+  bool k_tiled = false;
 };
+
+constexpr int64_t kAttKeyTile = 16;  // positions per key tile (a divisor of kAttBlock)
+constexpr int64_t attention_key_index(int64_t t, int64_t c, int64_t ldkv) {
+  return (t / kAttKeyTile) * ldkv * kAttKeyTile + c * kAttKeyTile + t % kAttKeyTile;
+}
+// Floats a tiled key cache of `positions` needs (whole tiles).
+constexpr int64_t attention_key_floats(int64_t positions, int64_t ldkv) {
+  return (positions + kAttKeyTile - 1) / kAttKeyTile * kAttKeyTile * ldkv;
+}
 
 // Single-threaded (callers parallelise over sequences and KV heads, or use the split below).
 void attention(const AttentionArgs& a, float* out, int64_t ldo);
@@ -51,7 +67,7 @@ void attention_merge(const AttentionArgs& a, const float* partials, int64_t part
 // For benchmarks only: the previous kernel (the whole score row of each query, then one
 // softmax), kept to measure the tiled kernel against it in the same run. The engine uses it
 // when set_attention_kernel(Untiled) was called (process-wide; `rvec bench --attention untiled`).
-// (kv_heads must be 1.)
+// (kv_heads must be 1, keys row-major.)
 void attention_untiled(const AttentionArgs& a, float* out, int64_t ldo);
 enum class AttentionKernel { Tiled, Untiled };
 void set_attention_kernel(AttentionKernel k);

@@ -144,7 +144,8 @@ void KVCache::fill_random_for_bench(const model::ModelConfig& c, int64_t n, int6
   std::mt19937_64 g(seed);
   std::normal_distribution<float> nd;
   const size_t m = size_t((n + room) * c.kv_dim());
-  k_.assign(size_t(c.num_layers), std::vector<float>(m));
+  k_tiled_ = attention_kernel() == AttentionKernel::Tiled;
+  k_.assign(size_t(c.num_layers), std::vector<float>(size_t(attention_key_floats(n + room, c.kv_dim()))));
   v_.assign(size_t(c.num_layers), std::vector<float>(m));
   for (auto* kv : {&k_, &v_})
     for (auto& l : *kv)
@@ -210,6 +211,7 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
     if (kv.k_.empty()) {
       kv.k_.resize(L);
       kv.v_.resize(L);
+      kv.k_tiled_ = attention_kernel() == AttentionKernel::Tiled;
     }
     pos[r] = kv.len_++;
     if (size_t(kv.len_) > opts_.max_context)
@@ -229,12 +231,12 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
   for (int64_t r = 0; r < n; ++r) {
     KVCache& kv = *rows[r].cache;
     const size_t need = size_t(kv.len_) * KVD;
-    if (kv.k_[0].size() < need) {
+    if (kv.v_[0].size() < need) {
       const size_t most = kv.limit_ > 0 ? size_t(kv.limit_) * KVD : opts_.max_context * KVD;
-      const size_t cap = std::max(need, std::min(kv.k_[0].size() * 2, most));
+      const size_t cap = std::max(need, std::min(kv.v_[0].size() * 2, most));
       for (int64_t l = 0; l < L; ++l) {
-        kv.k_[l].resize(std::max(cap, need));
-        kv.v_[l].resize(std::max(cap, need));
+        kv.k_[l].resize(size_t(attention_key_floats(int64_t(cap) / KVD, KVD)));  // whole tiles (as row-major)
+        kv.v_[l].resize(cap);
       }
     }
   }
@@ -302,7 +304,11 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
       for (int64_t h = 0; h < nh; ++h) rot(w.q.data() + r * QD + h * hd);
       for (int64_t h = 0; h < c.num_kv_heads; ++h) rot(w.k.data() + r * KVD + h * hd);
       KVCache& kv = *rows[r].cache;
-      std::copy_n(w.k.data() + r * KVD, KVD, kv.k_[l].data() + pos[r] * KVD);
+      if (kv.k_tiled_)
+        for (int64_t col = 0; col < KVD; ++col)
+          kv.k_[l][size_t(attention_key_index(pos[r], col, KVD))] = w.k[size_t(r * KVD + col)];
+      else
+        std::copy_n(w.k.data() + r * KVD, KVD, kv.k_[l].data() + pos[r] * KVD);
       std::copy_n(w.v.data() + r * KVD, KVD, kv.v_[l].data() + pos[r] * KVD);
     }
     // Causal attention with GQA over each row's cache (positions 0..pos): one work item per
@@ -327,13 +333,14 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
                            QD,
                            group,
                            hd,
-                           kv.k_[l].data() + g * hd,
+                           kv.k_[l].data() + g * hd * (kv.k_tiled_ ? kAttKeyTile : 1),
                            kv.v_[l].data() + g * hd,
                            KVD,
                            nr,
                            pos[r0],
                            att_scale,
-                           ng};
+                           ng,
+                           kv.k_tiled_};
     };
     // Row blocks [r, e) and their partition counts (one item each unless split by partition).
     std::vector<std::pair<int64_t, int64_t>> blocks;

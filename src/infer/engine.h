@@ -124,8 +124,12 @@ class KVCache {
 
  private:
   friend class Engine;
+  // Values row-major ([position][kv_dim]); keys transposed in tiles of kAttKeyTile positions
+  // (infer/attention.h, attention_key_index), so that attention reads them without transposing,
+  // unless the cache was started under the untiled benchmark kernel (k_tiled_ false: row-major).
   std::vector<std::vector<float>> k_, v_;
   int64_t len_ = 0, limit_ = 0;
+  bool k_tiled_ = true;
 };
 
 class Engine {

@@ -216,6 +216,55 @@ TEST(Attention, SeveralKvHeadsGiveEachHeadsOwnBits) {
   }
 }
 
+// The engine stores keys transposed in tiles of kAttKeyTile positions (k_tiled): the same bits as
+// row-major keys, on every ISA, with partial last tiles, several KV heads, prefill blocks and
+// decode rows, whole or partitioned.
+TEST(Attention, TiledKeysGiveTheBitsOfRowMajorKeys) {
+  IsaGuard guard;
+  for (CpuIsa isa : kIsas) {
+    set_cpu_isa_for_testing(isa);
+    for (int64_t hd : {64, 24, 32}) {
+      for (const auto& [rows, pos0] : {std::pair<int64_t, int64_t>{1, 1100}, {12, 1530}, {5, 0}, {1, 36}}) {
+        const int64_t G = 2, heads = 7, T = pos0 + rows, ldkv = G * hd;
+        const Case all{G * heads, hd, rows, pos0};
+        const Data d = att_data(all, 17 + unsigned(hd + rows + pos0), 2.f);
+        std::vector<float> k(size_t(T * ldkv)), v(size_t(T * ldkv));
+        for (size_t i = 0; i < k.size(); ++i) {
+          k[i] = d.k[i % d.k.size()];
+          v[i] = d.v[(i * 5) % d.v.size()];
+        }
+        // Tiles: unwritten lanes of the last tile hold NaN, which must not reach any result.
+        std::vector<float> kt(size_t(attention_key_floats(T, ldkv)), std::nanf(""));
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t c = 0; c < ldkv; ++c) kt[size_t(attention_key_index(t, c, ldkv))] = k[size_t(t * ldkv + c)];
+        const float scale = 1 / std::sqrt(float(hd));
+        const int64_t ldq = all.ldq(), ldo = G * heads * hd;
+        for (int64_t ng : {int64_t(1), G}) {
+          std::vector<float> row_major(size_t(rows * ldo), -7.f), tiled(size_t(rows * ldo), -7.f);
+          for (int64_t g = 0; g < G; g += ng) {
+            const AttentionArgs a{d.q.data() + g * heads * hd, ldq, heads, hd, k.data() + g * hd, v.data() + g * hd,
+                                  ldkv, rows, pos0, scale, ng};
+            AttentionArgs b = a;
+            b.k = kt.data() + g * hd * kAttKeyTile;
+            b.k_tiled = true;
+            attention(a, row_major.data() + g * heads * hd, ldo);
+            attention(b, tiled.data() + g * heads * hd, ldo);
+            if (rows != 1) continue;
+            const int64_t np = attention_partitions(b), stride = attention_partial_floats(b);
+            std::vector<float> partials(size_t(np * stride)), split(size_t(ng * heads * hd));
+            for (int64_t j = np - 1; j >= 0; --j) attention_partial(b, j, partials.data() + j * stride);
+            attention_merge(b, partials.data(), stride, split.data(), ldo);
+            EXPECT_EQ(std::memcmp(split.data(), row_major.data() + g * heads * hd, split.size() * 4), 0)
+                << cpu_isa_name(isa) << " hd=" << hd << " partitioned";
+          }
+          EXPECT_EQ(std::memcmp(row_major.data(), tiled.data(), tiled.size() * 4), 0)
+              << cpu_isa_name(isa) << " hd=" << hd << " rows=" << rows << " pos0=" << pos0 << " heads per call=" << ng;
+        }
+      }
+    }
+  }
+}
+
 // The benchmark's untiled kernel computes the same attention.
 TEST(Attention, UntiledKernelAgrees) {
   const Case c{7, 64, 9, 700};
