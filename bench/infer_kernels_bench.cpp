@@ -210,6 +210,29 @@ void ReadSum(benchmark::State& st) {
   st.counters["GBps"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 
+// Each iteration runs work() and then a read-sum of the matrices `ms` (the same bytes), timed
+// apart: GBps is work's rate over `bytes` per iteration, of_read_sum its rate over the read-sum's.
+template <class Work>
+void against_read_sum(benchmark::State& st, const std::vector<const rvec::model::Matrix*>& ms, double bytes,
+                      Work&& work) {
+  double work_s = 0, read_s = 0;
+  uint64_t sink = 0;
+  for (auto _ : st) {
+    auto t0 = std::chrono::steady_clock::now();
+    work();
+    auto t1 = std::chrono::steady_clock::now();
+    sink += rvec::infer::read_sum_matrices(ms);
+    auto t2 = std::chrono::steady_clock::now();
+    work_s += std::chrono::duration<double>(t1 - t0).count();
+    read_s += std::chrono::duration<double>(t2 - t1).count();
+  }
+  benchmark::DoNotOptimize(sink);
+  const double total = bytes * double(st.iterations());
+  st.counters["GBps"] = total / work_s / 1e9;
+  st.counters["read_sum_GBps"] = total / read_s / 1e9;
+  st.counters["of_read_sum"] = read_s / work_s;
+}
+
 // The down projections (896 x 4864) of DecodeLayers as batch-1 products, row-major (width 0) or
 // as column blocks of `width` (model/column_blocks.h), each iteration followed by a read-sum of
 // the same bytes: of_read_sum is the products' rate over the read-sum's in the same seconds.
@@ -226,23 +249,10 @@ void DecodeDown(benchmark::State& st) {
   std::vector<const rvec::model::Matrix*> ptrs;
   for (const auto& m : ms) ptrs.push_back(&m);
   std::vector<float> x(static_cast<size_t>(I), 0.01f), y(static_cast<size_t>(H));
-  double prod_s = 0, read_s = 0;
-  uint64_t sink = 0;
-  for (auto _ : st) {
-    auto t0 = std::chrono::steady_clock::now();
+  against_read_sum(st, ptrs, double(d.L * H * I * 2), [&] {
     for (const auto& m : ms) rvec::infer::matmul(x.data(), 1, I, m, nullptr, y.data(), H);
-    auto t1 = std::chrono::steady_clock::now();
-    sink += rvec::infer::read_sum_matrices(ptrs);
-    auto t2 = std::chrono::steady_clock::now();
-    prod_s += std::chrono::duration<double>(t1 - t0).count();
-    read_s += std::chrono::duration<double>(t2 - t1).count();
     benchmark::DoNotOptimize(y.data());
-  }
-  benchmark::DoNotOptimize(sink);
-  const double bytes = double(d.L * H * I * 2) * double(st.iterations());
-  st.counters["GBps"] = bytes / prod_s / 1e9;
-  st.counters["read_sum_GBps"] = bytes / read_s / 1e9;
-  st.counters["of_read_sum"] = read_s / prod_s;
+  });
 }
 
 // One batch-1 decode step's attention at context C (st.range(0)) on a Qwen2.5-0.5B shape (24
@@ -288,10 +298,7 @@ void AttentionDecode(benchmark::State& st) {
   for (int64_t l = 0; l < L; ++l)
     for (auto* b : {&k[size_t(l)], &v[size_t(l)]}) ms.push_back({rvec::DType::F32, b->data(), C, KVD});  // C rows read
   for (const auto& m : ms) ptrs.push_back(&m);
-  double att_s = 0, read_s = 0;
-  uint64_t sink = 0;
-  for (auto _ : st) {
-    auto t0 = std::chrono::steady_clock::now();
+  against_read_sum(st, ptrs, double(L * C * KVD * 4 * 2), [&] {
     for (int64_t l = 0; l < L; ++l) {
 #pragma omp parallel
       {
@@ -306,18 +313,8 @@ void AttentionDecode(benchmark::State& st) {
                                        out.data() + g * G * hd, QD);
       }
     }
-    auto t1 = std::chrono::steady_clock::now();
-    sink += rvec::infer::read_sum_matrices(ptrs);
-    auto t2 = std::chrono::steady_clock::now();
-    att_s += std::chrono::duration<double>(t1 - t0).count();
-    read_s += std::chrono::duration<double>(t2 - t1).count();
     benchmark::DoNotOptimize(out.data());
-  }
-  benchmark::DoNotOptimize(sink);
-  const double bytes = double(L * C * KVD * 4 * 2) * double(st.iterations());
-  st.counters["GBps"] = bytes / att_s / 1e9;
-  st.counters["read_sum_GBps"] = bytes / read_s / 1e9;
-  st.counters["of_read_sum"] = read_s / att_s;
+  });
 }
 
 void MatmulF32(benchmark::State& st) { run(st, rvec::infer::MatmulPrecision::F32); }

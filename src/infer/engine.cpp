@@ -343,13 +343,16 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
                            kv.k_tiled_};
     };
     // Row blocks [r, e) and their partition counts (one item each unless split by partition).
-    std::vector<std::pair<int64_t, int64_t>> blocks;
+    struct RowBlock {
+      int64_t r, e, np;
+    };
+    std::vector<RowBlock> blocks;
     int64_t units = 0, att_work = 0;
     for (int64_t r = 0; r < n;) {
       int64_t e = r + 1;
       while (e < n && e - r < 16 && rows[e].cache == rows[r].cache) ++e;
       const int64_t np = attention_partitions(att_args(r, e - r, 0, 1));
-      blocks.emplace_back(r, e);
+      blocks.push_back({r, e, np});
       units += e - r > 1 ? 1 : np;
       att_work += (e - r) * (pos[e - 1] + 1) * QD;
       r = e;
@@ -359,19 +362,19 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
     std::vector<AttItem> items;
     std::vector<AttMerge> merges;
     size_t attp_size = 0;
-    for (const auto& [r, e] : blocks) {
-      const int64_t np = attention_partitions(att_args(r, e - r, 0, 1));
+    const size_t part1 = size_t(attention_partial_floats(att_args(0, 1, 0, 1)));  // one decode row, one KV head
+    for (const auto& [r, e, np] : blocks) {
       if (e - r > 1 || np == 1 || !tiled) {
         for (int64_t g = 0; g < kvh; g += G) items.push_back({r, e - r, g, -1, 0});
       } else {
         // Partials by partition, then KV head (an item's heads are consecutive); with one head
         // per item, partitions outer and heads inner, so the threads read the heads' parts of
         // the same cache rows at about the same time.
-        const size_t part = size_t(attention_partial_floats(att_args(r, 1, 0, 1))), base = attp_size;
-        for (int64_t g = 0; g < kvh; g += G) merges.push_back({r, g, base + size_t(g) * part});
+        const size_t base = attp_size;
+        for (int64_t g = 0; g < kvh; g += G) merges.push_back({r, g, base + size_t(g) * part1});
         for (int64_t j = 0; j < np; ++j)
-          for (int64_t g = 0; g < kvh; g += G) items.push_back({r, 1, g, j, base + size_t(j * kvh + g) * part});
-        attp_size += size_t(kvh * np) * part;
+          for (int64_t g = 0; g < kvh; g += G) items.push_back({r, 1, g, j, base + size_t(j * kvh + g) * part1});
+        attp_size += size_t(kvh * np) * part1;
       }
     }
     ensure(w.attp, attp_size);
@@ -390,8 +393,7 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
       for (size_t mi = 0; mi < merges.size(); ++mi) {
         const auto [r, g, off] = merges[mi];
         const AttentionArgs a = att_args(r, 1, g, G);
-        const int64_t stride = kvh * attention_partial_floats(att_args(r, 1, 0, 1));  // between partitions
-        attention_merge(a, w.attp.data() + off, stride, w.att.data() + r * QD + g * group * hd, QD);
+        attention_merge(a, w.attp.data() + off, kvh * int64_t(part1), w.att.data() + r * QD + g * group * hd, QD);
       }
     }
     matmul(w.att.data(), n, QD, lw.o.w, bias(lw.o), w.tmp.data(), H);
