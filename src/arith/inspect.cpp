@@ -8,6 +8,7 @@
 #include "arith/arith.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/json_fields.h"
 #include "io/model_dir.h"
 #include "io/model_output.h"
 
@@ -59,7 +60,7 @@ InspectResult inspect(const fs::path& path, const std::optional<fs::path>& again
     ref = io::ModelDir::open(*against, false);
     r.against = against->string();
     if (kind == "auto" || kind.empty()) {
-      std::string op = io::read_rvec_json(*against).value("operation", std::string());
+      std::string op = json_string_or(io::read_rvec_json(*against), "operation", "", (*against / "rvec.json").string());
       kind = (op == "extract" || op == "random-vector") ? "vector" : "model";
     }
     if (kind != "vector" && kind != "model") fail("inspect: --against-kind must be vector or model, not '{}'", kind);

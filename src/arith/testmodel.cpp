@@ -7,6 +7,7 @@
 
 #include "core/atomic_output.h"
 #include "core/error.h"
+#include "core/json_fields.h"
 #include "core/progress.h"
 #include "io/model_dir.h"
 #include "io/model_output.h"
@@ -53,12 +54,12 @@ std::vector<io::TensorSpec> decoder_tensors(const json& c, DType dt) {
                 nh = geti(c, "num_attention_heads"), V = geti(c, "vocab_size");
   const int64_t nkv = c.contains("num_key_value_heads") ? geti(c, "num_key_value_heads") : nh;
   const int64_t hd = c.contains("head_dim") && c["head_dim"].is_number_integer() ? c["head_dim"].get<int64_t>() : H / nh;
-  std::string mt = c.value("model_type", std::string("qwen2"));
+  std::string mt = json_string_or(c, "model_type", "qwen2", "config.json");
   if (mt != "qwen2" && mt != "llama" && mt != "mistral" && mt != "qwen3" && mt != "olmo2")
     fail("config.json: model_type '{}' is not qwen2/qwen3/llama/mistral/olmo2", mt);
-  const bool bias = mt == "qwen2" || c.value("attention_bias", false);
+  const bool bias = mt == "qwen2" || json_bool_or(c, "attention_bias", false, "config.json");
   const bool olmo2 = mt == "olmo2", qk_norm = mt == "qwen3" || olmo2;
-  const bool tied = c.value("tie_word_embeddings", true);
+  const bool tied = json_bool_or(c, "tie_word_embeddings", true, "config.json");
   std::vector<io::TensorSpec> t;
   t.push_back({"model.embed_tokens.weight", dt, {V, H}});
   for (int64_t l = 0; l < L; ++l) {

@@ -9,6 +9,7 @@
 
 #include "cli/command.h"
 #include "core/error.h"
+#include "core/json_fields.h"
 #include "core/input_file.h"
 #include "eval/math/grade.h"
 
@@ -51,7 +52,7 @@ rvec::cli::Command cmd("grade", "Check a math answer against a gold answer (the 
       }
       for (const char* k : {"gold", "output"})
         if (!row.contains(k) || !row[k].is_string()) rvec::fail("{}:{}: missing string field '{}'", a->jsonl, lineno, k);
-      std::string dn = row.value("data_name", a->data_name);
+      std::string dn = rvec::json_string_or(row, "data_name", a->data_name, fmt::format("{}:{}", a->jsonl, lineno));
       out += grade(scheme, row["gold"].get<std::string>(), row["output"].get<std::string>(), dn).to_json().dump() + "\n";
     }
     fmt::print("{}", out);

@@ -530,9 +530,12 @@ TaskResult evaluate_task(LanguageModel& model, const std::string& name, const Ev
           continue;
         }
         size_t k = j["sample"].get<size_t>();
-        if (k >= R || !j["output"].is_string() || j.value("seed", uint64_t(0)) != seed_of(id, k) ||
-            j.value("temperature", -1.0) != opts.temperature || j.value("top_p", -1.0) != opts.top_p ||
-            j.value("top_k", 0) != opts.top_k || j.value("min_p", 0.0) != opts.min_p)
+        // Compared as JSON values: a field of another type is a mismatch, not a type_error.
+        // (Caches older than min_p lack it: absent means 0.)
+        if (k >= R || !j["output"].is_string() || j.value("seed", json(0)) != json(seed_of(id, k)) ||
+            j.value("temperature", json(-1.0)) != json(opts.temperature) ||
+            j.value("top_p", json(-1.0)) != json(opts.top_p) || j.value("top_k", json(0)) != json(opts.top_k) ||
+            j.value("min_p", json(0.0)) != json(opts.min_p))
           continue;
         gens[id][k] = j["output"].get<std::string>();
       }
@@ -889,7 +892,7 @@ EvalResults rescore_samples_files(const std::vector<std::string>& paths, const E
         if (j.contains("arguments") && j["arguments"].contains("gen_args_0")) a0 = &j["arguments"]["gen_args_0"];
         if (a0 && a0->contains("arg_0") && (*a0)["arg_0"].is_string()) s.prompt = (*a0)["arg_0"];
       } else {
-        s.prompt = j.value("prompt", std::string());
+        if (j.contains("prompt") && j["prompt"].is_string()) s.prompt = j["prompt"];
         s.output = j["output"];
       }
       samples.push_back(std::move(s));

@@ -414,38 +414,42 @@ void export_model(const fs::path& model_name, const fs::path& out, const ExportO
   h.kv_u32("general.file_type", file_type);
   h.kv_u32("general.quantization_version", 2);
 
-  // ---- tokenizer
-  const Vocab v = read_vocab(mdir, cfg.vocab_size);
-  const json tj = *read_json_opt(mdir / "tokenizer.json");
-  const json tc = read_json_opt(mdir / "tokenizer_config.json").value_or(json::object());
-  h.kv_str("tokenizer.ggml.model", "gpt2");
-  h.kv_str("tokenizer.ggml.pre", v.pre);
-  h.kv_strs("tokenizer.ggml.tokens", v.tokens);
-  h.kv_i32s("tokenizer.ggml.token_type", v.types);
-  h.kv_strs("tokenizer.ggml.merges", v.merges);
-  // Special ids as gguf-py's SpecialVocab finds them: tokenizer_config.json's *_token
-  // contents, else config.json's *_token_id.
-  for (const auto& [typ, key] : std::vector<std::pair<std::string, std::string>>{
-           {"bos", "bos_token_id"}, {"eos", "eos_token_id"}, {"unk", "unknown_token_id"},
-           {"sep", "seperator_token_id"}, {"pad", "padding_token_id"}}) {
-    int32_t id = -1;
-    auto it = tc.find(typ + "_token");
-    if (it != tc.end()) {
-      std::string content = it->is_string() ? it->get<std::string>()
-                            : it->is_object() ? it->value("content", "") : "";
-      if (!content.empty()) id = added_id(tj, content);
+  // ---- tokenizer (a field of an unexpected type is an error naming the directory, not nlohmann's)
+  try {
+    const Vocab v = read_vocab(mdir, cfg.vocab_size);
+    const json tj = *read_json_opt(mdir / "tokenizer.json");
+    const json tc = read_json_opt(mdir / "tokenizer_config.json").value_or(json::object());
+    h.kv_str("tokenizer.ggml.model", "gpt2");
+    h.kv_str("tokenizer.ggml.pre", v.pre);
+    h.kv_strs("tokenizer.ggml.tokens", v.tokens);
+    h.kv_i32s("tokenizer.ggml.token_type", v.types);
+    h.kv_strs("tokenizer.ggml.merges", v.merges);
+    // Special ids as gguf-py's SpecialVocab finds them: tokenizer_config.json's *_token
+    // contents, else config.json's *_token_id.
+    for (const auto& [typ, key] : std::vector<std::pair<std::string, std::string>>{
+             {"bos", "bos_token_id"}, {"eos", "eos_token_id"}, {"unk", "unknown_token_id"},
+             {"sep", "seperator_token_id"}, {"pad", "padding_token_id"}}) {
+      int32_t id = -1;
+      auto it = tc.find(typ + "_token");
+      if (it != tc.end()) {
+        std::string content = it->is_string() ? it->get<std::string>()
+                              : it->is_object() ? it->value("content", "") : "";
+        if (!content.empty()) id = added_id(tj, content);
+      }
+      const json& cj = dir->config();
+      if (id < 0 && cj.contains(typ + "_token_id") && cj[typ + "_token_id"].is_number_integer())
+        id = cj[typ + "_token_id"].get<int32_t>();
+      if (id >= 0 && id < cfg.vocab_size) h.kv_u32("tokenizer.ggml." + key, uint32_t(id));
     }
-    const json& cj = dir->config();
-    if (id < 0 && cj.contains(typ + "_token_id") && cj[typ + "_token_id"].is_number_integer())
-      id = cj[typ + "_token_id"].get<int32_t>();
-    if (id >= 0 && id < cfg.vocab_size) h.kv_u32("tokenizer.ggml." + key, uint32_t(id));
+    for (const char* k : {"add_bos_token", "add_eos_token"})
+      if (tc.contains(k) && tc[k].is_boolean()) h.kv_bool(std::string("tokenizer.ggml.") + k, tc[k].get<bool>());
+    std::string tpl;
+    if (fs::exists(mdir / "chat_template.jinja")) tpl = read_file(mdir / "chat_template.jinja");
+    else if (tc.contains("chat_template") && tc["chat_template"].is_string()) tpl = tc["chat_template"].get<std::string>();
+    if (!tpl.empty()) h.kv_str("tokenizer.chat_template", tpl);
+  } catch (const json::exception& e) {
+    fail("{}: tokenizer.json / tokenizer_config.json field of an unexpected type: {}", mdir.string(), e.what());
   }
-  for (const char* k : {"add_bos_token", "add_eos_token"})
-    if (tc.contains(k) && tc[k].is_boolean()) h.kv_bool(std::string("tokenizer.ggml.") + k, tc[k].get<bool>());
-  std::string tpl;
-  if (fs::exists(mdir / "chat_template.jinja")) tpl = read_file(mdir / "chat_template.jinja");
-  else if (tc.contains("chat_template") && tc["chat_template"].is_string()) tpl = tc["chat_template"].get<std::string>();
-  if (!tpl.empty()) h.kv_str("tokenizer.chat_template", tpl);
 
   // ---- data, streamed row by row
   write_gguf(out, h, plan, off, "export gguf", o.quiet, [](const Planned& p, int64_t r, float* row) {

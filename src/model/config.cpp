@@ -56,6 +56,16 @@ bool get_bool_or(const nlohmann::json& j, const char* key, bool dflt, const std:
   return it->get<bool>();
 }
 
+// A string key (absent or null: dflt).
+std::string get_string_or(const nlohmann::json& j, const char* key, const std::string& dflt, const std::string& origin,
+                          const char* parent = nullptr) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return dflt;
+  if (!it->is_string())
+    fail("{}: config key '{}' must be a string, got {}", origin, key_name(key, parent), it->dump());
+  return it->get<std::string>();
+}
+
 }  // namespace
 
 const char* supported_architectures() {
@@ -123,7 +133,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& o
   if (auto e = j.find("eos_token_id"); e != j.end())
     c.eos_token_ids = parse_token_id_list(*e, fmt::format("{}: config key 'eos_token_id'", origin), c.vocab_size);
 
-  std::string act = j.value("hidden_act", std::string("silu"));
+  std::string act = get_string_or(j, "hidden_act", "silu", origin);
   if (act != "silu") fail("{}: unsupported hidden_act '{}' (only silu/SwiGLU)", origin, act);
   if (j.contains("partial_rotary_factor") && !j["partial_rotary_factor"].is_null() &&
       get_real(j, "partial_rotary_factor", 0, true, 1, origin) != 1.0)
@@ -156,7 +166,8 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& o
   if ((rs == j.end() || rs->is_null()) && rp != j.end() && rp->is_object()) rs = rp;
   if (rs != j.end() && !rs->is_null()) {
     if (!rs->is_object()) fail("{}: rope_scaling must be an object or null", origin);
-    std::string type = rs->value("rope_type", rs->value("type", std::string("default")));
+    std::string type = get_string_or(*rs, "rope_type", get_string_or(*rs, "type", "default", origin, "rope_scaling"),
+                                     origin, "rope_scaling");
     if (type == "default") {
       c.rope_scaling.type = "default";
     } else if (type == "llama3") {

@@ -65,7 +65,7 @@ std::optional<ChatTemplate> ChatTemplate::from_model_dir(const std::filesystem::
         found = true;
       } else if (ct.is_array()) {
         for (const auto& e : ct)
-          if (e.is_object() && e.value("name", "") == "default" && e.contains("template") && e.at("template").is_string()) {
+          if (e.is_object() && e.contains("name") && e.at("name") == "default" && e.contains("template") && e.at("template").is_string()) {
             source = e.at("template").get<std::string>();
             found = true;
           }

@@ -251,6 +251,22 @@ TEST(GgufExport, ClearErrors) {
     EXPECT_NE(std::string(e.what()).find("byte-level BPE"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(fs::exists(tmp("sp.gguf")));
+  // A tokenizer field of another type names the directory (it was nlohmann's bare type_error).
+  {
+    auto tj = json::parse(read_file(src / "tokenizer.json"));
+    tj["added_tokens"] = json::array({{{"id", "zero"}, {"content", "<x>"}}});
+    write_file_atomic(m / "tokenizer.json", tj.dump());
+    try {
+      gguf::export_model(m, tmp("sp.gguf"), o);
+      ADD_FAILURE();
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(m.string() + ": tokenizer.json / tokenizer_config.json field of an "
+                                           "unexpected type"),
+                std::string::npos)
+          << e.what();
+    }
+    EXPECT_FALSE(fs::exists(tmp("sp.gguf")));
+  }
   // An existing output needs --force; a truncated file is named on reading.
   write_file_atomic(tmp("x.gguf"), "GGUF\x03");
   EXPECT_THROW(gguf::export_model(src, tmp("x.gguf"), o), Error);

@@ -71,6 +71,10 @@ TEST(ConfigValidation, BadNumbersNameTheKeyAndValue) {
       {"partial_rotary_factor", 0.0, "must be a finite number > 0"},
       {"rope_scaling.factor", 0.0, "'rope_scaling.factor' must be a finite number > 0"},
       {"rope_scaling.original_max_position_embeddings", 0.5, "got 0.5"},
+      // Strings of another type (a libFuzzer find: nlohmann's type_error escaped as a crash).
+      {"hidden_act", 7, "must be a string, got 7"},
+      {"rope_scaling.rope_type", 5, "must be a string, got 5"},
+      {"rope_scaling.type", json::array({1}), "must be a string, got [1]"},
   };
   for (const auto& c : cases) {
     std::string msg = error_with(c.key, c.value);
