@@ -322,6 +322,9 @@ void MatmulBf16Dot(benchmark::State& st) { run(st, rvec::infer::MatmulPrecision:
 // Qwen2.5-1.5B's gate/up shape (8960 x 1536, 27.5 MB in bf16): K over more than one 1024-column chunk.
 void MatmulF32_1536(benchmark::State& st) { run(st, rvec::infer::MatmulPrecision::F32, 1536, 8960); }
 void MatmulBf16Dot1536(benchmark::State& st) { run(st, rvec::infer::MatmulPrecision::BF16Dot, 1536, 8960); }
+// Qwen2.5-1.5B's lm_head (151936 x 1536, 467 MB in bf16): weights streamed from DRAM, not L3.
+void MatmulF32LmHead1536(benchmark::State& st) { run(st, rvec::infer::MatmulPrecision::F32, 1536, 151936); }
+void MatmulBf16DotLmHead1536(benchmark::State& st) { run(st, rvec::infer::MatmulPrecision::BF16Dot, 1536, 151936); }
 
 }  // namespace
 
@@ -329,6 +332,8 @@ BENCHMARK(MatmulF32)->Arg(1)->Arg(16)->Arg(64)->Arg(128)->Arg(256)->UseRealTime(
 BENCHMARK(MatmulBf16Dot)->Arg(1)->Arg(16)->Arg(64)->Arg(128)->Arg(256)->UseRealTime();
 BENCHMARK(MatmulF32_1536)->Arg(12)->Arg(16)->Arg(64)->UseRealTime();
 BENCHMARK(MatmulBf16Dot1536)->Arg(12)->Arg(16)->Arg(64)->UseRealTime();
+BENCHMARK(MatmulF32LmHead1536)->Arg(7)->Arg(16)->Arg(64)->UseRealTime()->MinTime(2.0);
+BENCHMARK(MatmulBf16DotLmHead1536)->Arg(7)->Arg(16)->Arg(64)->UseRealTime()->MinTime(2.0);
 BENCHMARK(DecodeBatch)->ArgsProduct({{5, 7, 8, 12, 13, 16, 24, 32, 64, 128, 512}, {0, 1}})->UseRealTime()->MinTime(1.0);
 BENCHMARK(ReadSum)->UseRealTime()->MinTime(1.0);
 BENCHMARK(Decode)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->UseRealTime()->MinTime(1.0);

@@ -255,9 +255,10 @@ constexpr int kTileR = 6, kTileNW = 4, kMR = 12;
 // NW weight rows, pairs of k summed in vector lanes, R*NW accumulators (the same shape as
 // matmul_simd.inc's dot_tile). The four sums of an x row are folded together at the end
 // (avx512::vhsum4, zeros for missing weight rows).
-// pf: the next tile's NW weight rows, prefetched alongside (nullptr: none). The weights
+// pf: the next tile's NW weight rows, prefetched alongside into L2 (nullptr: none). The weights
 // stream from memory in 4-row tiles that the hardware prefetchers follow too late at this
-// compute rate (the lm_head ran at ~10 GB/s without it).
+// compute rate (the lm_head ran at ~10 GB/s without it). Into L2, as in matmul_simd.inc:
+// Zen 4, MatmulBf16DotLmHead1536/7, prefetcht0 147-157 GFLOP/s, prefetcht1 195-220.
 template <int R, int NW>
 RVEC_T5BF void dot_tile(const uint16_t* xb, int64_t ldx, const uint16_t* w, int64_t K, float* y, int64_t ldy,
                         const float* bias, const uint16_t* pf) {
@@ -267,7 +268,7 @@ RVEC_T5BF void dot_tile(const uint16_t* xb, int64_t ldx, const uint16_t* w, int6
   int64_t k = 0;
   for (; k + 32 <= K; k += 32) {
     if (pf)
-      for (int j = 0; j < NW; ++j) _mm_prefetch(reinterpret_cast<const char*>(pf + j * K + k), _MM_HINT_T0);
+      for (int j = 0; j < NW; ++j) _mm_prefetch(reinterpret_cast<const char*>(pf + j * K + k), _MM_HINT_T1);
     __m512bh wv[NW];
     for (int j = 0; j < NW; ++j) wv[j] = (__m512bh)_mm512_loadu_si512(w + j * K + k);
     for (int i = 0; i < R; ++i) {
@@ -339,7 +340,9 @@ RVEC_T5BF void gemm(const uint16_t* xt, int64_t n, const GemmWeights& W, int64_t
     for (int j = 0; j < kMR; ++j) wr[j] = reinterpret_cast<const uint32_t*>(w + (o + std::min(j, mo - 1)) * stride);
     // The first panel's pass prefetches the next weight group's chunk: its rows are otherwise
     // fetched from memory on demand, 12 short streams the prefetchers follow late. Past o1
-    // too: the next piece of rows, which this thread most likely takes next.
+    // too: the next piece of rows, which this thread most likely takes next. Into L2: Zen 4,
+    // MatmulBf16DotLmHead1536/16 358-359 -> 385-392 GFLOP/s against prefetcht0 (64 rows
+    // unchanged), and a group of 12 whole rows of K = 1536 is more than L1 anyway.
     const bool pf_next = o + 2 * kMR <= W.rows;  // a whole next group only
     for (int64_t i = 0; i < n; i += cols) {
       __m512 acc[kMR][NV];
@@ -350,7 +353,7 @@ RVEC_T5BF void gemm(const uint16_t* xt, int64_t n, const GemmWeights& W, int64_t
       for (int64_t kp = 0; kp < kn; ++kp, xk += 2 * cols) {
         if (pf && kp % 16 == 0)  // one cache line of each row
           for (int j = 0; j < kMR; ++j)
-            _mm_prefetch(reinterpret_cast<const char*>(wr[j] + kMR * SP + kp), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(wr[j] + kMR * SP + kp), _MM_HINT_T1);
         __m512bh xv[NV];
         for (int v = 0; v < NV; ++v) xv[v] = (__m512bh)_mm512_loadu_si512(xk + v * 32);
         for (int j = 0; j < kMR; ++j) {
