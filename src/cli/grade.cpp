@@ -9,8 +9,8 @@
 
 #include "cli/command.h"
 #include "core/error.h"
-#include "core/json_fields.h"
 #include "core/input_file.h"
+#include "core/json_fields.h"
 #include "eval/math/grade.h"
 
 namespace {
