@@ -281,7 +281,7 @@ void AttentionDecode(benchmark::State& st) {
                                       QD,
                                       G,
                                       hd,
-                                      k[size_t(l)].data() + g * hd * (tiled ? rvec::infer::kAttKeyTile : 1),
+                                      k[size_t(l)].data() + rvec::infer::attention_key_head_offset(g, hd, tiled),
                                       v[size_t(l)].data() + g * hd,
                                       KVD,
                                       1,

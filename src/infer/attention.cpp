@@ -56,7 +56,7 @@ void attention_part_scalar(const AttentionArgs& a, int64_t t0, int64_t t1, float
 AttentionArgs head_args(const AttentionArgs& a, int64_t g) {
   AttentionArgs h = a;
   h.q += g * a.heads * a.hd;
-  h.k += g * a.hd * (a.k_tiled ? kAttKeyTile : 1);
+  h.k += attention_key_head_offset(g, a.hd, a.k_tiled);
   h.v += g * a.hd;
   h.kv_heads = 1;
   return h;

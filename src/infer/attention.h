@@ -47,6 +47,10 @@ constexpr int64_t kAttKeyTile = 16;  // positions per key tile (a divisor of kAt
 constexpr int64_t attention_key_index(int64_t t, int64_t c, int64_t ldkv) {
   return (t / kAttKeyTile) * ldkv * kAttKeyTile + c * kAttKeyTile + t % kAttKeyTile;
 }
+// Where KV head g's keys start, from the key cache's base (hd floats of each cache row per head).
+constexpr int64_t attention_key_head_offset(int64_t g, int64_t hd, bool k_tiled) {
+  return g * hd * (k_tiled ? kAttKeyTile : 1);
+}
 // Floats a tiled key cache of `positions` needs (whole tiles).
 constexpr int64_t attention_key_floats(int64_t positions, int64_t ldkv) {
   return (positions + kAttKeyTile - 1) / kAttKeyTile * kAttKeyTile * ldkv;

@@ -333,7 +333,7 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
                            QD,
                            group,
                            hd,
-                           kv.k_[l].data() + g * hd * (kv.k_tiled_ ? kAttKeyTile : 1),
+                           kv.k_[l].data() + attention_key_head_offset(g, hd, kv.k_tiled_),
                            kv.v_[l].data() + g * hd,
                            KVD,
                            nr,
@@ -517,8 +517,8 @@ int32_t sample_token(const float* logits, int64_t V, const SamplingParams& p, do
 }
 
 // ------------------------------------------------------------------ scoring
-LogSoftmax::LogSoftmax(const float* l, int64_t V) : logits_(l) {
-  max_ = l[argmax(l, V)];
+LogSoftmax::LogSoftmax(const float* l, int64_t V) : logits_(l), argmax_(infer::argmax(l, V)) {
+  max_ = l[argmax_];
   double s = 0;
   for (int64_t v = 0; v < V; ++v) s += std::exp(double(l[v]) - double(max_));
   log_sum_ = std::log(s);
@@ -532,8 +532,9 @@ Engine::Loglik score_cont(const float* lg, int64_t V, const std::vector<int32_t>
     const float* l = lg + j * V;
     const int32_t t = cont[j];
     if (t < 0 || t >= V) fail("loglikelihood: token id {} out of range", t);
-    r.logprob += LogSoftmax(l, V)(t);
-    if (int32_t(argmax(l, V)) != t) r.is_greedy = false;
+    const LogSoftmax ls(l, V);
+    r.logprob += ls(t);
+    if (ls.argmax() != t) r.is_greedy = false;
   }
   return r;
 }

@@ -196,9 +196,11 @@ class LogSoftmax {
  public:
   LogSoftmax(const float* logits, int64_t vocab);
   double operator()(int32_t t) const { return double(logits_[t]) - double(max_) - log_sum_; }
+  int64_t argmax() const { return argmax_; }  // the greedy token (infer::argmax)
 
  private:
   const float* logits_;
+  int64_t argmax_;
   float max_;
   double log_sum_;
 };
