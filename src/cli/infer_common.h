@@ -2,9 +2,13 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cstdio>
 #include <string>
 #include <vector>
 
+#include <fmt/core.h>
+
+#include "core/cpu.h"
 #include "core/error.h"
 #include "infer/engine.h"
 #include "infer/kernels.h"
@@ -39,8 +43,17 @@ inline void add_kv_cache_option(CLI::App& app, double& gb) {
       ->check(CLI::NonNegativeNumber);
 }
 
+// --bf16-dot needs AVX512-BF16 (and RVEC_ISA not lowering it); without it every product stays
+// exact f32, which is said on stderr so that a timing or a result is not mistaken for one.
+inline void enable_bf16_dot() {
+  infer::set_matmul_precision(infer::MatmulPrecision::BF16Dot);
+  if (!cpu_has_avx512_bf16())
+    fmt::print(stderr, "note: --bf16-dot needs AVX512-BF16, which this CPU (or RVEC_ISA) does not offer: the "
+                       "products stay exact f32\n");
+}
+
 inline void apply_infer_options(const InferArgs& a) {
-  if (a.bf16_dot) infer::set_matmul_precision(infer::MatmulPrecision::BF16Dot);
+  if (a.bf16_dot) enable_bf16_dot();
   if (a.hugepages) infer::set_default_weight_backing(io::Backing::HugePages);
 }
 

@@ -1,6 +1,7 @@
 // Runtime CPU feature detection: kernels are compiled for several ISAs and the
-// best one the running CPU supports is picked once. RVEC_ISA=scalar|avx2|avx512
-// lowers the choice (for tests and benchmarks of each path).
+// best one the running CPU supports is picked once. RVEC_ISA=scalar|avx2|avx512|avx512-nobf16
+// lowers the choice (for tests and benchmarks of each path; the last keeps AVX-512 without
+// vdpbf16ps).
 #pragma once
 #include <string_view>
 

@@ -89,7 +89,12 @@ void matmul_scalar(const float* x, int64_t n, int64_t ldx, const uint8_t* w, int
 namespace avx2 {
 #define RVEC_TARGET __attribute__((target("avx2,fma,f16c")))
 using VF = __m256;
-constexpr int VW = 8, kGemvRows = 4, kTileR = 4, kTileNW = 2, kMR = 6, kNV = 2;
+// Dot tiles of 4 x rows x 3 weight rows: 12 accumulators, 3 widened weights and one x vector
+// fill the 16 ymm registers, 12 FMAs per 4 x loads (4 x 2 before: 8 FMAs per 4 x loads, too
+// few accumulators to cover the FMA latency on two pipes). Zen 4 with RVEC_ISA=avx2, 2 threads,
+// 3 alternating rounds, GFLOP/s: DecodeBatch/16/0 95-109 -> 142-143, /8/0 84-104 -> 116-128,
+// /32/0 105-106 -> 140-146, MatmulF32/16 (in cache) 93-102 -> 141-152. Same sums, same bits.
+constexpr int VW = 8, kGemvRows = 4, kTileR = 4, kTileNW = 3, kMR = 6, kNV = 2;
 RVEC_TARGET inline VF vzero() { return _mm256_setzero_ps(); }
 RVEC_TARGET inline VF vload(const float* p) { return _mm256_loadu_ps(p); }
 RVEC_TARGET inline void vstore(float* p, VF v) { _mm256_storeu_ps(p, v); }
@@ -261,6 +266,10 @@ RVEC_TARGET inline void vtranspose(const float* src, int64_t ld, int64_t rows, f
 //   24.4 vs 41.0 at 16, 26.9 vs 28.5 at 8, a tie at 5; for 17-31 rows one padded 32-row
 //   panel beats two 16-row ones (24 rows: 39.2 vs 43.3).
 constexpr int64_t kGemvMaxRows = 4, kGemm16MinRows = 8, kGemmMinRows = 17, kGemmMinRowsF32 = 64;
+// With AVX2 the gemm's panels are 16 rows (2 x 8 lanes), so from 32 rows it pads little and
+// beats the 4 x 3 dot tiles: Zen 4, RVEC_ISA=avx2, DecodeBatch/32/0 170-185 against 143-163
+// GFLOP/s (at 16 rows a tie, at 24 the two padded panels lose: 133-138 against 149-160).
+inline int64_t gemm_min_rows_f32(CpuIsa isa) { return isa == CpuIsa::AVX2 ? 32 : kGemmMinRowsF32; }
 
 // The exact path's transposed-weight tiles (matmul_tw_simd.inc) between the dot tiles and the
 // gemm: AVX-512, bf16 weights, K and column blocks of even width (pairs of bf16 as words).
@@ -421,7 +430,7 @@ void run_f32(CpuIsa isa, const Plan& p) {
     }
     return;
   }
-  if (p.n < kGemmMinRowsF32) {
+  if (p.n < gemm_min_rows_f32(cpu_isa())) {
     const bool stream = p.n <= kGemvMaxRows;
     RowChunks chunks(p, wsize<D>());
 #pragma omp parallel num_threads(p.threads())
@@ -711,9 +720,9 @@ void matmul_multi(const float* x, int64_t n, int64_t ldx, std::span<const Matmul
                        cpu_has_avx512_bf16() && n > kGemvMaxRows;
   // The gemms read column blocks themselves (GemmWeights): one parallel region, no partial sums.
   if (isa != CpuIsa::Scalar && (bf16dot ? n >= kGemm16MinRows && W0.cols % 2 == 0 && W0.kblock % 2 == 0
-                                        : n >= kGemmMinRowsF32 || use_tw(isa, W0.dtype, n, GemmWeights(W0))))
+                                        : n >= gemm_min_rows_f32(isa) || use_tw(isa, W0.dtype, n, GemmWeights(W0))))
     return matmul_rows(x, n, ldx, outs);
-  if (n < kGemmMinRowsF32 && !bf16dot && isa != CpuIsa::Scalar) {
+  if (n < gemm_min_rows_f32(isa) && !bf16dot && isa != CpuIsa::Scalar) {
     switch (W0.dtype) {
       case DType::F32: return decode_column_blocks<0>(isa, x, n, ldx, outs);
       case DType::BF16: return decode_column_blocks<1>(isa, x, n, ldx, outs);

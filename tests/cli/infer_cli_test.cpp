@@ -12,6 +12,7 @@
 #include <string>
 
 #include "core/atomic_output.h"
+#include "core/cpu.h"
 #include "infer/npy.h"
 
 namespace fs = std::filesystem;
@@ -126,6 +127,26 @@ TEST(InferCli, GenerateAddsBosLikeHfTokenizer) {
   ASSERT_GT(prompt_tokens(plain.out), 0) << plain.out;
   EXPECT_EQ(prompt_tokens(bos.out), prompt_tokens(plain.out) + 1) << bos.out;
   EXPECT_EQ(prompt_tokens(chat.out), prompt_tokens(plain.out) + 1) << chat.out;  // the template's BOS only
+}
+
+// RVEC_ISA=avx512-nobf16 runs as a CPU without AVX512-BF16 (Skylake-SP to Ice Lake): --bf16-dot
+// then says on stderr that the products stay exact, and the bench's JSON reports the exact path.
+// Without the variable, a --bf16-dot run says so only where the CPU lacks AVX512-BF16.
+TEST(InferCli, Bf16DotOnACpuWithoutAvx512Bf16StaysExactAndSaysSo) {
+  const fs::path model = kFix / "qwen2_tiny_untied_mha4x4" / "model";
+  const std::string args = " bench " + q(model) + " --prompt-tokens 4 --gen-tokens 2 --no-bandwidth --json --bf16-dot";
+  auto capped = run("RVEC_ISA=avx512-nobf16 " + kBin + args + " 2>&1");
+  ASSERT_EQ(capped.rc, 0) << capped.out;
+  EXPECT_NE(capped.out.find("note: --bf16-dot needs AVX512-BF16"), std::string::npos) << capped.out;
+  const std::string json = capped.out.substr(capped.out.find('{'));
+  auto j = nlohmann::json::parse(json.substr(0, json.find('\n')));
+  EXPECT_EQ(j["matmul"], "f32");
+  EXPECT_EQ(j["isa"].get<std::string>().find("bf16"), std::string::npos) << j["isa"];
+
+  auto native = run(kBin + args + " 2>&1");
+  ASSERT_EQ(native.rc, 0) << native.out;
+  const bool has_bf16 = rvec::cpu_has_avx512_bf16();
+  EXPECT_EQ(native.out.find("note: --bf16-dot needs") == std::string::npos, has_bf16) << native.out;
 }
 
 TEST(InferCli, ScoreMatchesLogitsAndBenchPrintsJson) {

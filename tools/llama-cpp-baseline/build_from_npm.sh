@@ -8,7 +8,11 @@
 #   file the two packages share is identical once renamed back (the check is printed).
 # Prints the path of rvec-llama-bench on its last line. Cached: a second run only rebuilds.
 # Env: LLAMA_CPP_CACHE (/tmp/rvec-llama-cpp), LLAMA_NODE_PKG (@fugood/llama.node@1.7.15),
-#      LLAMA_RN_PKG (llama.rn@0.12.9), NICE (19: the build runs under nice -n NICE).
+#      LLAMA_RN_PKG (llama.rn@0.12.9), NICE (19: the build runs under nice -n NICE),
+#      ISA (native): the instruction sets ggml is compiled for, to measure on this machine how
+#      llama.cpp runs on older ones: native (-march=native), avx512-nobf16 (AVX-512 without
+#      AVX512-BF16, as Skylake-SP to Ice Lake: ggml's BF16 matmuls widen to f32 FMAs) or avx2
+#      (no AVX-512, as Zen 2/3 and Intel's client cores). Each has its own build directory.
 # Another llama.cpp tree in upstream's layout can be built with the same project directly:
 #   cmake -S tools/llama-cpp-baseline/source-build -B BUILD -DLLAMA_SRC=/path/to/llama.cpp
 set -euo pipefail
@@ -17,6 +21,13 @@ cache=${LLAMA_CPP_CACHE:-/tmp/rvec-llama-cpp}
 node_pkg=${LLAMA_NODE_PKG:-@fugood/llama.node@1.7.15}
 rn_pkg=${LLAMA_RN_PKG:-llama.rn@0.12.9}
 nice_level=${NICE:-19}
+isa=${ISA:-native}
+case $isa in
+  native) flags="-march=native" build=$cache/build ;;
+  avx512-nobf16) flags="-march=native;-mno-avx512bf16" build=$cache/build-$isa ;;
+  avx2) flags="-march=native;-mno-avx512f" build=$cache/build-$isa ;;
+  *) echo "build_from_npm: ISA must be native, avx512-nobf16 or avx2, not '$isa'" >&2; exit 1 ;;
+esac
 mkdir -p "$cache/dl"
 
 # npm pack prints the tarball's file name; it is kept in the cache for the next run.
@@ -82,12 +93,12 @@ version=$(head -n 1 "$src/VERSION")
 echo "build_from_npm: $version" >&2
 # A build tree configured from another checkout of rvec is refused by cmake: configure it anew
 # (ninja then rebuilds only what the new command lines change).
-if [ -f "$cache/build/CMakeCache.txt" ] &&
-  ! grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$here/source-build" "$cache/build/CMakeCache.txt"; then
-  echo "build_from_npm: $cache/build was configured from another checkout; configuring it for $here" >&2
-  rm -rf "$cache/build/CMakeCache.txt" "$cache/build/CMakeFiles"
+if [ -f "$build/CMakeCache.txt" ] &&
+  ! grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$here/source-build" "$build/CMakeCache.txt"; then
+  echo "build_from_npm: $build was configured from another checkout; configuring it for $here" >&2
+  rm -rf "$build/CMakeCache.txt" "$build/CMakeFiles"
 fi
-cmake -S "$here/source-build" -B "$cache/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DLLAMA_SRC="$src" -DLLAMA_CPP_VERSION="$version" >/dev/null
-nice -n "$nice_level" cmake --build "$cache/build" --target rvec-llama-bench >&2
-echo "$cache/build/rvec-llama-bench"
+cmake -S "$here/source-build" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DLLAMA_SRC="$src" -DLLAMA_CPP_VERSION="$version" -DGGML_CPU_FLAGS="$flags" >/dev/null
+nice -n "$nice_level" cmake --build "$build" --target rvec-llama-bench >&2
+echo "$build/rvec-llama-bench"
