@@ -266,10 +266,20 @@ RVEC_TARGET inline void vtranspose(const float* src, int64_t ld, int64_t rows, f
 //   24.4 vs 41.0 at 16, 26.9 vs 28.5 at 8, a tie at 5; for 17-31 rows one padded 32-row
 //   panel beats two 16-row ones (24 rows: 39.2 vs 43.3).
 constexpr int64_t kGemvMaxRows = 4, kGemm16MinRows = 8, kGemmMinRows = 17, kGemmMinRowsF32 = 64;
-// With AVX2 the gemm's panels are 16 rows (2 x 8 lanes), so from 32 rows it pads little and
-// beats the 4 x 3 dot tiles: Zen 4, RVEC_ISA=avx2, DecodeBatch/32/0 170-185 against 143-163
-// GFLOP/s (at 16 rows a tie, at 24 the two padded panels lose: 133-138 against 149-160).
-inline int64_t gemm_min_rows_f32(CpuIsa isa) { return isa == CpuIsa::AVX2 ? 32 : kGemmMinRowsF32; }
+// Whether an f32 product of n x rows runs as the gemm (else dot tiles or the gemv). With AVX2
+// the gemm's panels are 16 rows (2 x 8 lanes); from 17 rows it beats the 4 x 3 dot tiles where
+// its panels are full but for at most 2 rows (30-32, 46-48, 62+), and from 64 rows. Zen 4,
+// RVEC_ISA=avx2, 2 threads: DecodeBatch/32/0 170-185 GFLOP/s against 143-163; 0.5B decode
+// (`rvec bench --batch B`, 2 rounds, tok/s) at 30 rows 160, 160 against 149, 142; a tie at 28
+// (144, 152 against 151, 152) and 40 (132, 140 against 129, 138); dot tiles ahead at 24 (118,
+// 127 against 134, 135) and 36 (130, 145 against 146, 153). At 16 rows the gemm was ahead too
+// (DecodeBatch/16/0 151-163 against 114-156), but 5-16 rows stay on the dot tiles, which give
+// a row the same bits in any batch of 5-16 (Kernels.ExactDotTileProductsDoNotDependOnTheBatch).
+inline bool f32_gemm_rows(CpuIsa isa, int64_t n) {
+  if (isa != CpuIsa::AVX2) return n >= kGemmMinRowsF32;
+  const int64_t padded = (n + 15) / 16 * 16;
+  return n >= kGemmMinRowsF32 || (n > 16 && padded - n <= 2);
+}
 
 // The exact path's transposed-weight tiles (matmul_tw_simd.inc) between the dot tiles and the
 // gemm: AVX-512, bf16 weights, K and column blocks of even width (pairs of bf16 as words).
@@ -430,7 +440,7 @@ void run_f32(CpuIsa isa, const Plan& p) {
     }
     return;
   }
-  if (p.n < gemm_min_rows_f32(cpu_isa())) {
+  if (!f32_gemm_rows(cpu_isa(), p.n)) {
     const bool stream = p.n <= kGemvMaxRows;
     RowChunks chunks(p, wsize<D>());
 #pragma omp parallel num_threads(p.threads())
@@ -720,9 +730,9 @@ void matmul_multi(const float* x, int64_t n, int64_t ldx, std::span<const Matmul
                        cpu_has_avx512_bf16() && n > kGemvMaxRows;
   // The gemms read column blocks themselves (GemmWeights): one parallel region, no partial sums.
   if (isa != CpuIsa::Scalar && (bf16dot ? n >= kGemm16MinRows && W0.cols % 2 == 0 && W0.kblock % 2 == 0
-                                        : n >= gemm_min_rows_f32(isa) || use_tw(isa, W0.dtype, n, GemmWeights(W0))))
+                                        : f32_gemm_rows(isa, n) || use_tw(isa, W0.dtype, n, GemmWeights(W0))))
     return matmul_rows(x, n, ldx, outs);
-  if (n < gemm_min_rows_f32(isa) && !bf16dot && isa != CpuIsa::Scalar) {
+  if (!f32_gemm_rows(isa, n) && !bf16dot && isa != CpuIsa::Scalar) {
     switch (W0.dtype) {
       case DType::F32: return decode_column_blocks<0>(isa, x, n, ldx, outs);
       case DType::BF16: return decode_column_blocks<1>(isa, x, n, ldx, outs);

@@ -78,8 +78,9 @@ TEST(Kernels, MatmulAllIsasDtypesAndShapes) {
   for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
     set_cpu_isa_for_testing(isa);
     for (DType dt : {DType::F32, DType::BF16, DType::F16})
-      // n picks the loop shape (kernels.cpp): gemv (1, 3), dot tiles (7, 9, 13, 31; 33 and 63
-      // with AVX-512, the gemm with AVX2), gemm (100, 130: padded last panels). K: vector tails (37, 67), long rows (2100); out:
+      // n picks the loop shape (kernels.cpp): gemv (1, 3), dot tiles (7, 9, 13, 31, 33, 63; with
+      // AVX2 31 and 63 take the gemm, whose 16-row panels they nearly fill), gemm (100, 130:
+      // padded last panels). K: vector tails (37, 67), long rows (2100); out:
       // tails of every tile width (5, 19, 33, 70), many row chunks and dot blocks (2100).
       for (auto [n, K, out] : {std::tuple{1, 64, 33}, {3, 37, 5}, {7, 128, 70}, {100, 2100, 19}, {9, 1100, 3},
                                {13, 64, 2100}, {31, 40, 25}, {33, 67, 29}, {63, 1100, 29}, {130, 67, 29}})
@@ -95,7 +96,7 @@ TEST(Kernels, ColumnBlockedWeightsGiveTheReferenceProducts) {
   for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
     set_cpu_isa_for_testing(isa);
     for (DType dt : {DType::F32, DType::BF16})
-      // gemv (1, 3), dot tiles (7, 12, 20; 40 with AVX-512), gemm (100, 64: blocks narrower than its 1024-column
+      // gemv (1, 3), dot tiles (7, 12, 20, 40), gemm (100, 64: blocks narrower than its 1024-column
       // chunks, one not a multiple of the vector width); widths that divide K and that leave a
       // narrow last block (2100 = 4 x 512 + 52). With --bf16-dot: dot tiles (7), 16-row
       // panels (12), 32-row panels (40, 100, 64).
