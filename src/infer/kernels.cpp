@@ -440,7 +440,7 @@ void run_f32(CpuIsa isa, const Plan& p) {
     }
     return;
   }
-  if (!f32_gemm_rows(cpu_isa(), p.n)) {
+  if (!f32_gemm_rows(isa, p.n)) {
     const bool stream = p.n <= kGemvMaxRows;
     RowChunks chunks(p, wsize<D>());
 #pragma omp parallel num_threads(p.threads())
