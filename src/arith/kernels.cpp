@@ -12,6 +12,9 @@ namespace rvec::arith {
 
 namespace {
 
+// x86-64 builds have AVX2 bodies picked at run time; elsewhere (AArch64) the plain loops below,
+// which the compiler vectorises for the baseline ISA.
+#if defined(__x86_64__)
 __attribute__((target("avx2,fma"))) void axpy_avx2(float* acc, const float* x, float c, size_t n) {
   const __m256 vc = _mm256_set1_ps(c);
   size_t i = 0;
@@ -81,22 +84,33 @@ __attribute__((target("avx2"))) void round_error_avx2(const float* st, const flo
     }
   }
 }
+#endif  // __x86_64__
+
+#if defined(__x86_64__)
+bool use_avx2() { return isa_has_avx2(cpu_isa()); }
+#endif
 
 }  // namespace
 
 // The scalar paths use fma too so that every ISA gives identical results.
 void axpy(float* acc, const float* x, float c, size_t n) {
-  if (cpu_isa() >= CpuIsa::AVX2) return axpy_avx2(acc, x, c, n);
+#if defined(__x86_64__)
+  if (use_avx2()) return axpy_avx2(acc, x, c, n);
+#endif
   for (size_t i = 0; i < n; ++i) acc[i] = std::fma(c, x[i], acc[i]);
 }
 
 void scale_into(float* acc, const float* x, float c, size_t n) {
-  if (cpu_isa() >= CpuIsa::AVX2) return scale_avx2(acc, x, c, n);
+#if defined(__x86_64__)
+  if (use_avx2()) return scale_avx2(acc, x, c, n);
+#endif
   for (size_t i = 0; i < n; ++i) acc[i] = c * x[i];
 }
 
 uint64_t count_nonfinite(const float* x, size_t n) {
-  if (cpu_isa() >= CpuIsa::AVX2) return nonfinite_avx2(x, n);
+#if defined(__x86_64__)
+  if (use_avx2()) return nonfinite_avx2(x, n);
+#endif
   uint64_t c = 0;
   for (size_t i = 0; i < n; ++i) c += !std::isfinite(x[i]);
   return c;
@@ -112,7 +126,9 @@ void add_into(float* d, const float* a, const float* b, size_t n) {
 }
 
 bool bf16_exact(const float* x, size_t n) {
-  if (cpu_isa() >= CpuIsa::AVX2) return bf16_exact_avx2(x, n);
+#if defined(__x86_64__)
+  if (use_avx2()) return bf16_exact_avx2(x, n);
+#endif
   for (size_t i = 0; i < n; ++i)
     if (!std::isnan(x[i]) && (std::bit_cast<uint32_t>(x[i]) & 0xffffu)) return false;
   return true;
@@ -120,15 +136,18 @@ bool bf16_exact(const float* x, size_t n) {
 
 void round_error(const float* stored, const float* exact, size_t n, double& max_err, double& sq_err) {
   double lanes[4] = {0, 0, 0, 0};
-  if (cpu_isa() >= CpuIsa::AVX2) {
+#if defined(__x86_64__)
+  if (use_avx2()) {
     round_error_avx2(stored, exact, n, max_err, lanes);
-  } else {
-    for (size_t i = 0; i < n; ++i) {
-      const double d = std::fabs(double(stored[i]) - double(exact[i]));
-      if (d < INFINITY) {
-        max_err = std::max(max_err, d);
-        lanes[i % 4] += d * d;
-      }
+    sq_err += (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    return;
+  }
+#endif
+  for (size_t i = 0; i < n; ++i) {
+    const double d = std::fabs(double(stored[i]) - double(exact[i]));
+    if (d < INFINITY) {
+      max_err = std::max(max_err, d);
+      lanes[i % 4] += d * d;
     }
   }
   sq_err += (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);

@@ -8,12 +8,18 @@ namespace rvec {
 namespace {
 
 CpuIsa detect() {
+#if defined(__x86_64__)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
     return CpuIsa::AVX512;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return CpuIsa::AVX2;
   return CpuIsa::Scalar;
+#elif defined(__aarch64__)
+  return CpuIsa::NEON;  // Advanced SIMD is mandatory in AArch64
+#else
+  return CpuIsa::Scalar;
+#endif
 }
 
 CpuIsa hardware() {
@@ -21,22 +27,34 @@ CpuIsa hardware() {
   return hw;
 }
 
-CpuIsa initial() {
-  CpuIsa isa = hardware();
-  if (const char* env = std::getenv("RVEC_ISA")) {
-    std::string v = env;
-    CpuIsa want = v == "scalar" ? CpuIsa::Scalar : v == "avx2" ? CpuIsa::AVX2 : CpuIsa::AVX512;
-    if (want < isa) isa = want;
+int width_bits(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::Scalar: return 32;
+    case CpuIsa::NEON: return 128;
+    case CpuIsa::AVX2: return 256;
+    case CpuIsa::AVX512: return 512;
   }
-  return isa;
+  return 32;
 }
 
-// RVEC_ISA=avx512-nobf16: AVX-512 without vdpbf16ps, as on Skylake-SP to Ice Lake, where
-// --bf16-dot falls back to the exact path (for benchmarks of such machines on a newer one).
-bool bf16_allowed() {
-  const char* env = std::getenv("RVEC_ISA");
-  return !(env && std::string_view(env) == "avx512-nobf16");
+// The widest ISA of this CPU no wider than `want`.
+CpuIsa clamp(CpuIsa want) {
+  const CpuIsa hw = hardware();
+  if (width_bits(hw) <= width_bits(want)) return hw;
+  if (hw == CpuIsa::AVX512 && want == CpuIsa::AVX2) return CpuIsa::AVX2;
+  return CpuIsa::Scalar;
 }
+
+CpuIsa initial() {
+  const char* env = std::getenv("RVEC_ISA");
+  if (!env) return hardware();
+  const std::string v = env;
+  return clamp(v == "scalar" ? CpuIsa::Scalar
+               : v == "avx2" ? CpuIsa::AVX2
+               : v == "neon" ? CpuIsa::NEON
+                             : CpuIsa::AVX512);
+}
+
 
 std::atomic<int>& current() {
   static std::atomic<int> c{int(initial())};
@@ -48,11 +66,19 @@ std::atomic<int>& current() {
 CpuIsa cpu_isa() { return CpuIsa(current().load(std::memory_order_relaxed)); }
 
 bool cpu_has_avx512_bf16() {
+#if defined(__x86_64__)
+  // RVEC_ISA=avx512-nobf16: AVX-512 without vdpbf16ps, as on Skylake-SP to Ice Lake, where
+  // --bf16-dot falls back to the exact path (for benchmarks of such machines on a newer one).
   static const bool has = [] {
+    const char* env = std::getenv("RVEC_ISA");
+    const bool allowed = !(env && std::string_view(env) == "avx512-nobf16");
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512bf16") != 0 && bf16_allowed();
+    return __builtin_cpu_supports("avx512bf16") != 0 && allowed;
   }();
   return has && cpu_isa() == CpuIsa::AVX512;
+#else
+  return false;
+#endif
 }
 
 std::string_view cpu_isa_name(CpuIsa isa) {
@@ -60,13 +86,18 @@ std::string_view cpu_isa_name(CpuIsa isa) {
     case CpuIsa::Scalar: return "scalar";
     case CpuIsa::AVX2: return "avx2";
     case CpuIsa::AVX512: return "avx512";
+    case CpuIsa::NEON: return "neon";
   }
   return "?";
 }
 
-void set_cpu_isa_for_testing(CpuIsa isa) {
-  if (isa > hardware()) isa = hardware();
-  current().store(int(isa));
+std::vector<CpuIsa> cpu_isas_supported() {
+  std::vector<CpuIsa> r{CpuIsa::Scalar};
+  for (CpuIsa isa : {CpuIsa::NEON, CpuIsa::AVX2, CpuIsa::AVX512})
+    if (clamp(isa) == isa) r.push_back(isa);
+  return r;
 }
+
+void set_cpu_isa_for_testing(CpuIsa isa) { current().store(int(clamp(isa))); }
 
 }  // namespace rvec

@@ -1,17 +1,26 @@
 // Runtime CPU feature detection: kernels are compiled for several ISAs and the
-// best one the running CPU supports is picked once. RVEC_ISA=scalar|avx2|avx512|avx512-nobf16
-// lowers the choice (for tests and benchmarks of each path; the last keeps AVX-512 without
-// vdpbf16ps).
+// best one the running CPU supports is picked once. x86-64: scalar < AVX2 < AVX-512;
+// AArch64: scalar < NEON (Advanced SIMD, in every AArch64 CPU). RVEC_ISA=scalar|avx2|avx512|
+// avx512-nobf16|neon lowers the choice (for tests and benchmarks of each path; avx512-nobf16
+// keeps AVX-512 without vdpbf16ps).
 #pragma once
 #include <string_view>
+#include <vector>
 
 namespace rvec {
 
-enum class CpuIsa { Scalar = 0, AVX2 = 1, AVX512 = 2 };
+enum class CpuIsa { Scalar = 0, AVX2 = 1, AVX512 = 2, NEON = 3 };
 
 CpuIsa cpu_isa();                 // AVX2 means AVX2+FMA+F16C; AVX512 means F+BW+VL+DQ
 bool cpu_has_avx512_bf16();       // vdpbf16ps, only meaningful when cpu_isa() == AVX512
 std::string_view cpu_isa_name(CpuIsa isa);
-void set_cpu_isa_for_testing(CpuIsa isa);  // clamps to what the CPU supports
+// Every ISA this CPU and build can run, scalar first (tests run each kernel on all of them).
+std::vector<CpuIsa> cpu_isas_supported();
+// Selects `isa`, or where this CPU lacks it the widest one it has that is no wider (AVX-512
+// on an AVX2 CPU gives AVX2; AVX2 on AArch64 gives NEON; NEON on x86-64 gives scalar).
+void set_cpu_isa_for_testing(CpuIsa isa);
+
+// Whether `isa` includes AVX2+FMA+F16C (x86-64 kernels written for AVX2 also serve AVX-512).
+inline bool isa_has_avx2(CpuIsa isa) { return isa == CpuIsa::AVX2 || isa == CpuIsa::AVX512; }
 
 }  // namespace rvec

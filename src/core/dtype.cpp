@@ -94,8 +94,9 @@ uint16_t f32_to_f16(float f) {
 
 // ---------------------------------------------------------------------------
 // Bulk conversions. Compiled for generic x86-64; the AVX2/AVX-512 bodies use
-// target attributes and are picked at run time (core/cpu.h).
+// target attributes and are picked at run time (core/cpu.h). AArch64 has NEON bodies.
 namespace {
+#if defined(__x86_64__)
 
 __attribute__((target("avx512f,avx512bw")))
 void bf16_to_f32_avx512(const uint16_t* s, float* d, size_t n) {
@@ -172,6 +173,39 @@ void f32_to_f16_f16c(const float* s, uint16_t* d, size_t n) {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i), _mm256_cvtps_ph(_mm256_loadu_ps(s + i), 0));
   for (; i < n; ++i) d[i] = f32_to_f16(s[i]);
 }
+#endif  // __x86_64__
+
+#if defined(__aarch64__)
+void bf16_to_f32_neon(const uint16_t* s, float* d, size_t n) {
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) vst1q_f32(d + i, vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(s + i), 16)));
+  for (; i < n; ++i) d[i] = bf16_to_f32(s[i]);
+}
+// The same integer round-to-nearest-even as the x86 bodies (and f32_to_bf16, NaN included).
+void f32_to_bf16_neon(const float* s, uint16_t* d, size_t n) {
+  size_t i = 0;
+  const uint32x4_t bias = vdupq_n_u32(0x7fff), one = vdupq_n_u32(1), absmask = vdupq_n_u32(0x7fffffff);
+  const uint32x4_t inf = vdupq_n_u32(0x7f800000), qnan = vdupq_n_u32(0x400000);
+  for (; i + 4 <= n; i += 4) {
+    const uint32x4_t u = vreinterpretq_u32_f32(vld1q_f32(s + i));
+    const uint32x4_t r = vaddq_u32(u, vaddq_u32(bias, vandq_u32(vshrq_n_u32(u, 16), one)));
+    const uint32x4_t nan = vcgtq_u32(vandq_u32(u, absmask), inf);
+    vst1_u16(d + i, vshrn_n_u32(vbslq_u32(nan, vorrq_u32(u, qnan), r), 16));
+  }
+  for (; i < n; ++i) d[i] = f32_to_bf16(s[i]);
+}
+// FCVT between half and single precision is IEEE round-to-nearest-even (the FPCR default).
+void f16_to_f32_neon(const uint16_t* s, float* d, size_t n) {
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) vst1q_f32(d + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(s + i))));
+  for (; i < n; ++i) d[i] = f16_to_f32(s[i]);
+}
+void f32_to_f16_neon(const float* s, uint16_t* d, size_t n) {
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) vst1_u16(d + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(s + i))));
+  for (; i < n; ++i) d[i] = f32_to_f16(s[i]);
+}
+#endif  // __aarch64__
 
 }  // namespace
 
@@ -181,14 +215,22 @@ void to_f32(DType t, const void* src, float* dst, size_t n) {
     case DType::F32: std::memcpy(dst, src, n * 4); return;
     case DType::BF16: {
       auto s = static_cast<const uint16_t*>(src);
-      if (isa >= CpuIsa::AVX512) return bf16_to_f32_avx512(s, dst, n);
-      if (isa >= CpuIsa::AVX2) return bf16_to_f32_avx2(s, dst, n);
+#if defined(__x86_64__)
+      if (isa == CpuIsa::AVX512) return bf16_to_f32_avx512(s, dst, n);
+      if (isa == CpuIsa::AVX2) return bf16_to_f32_avx2(s, dst, n);
+#elif defined(__aarch64__)
+      if (isa == CpuIsa::NEON) return bf16_to_f32_neon(s, dst, n);
+#endif
       for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
       return;
     }
     case DType::F16: {
       auto s = static_cast<const uint16_t*>(src);
-      if (isa >= CpuIsa::AVX2) return f16_to_f32_f16c(s, dst, n);
+#if defined(__x86_64__)
+      if (isa_has_avx2(isa)) return f16_to_f32_f16c(s, dst, n);
+#elif defined(__aarch64__)
+      if (isa == CpuIsa::NEON) return f16_to_f32_neon(s, dst, n);
+#endif
       for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
       return;
     }
@@ -208,14 +250,22 @@ void from_f32(DType t, const float* src, void* dst, size_t n) {
     case DType::F32: std::memcpy(dst, src, n * 4); return;
     case DType::BF16: {
       auto d = static_cast<uint16_t*>(dst);
-      if (isa >= CpuIsa::AVX512) return f32_to_bf16_avx512(src, d, n);
-      if (isa >= CpuIsa::AVX2) return f32_to_bf16_avx2(src, d, n);
+#if defined(__x86_64__)
+      if (isa == CpuIsa::AVX512) return f32_to_bf16_avx512(src, d, n);
+      if (isa == CpuIsa::AVX2) return f32_to_bf16_avx2(src, d, n);
+#elif defined(__aarch64__)
+      if (isa == CpuIsa::NEON) return f32_to_bf16_neon(src, d, n);
+#endif
       for (size_t i = 0; i < n; ++i) d[i] = f32_to_bf16(src[i]);
       return;
     }
     case DType::F16: {
       auto d = static_cast<uint16_t*>(dst);
-      if (isa >= CpuIsa::AVX2) return f32_to_f16_f16c(src, d, n);
+#if defined(__x86_64__)
+      if (isa_has_avx2(isa)) return f32_to_f16_f16c(src, d, n);
+#elif defined(__aarch64__)
+      if (isa == CpuIsa::NEON) return f32_to_f16_neon(src, d, n);
+#endif
       for (size_t i = 0; i < n; ++i) d[i] = f32_to_f16(src[i]);
       return;
     }

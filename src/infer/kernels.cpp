@@ -85,171 +85,70 @@ void matmul_scalar(const float* x, int64_t n, int64_t ldx, const uint8_t* w, int
     }
 }
 
-// ---------------------------------------------------------------- AVX2
-namespace avx2 {
-#define RVEC_TARGET __attribute__((target("avx2,fma,f16c")))
-using VF = __m256;
-// Dot tiles of 4 x rows x 3 weight rows: 12 accumulators, 3 widened weights and one x vector
-// fill the 16 ymm registers, 12 FMAs per 4 x loads (4 x 2 before: 8 FMAs per 4 x loads, too
-// few accumulators to cover the FMA latency on two pipes). Zen 4 with RVEC_ISA=avx2, 2 threads,
-// 3 alternating rounds, GFLOP/s: DecodeBatch/16/0 95-109 -> 142-143, /8/0 84-104 -> 116-128,
-// /32/0 105-106 -> 140-146, MatmulF32/16 (in cache) 93-102 -> 141-152. Same sums, same bits.
-constexpr int VW = 8, kGemvRows = 4, kTileR = 4, kTileNW = 3, kMR = 6, kNV = 2;
-RVEC_TARGET inline VF vzero() { return _mm256_setzero_ps(); }
-RVEC_TARGET inline VF vload(const float* p) { return _mm256_loadu_ps(p); }
-RVEC_TARGET inline void vstore(float* p, VF v) { _mm256_storeu_ps(p, v); }
-RVEC_TARGET inline VF vset1(float f) { return _mm256_set1_ps(f); }
-RVEC_TARGET inline VF vfma(VF a, VF b, VF c) { return _mm256_fmadd_ps(a, b, c); }
-RVEC_TARGET inline VF vadd(VF a, VF b) { return _mm256_add_ps(a, b); }
-RVEC_TARGET inline float vhsum(VF v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-// sums = the sums of a's, b's, c's and d's lanes: interleave-and-add within 128-bit lanes, then
-// the halves (11 shuffles and adds for four sums, against 4 x 6 for four vhsum).
-RVEC_TARGET inline void vhsum4(VF a, VF b, VF c, VF d, float sums[4]) {
-  const __m256 ab = _mm256_add_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));
-  const __m256 cd = _mm256_add_ps(_mm256_unpacklo_ps(c, d), _mm256_unpackhi_ps(c, d));
-  const __m256d abd = _mm256_castps_pd(ab), cdd = _mm256_castps_pd(cd);
-  const __m256 abcd = _mm256_add_ps(_mm256_castpd_ps(_mm256_unpacklo_pd(abd, cdd)),
-                                    _mm256_castpd_ps(_mm256_unpackhi_pd(abd, cdd)));  // a b c d per 128-bit lane
-  _mm_storeu_ps(sums, _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1)));
-}
-template <int D>
-RVEC_TARGET inline VF vloadw(const void* w, int64_t idx) {
-  if constexpr (D == 0) {
-    return _mm256_loadu_ps(static_cast<const float*>(w) + idx);
-  } else {
-    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + idx));
-    if constexpr (D == 1) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-    else return _mm256_cvtph_ps(h);
-  }
-}
-RVEC_TARGET inline VF vmul(VF a, VF b) { return _mm256_mul_ps(a, b); }
-RVEC_TARGET inline VF vsub(VF a, VF b) { return _mm256_sub_ps(a, b); }
-RVEC_TARGET inline VF vdiv(VF a, VF b) { return _mm256_div_ps(a, b); }
-RVEC_TARGET inline VF vmin(VF a, VF b) { return _mm256_min_ps(a, b); }
-RVEC_TARGET inline VF vmax(VF a, VF b) { return _mm256_max_ps(a, b); }
-RVEC_TARGET inline VF vround(VF a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-// p * 2^n for integral n in [-126, 127], built in the exponent field
-RVEC_TARGET inline VF vpow2(VF p, VF n) {
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-// dst[d * ldd + j] = src[j * ld + d] for d, j < 8; rows j >= rows are zeros.
-RVEC_TARGET inline void vtranspose(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd) {
-  __m256 r[8];
-  for (int j = 0; j < 8; ++j) r[j] = j < rows ? _mm256_loadu_ps(src + j * ld) : _mm256_setzero_ps();
-  __m256 t[8], u[8];
-  for (int j = 0; j < 8; j += 2) {
-    t[j] = _mm256_unpacklo_ps(r[j], r[j + 1]);  // per 128-bit lane: r0[0] r1[0] r0[1] r1[1]
-    t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]);
-  }
-  for (int j = 0; j < 8; j += 4) {
-    u[j] = _mm256_shuffle_ps(t[j], t[j + 2], _MM_SHUFFLE(1, 0, 1, 0));
-    u[j + 1] = _mm256_shuffle_ps(t[j], t[j + 2], _MM_SHUFFLE(3, 2, 3, 2));
-    u[j + 2] = _mm256_shuffle_ps(t[j + 1], t[j + 3], _MM_SHUFFLE(1, 0, 1, 0));
-    u[j + 3] = _mm256_shuffle_ps(t[j + 1], t[j + 3], _MM_SHUFFLE(3, 2, 3, 2));
-  }
-  for (int j = 0; j < 4; ++j) {
-    _mm256_storeu_ps(dst + j * ldd, _mm256_permute2f128_ps(u[j], u[j + 4], 0x20));
-    _mm256_storeu_ps(dst + (j + 4) * ldd, _mm256_permute2f128_ps(u[j], u[j + 4], 0x31));
-  }
-}
-#include "infer/matmul_simd.inc"
-#include "infer/vmath_simd.inc"
-#include "infer/attention_simd.inc"
-#include "infer/attention_untiled_simd.inc"
-#undef RVEC_TARGET
-}  // namespace avx2
+// ---------------------------------------------------------------- SIMD ISAs
+// One ISA's kernels, each built from the width-generic .inc files with that ISA's primitives.
+// Dispatch picks a table once per call (isa_kernels()); the calls through it are per weight
+// chunk or per product, never in an inner loop.
+using RowsFn = void (*)(const float* x, int64_t n, int64_t ldx, const uint8_t* w, int64_t K, int64_t o0, int64_t o1,
+                        const float* bias, float* y, int64_t ldy);
+using PackXFn = void (*)(const float* x, int64_t n, int64_t ldx, int64_t K, int64_t p0, int64_t p1, float* xt);
+using GemmFn = void (*)(const float* xt, int64_t n, const GemmWeights& W, int64_t c0, int64_t cn, int64_t o0,
+                        int64_t o1, const float* bias, float* y, int64_t ldy, float* wbuf);
+using AttentionPartFn = void (*)(const float* q, int64_t ldq, int64_t heads, int64_t hd, const float* k,
+                                 const float* v, int64_t ldkv, int64_t rows, int64_t pos0, float scale,
+                                 int64_t kv_heads, bool k_tiled, int64_t t0, int64_t t1, float* part, float* kt,
+                                 float* S);
+using AttentionUntiledFn = void (*)(const float* q, int64_t ldq, int64_t heads, int64_t hd, const float* k,
+                                    const float* v, int64_t ldkv, int64_t rows, int64_t pos0, float scale, float* out,
+                                    int64_t ldo, float* S, float* kt);
+struct IsaKernels {
+  int64_t vw;         // f32 lanes per vector
+  int64_t gemm_cols;  // x rows per gemm panel
+  int64_t gemm_kc;    // the gemm's K chunk
+  int64_t mr;         // weight rows per gemm micro-tile
+  RowsFn gemv[3], dot_tiles[3];  // by weight kind: f32, bf16, f16
+  PackXFn pack_x;
+  GemmFn gemm[3];
+  void (*silu_mul)(float* g, const float* u, int64_t n);
+  AttentionPartFn attention_part;
+  AttentionUntiledFn attention_untiled;
+  float (*dot)(const float* a, const float* b, int64_t n);
+  void (*axpy)(float s, const float* x, float* y, int64_t n);
+  bool (*max)(const float* x, int64_t n, float* out);
+  int64_t (*find)(const float* x, int64_t n, float v);
+};
 
-// ---------------------------------------------------------------- AVX-512
-namespace avx512 {
-#define RVEC_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
-using VF = __m512;
-constexpr int VW = 16, kGemvRows = 8, kTileR = 6, kTileNW = 4, kMR = 12, kNV = 2, kTwR = 8, kTwNV = 2;
-RVEC_TARGET inline VF vzero() { return _mm512_setzero_ps(); }
-RVEC_TARGET inline VF vload(const float* p) { return _mm512_loadu_ps(p); }
-RVEC_TARGET inline void vstore(float* p, VF v) { _mm512_storeu_ps(p, v); }
-RVEC_TARGET inline VF vset1(float f) { return _mm512_set1_ps(f); }
-RVEC_TARGET inline VF vfma(VF a, VF b, VF c) { return _mm512_fmadd_ps(a, b, c); }
-RVEC_TARGET inline VF vadd(VF a, VF b) { return _mm512_add_ps(a, b); }
-RVEC_TARGET inline float vhsum(VF v) { return _mm512_reduce_add_ps(v); }
-// sums = the sums of a's, b's, c's and d's lanes (as the AVX2 one, then the 256-bit halves: 13
-// shuffles and adds for four sums, against 4 x 8 for four _mm512_reduce_add_ps).
-RVEC_TARGET inline void vhsum4(VF a, VF b, VF c, VF d, float sums[4]) {
-  const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
-  const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
-  const __m512d abd = _mm512_castps_pd(ab), cdd = _mm512_castps_pd(cd);
-  const __m512 abcd = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(abd, cdd)),
-                                    _mm512_castpd_ps(_mm512_unpackhi_pd(abd, cdd)));  // a b c d per 128-bit lane
-  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(abcd), _mm512_extractf32x8_ps(abcd, 1));
-  _mm_storeu_ps(sums, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
-}
-template <int D>
-RVEC_TARGET inline VF vloadw(const void* w, int64_t idx) {
-  if constexpr (D == 0) {
-    return _mm512_loadu_ps(static_cast<const float*>(w) + idx);
-  } else {
-    __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + idx));
-    if constexpr (D == 1) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    else return _mm512_cvtph_ps(h);
-  }
-}
-// Words holding two bf16 (little-endian: the even column in the low half) as f32: the even
-// column's value and the odd column's.
-RVEC_TARGET inline VF vbf16_even(VF p) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(p), 16)); }
-RVEC_TARGET inline VF vbf16_odd(VF p) {
-  return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(p), _mm512_set1_epi32(int(0xffff0000u))));
-}
-RVEC_TARGET inline VF vmul(VF a, VF b) { return _mm512_mul_ps(a, b); }
-RVEC_TARGET inline VF vsub(VF a, VF b) { return _mm512_sub_ps(a, b); }
-RVEC_TARGET inline VF vdiv(VF a, VF b) { return _mm512_div_ps(a, b); }
-RVEC_TARGET inline VF vmin(VF a, VF b) { return _mm512_min_ps(a, b); }
-RVEC_TARGET inline VF vmax(VF a, VF b) { return _mm512_max_ps(a, b); }
-RVEC_TARGET inline VF vround(VF a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-RVEC_TARGET inline VF vpow2(VF p, VF n) { return _mm512_scalef_ps(p, n); }  // p * 2^n
-// dst[d * ldd + j] = src[j * ld + d] for d, j < 16; rows j >= rows are zeros.
-RVEC_TARGET inline void vtranspose(const float* src, int64_t ld, int64_t rows, float* dst, int64_t ldd) {
-  __m512 r[16], t[16];
-  if (rows >= 16)  // a full tile without a compare and branch per row (attention's key blocks)
-    for (int j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(src + j * ld);
-  else
-    for (int j = 0; j < 16; ++j) r[j] = j < rows ? _mm512_loadu_ps(src + j * ld) : _mm512_setzero_ps();
-  for (int j = 0; j < 16; j += 2) {  // per 128-bit lane: r_j[0] r_j+1[0] r_j[1] r_j+1[1], ...
-    t[j] = _mm512_unpacklo_ps(r[j], r[j + 1]);
-    t[j + 1] = _mm512_unpackhi_ps(r[j], r[j + 1]);
-  }
-  for (int j = 0; j < 16; j += 4) {  // per 128-bit lane: element e of rows j .. j+3
-    const __m512d a = _mm512_castps_pd(t[j]), b = _mm512_castps_pd(t[j + 2]);
-    const __m512d c = _mm512_castps_pd(t[j + 1]), d = _mm512_castps_pd(t[j + 3]);
-    r[j] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
-    r[j + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
-    r[j + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
-    r[j + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
-  }
-  // r[4q + e] holds, in 128-bit lane L, element 4L + e of rows 4q .. 4q+3: gather the lanes.
-  for (int e = 0; e < 4; ++e) {
-    const __m512 a = _mm512_shuffle_f32x4(r[e], r[4 + e], 0x88), b = _mm512_shuffle_f32x4(r[e], r[4 + e], 0xdd);
-    const __m512 c = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0x88), d = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0xdd);
-    _mm512_storeu_ps(dst + e * ldd, _mm512_shuffle_f32x4(a, c, 0x88));
-    _mm512_storeu_ps(dst + (8 + e) * ldd, _mm512_shuffle_f32x4(a, c, 0xdd));
-    _mm512_storeu_ps(dst + (4 + e) * ldd, _mm512_shuffle_f32x4(b, d, 0x88));
-    _mm512_storeu_ps(dst + (12 + e) * ldd, _mm512_shuffle_f32x4(b, d, 0xdd));
-  }
-}
-#include "infer/matmul_simd.inc"
-#include "infer/matmul_tw_simd.inc"
-#include "infer/vmath_simd.inc"
-#include "infer/attention_simd.inc"
-#include "infer/attention_untiled_simd.inc"
-#undef RVEC_TARGET
-}  // namespace avx512
-
+#if defined(__x86_64__)
+#include "infer/isa_avx2.inc"
+#include "infer/isa_avx512.inc"
 // ---------------------------------------------------------------- AVX512-BF16 (BF16Dot)
 #include "infer/matmul_bf16dot.inc"
+#elif defined(__aarch64__)
+#include "infer/isa_neon.inc"
+#endif
+
+// The kernel table of `isa`; nullptr for the scalar fallback.
+inline const IsaKernels* isa_kernels(CpuIsa isa) {
+  switch (isa) {
+#if defined(__x86_64__)
+    case CpuIsa::AVX512: return &avx512::kKernels;
+    case CpuIsa::AVX2: return &avx2::kKernels;
+#elif defined(__aarch64__)
+    case CpuIsa::NEON: return &neon::kKernels;
+#endif
+    default: return nullptr;
+  }
+}
+
+// Whether this build has the BF16Dot kernels and the CPU runs them.
+inline bool bf16dot_available() {
+#if defined(__x86_64__)
+  return cpu_has_avx512_bf16();
+#else
+  return false;
+#endif
+}
+
 
 // Loop shape by the number of x rows n (matmul_simd.inc): up to kGemvMaxRows the weights
 // stream once in memory order (decode is bandwidth-bound); then dot tiles (f32 with AVX-512
@@ -265,7 +164,8 @@ RVEC_TARGET inline void vtranspose(const float* src, int64_t ld, int64_t rows, f
 //   from memory, ms per pass): 16-row panels against dot tiles 24.0 vs 33.7 at 12 rows,
 //   24.4 vs 41.0 at 16, 26.9 vs 28.5 at 8, a tie at 5; for 17-31 rows one padded 32-row
 //   panel beats two 16-row ones (24 rows: 39.2 vs 43.3).
-constexpr int64_t kGemvMaxRows = 4, kGemm16MinRows = 8, kGemmMinRows = 17, kGemmMinRowsF32 = 64;
+constexpr int64_t kGemvMaxRows = 4, kGemm16MinRows = 8, kGemmMinRowsF32 = 64;
+[[maybe_unused]] constexpr int64_t kGemmMinRows = 17;  // BF16Dot only: x86-64 builds
 // Whether an f32 product of n x rows runs as the gemm (else dot tiles or the gemv). With AVX2
 // the gemm's panels are 16 rows (2 x 8 lanes); from 17 rows it beats the 4 x 3 dot tiles where
 // its panels are full but for at most 2 rows (30-32, 46-48, 62+), and from 64 rows. Zen 4,
@@ -416,7 +316,8 @@ struct RowChunks {
 
 template <int D>
 void run_f32(CpuIsa isa, const Plan& p) {
-  if (isa == CpuIsa::Scalar) {
+  const IsaKernels* kr = isa_kernels(isa);
+  if (!kr) {
     require_row_major(p);
 #pragma omp parallel num_threads(p.threads())
     for_my_rows(p, 16, [&](const uint8_t* w, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
@@ -424,7 +325,7 @@ void run_f32(CpuIsa isa, const Plan& p) {
     });
     return;
   }
-  const bool v512 = isa == CpuIsa::AVX512;
+#if defined(__x86_64__)
   if (use_tw(isa, p.outs[0].W->dtype, p.n, GemmWeights(*p.outs[0].W))) {
     RowShares shares(RowChunks::rows_of(p), avx512::kTwCols, 1, p.threads());
 #pragma omp parallel num_threads(p.threads())
@@ -440,40 +341,35 @@ void run_f32(CpuIsa isa, const Plan& p) {
     }
     return;
   }
+#endif
   if (!f32_gemm_rows(isa, p.n)) {
-    const bool stream = p.n <= kGemvMaxRows;
+    const RowsFn rows_fn = p.n <= kGemvMaxRows ? kr->gemv[D] : kr->dot_tiles[D];
     RowChunks chunks(p, wsize<D>());
 #pragma omp parallel num_threads(p.threads())
     chunks.run([&](const uint8_t* w, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
-      if (stream && v512) avx512::gemv<D>(p.x, p.n, p.ldx, w, p.K, o0, o1, bias, y, ldy);
-      else if (stream) avx2::gemv<D>(p.x, p.n, p.ldx, w, p.K, o0, o1, bias, y, ldy);
-      else if (v512) avx512::dot_tiles<D>(p.x, p.n, p.ldx, w, p.K, o0, o1, bias, y, ldy);
-      else avx2::dot_tiles<D>(p.x, p.n, p.ldx, w, p.K, o0, o1, bias, y, ldy);
+      rows_fn(p.x, p.n, p.ldx, w, p.K, o0, o1, bias, y, ldy);
     });
     return;
   }
-  const int64_t cols = v512 ? avx512::kGemmCols : avx2::kGemmCols, mr = v512 ? avx512::kMR : avx2::kMR;
+  const int64_t cols = kr->gemm_cols, mr = kr->mr;
   const int64_t panels = (p.n + cols - 1) / cols;
   thread_local AlignedVector<float> xt;  // the caller's; workers get its address
   xt.resize(size_t(panels * cols * p.K));
   float* xtp = xt.data();
-  GemmSplit split(p, v512 ? avx512::kGemmKC : avx2::kGemmKC, 4 * mr);
+  GemmSplit split(p, kr->gemm_kc, 4 * mr);
 #pragma omp parallel num_threads(p.threads())
   {
     auto [p0, p1] = thread_share(panels);
-    if (v512) avx512::pack_x(p.x, p.n, p.ldx, p.K, p0, p1, xtp);
-    else avx2::pack_x(p.x, p.n, p.ldx, p.K, p0, p1, xtp);
+    kr->pack_x(p.x, p.n, p.ldx, p.K, p0, p1, xtp);
 #pragma omp barrier
     thread_local AlignedVector<float> wbuf;
-    wbuf.resize(size_t(mr * std::min(p.K, v512 ? avx512::kGemmKC : avx2::kGemmKC)));
+    wbuf.resize(size_t(mr * std::min(p.K, kr->gemm_kc)));
     split.run([&](const GemmWeights& W, int64_t c0, int64_t cn, int64_t o0, int64_t o1, const float* bias, float* y,
-                  int64_t ldy) {
-      if (v512) avx512::gemm<D>(xtp, p.n, W, c0, cn, o0, o1, bias, y, ldy, wbuf.data());
-      else avx2::gemm<D>(xtp, p.n, W, c0, cn, o0, o1, bias, y, ldy, wbuf.data());
-    });
+                  int64_t ldy) { kr->gemm[D](xtp, p.n, W, c0, cn, o0, o1, bias, y, ldy, wbuf.data()); });
   }
 }
 
+#if defined(__x86_64__)
 // BF16Dot (5+ rows): x rounded to bf16 (dot tiles: rows; gemm: panels of pairs of k).
 void run_bf16dot(const Plan& p) {
   auto u16 = [](const uint8_t* w) { return reinterpret_cast<const uint16_t*>(w); };
@@ -524,105 +420,7 @@ void run_bf16dot(const Plan& p) {
     });
   }
 }
-
-// ---------------------------------------------------------------- vector helpers
-#define RVEC_T2 __attribute__((target("avx2,fma,f16c")))
-#define RVEC_T5 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
-RVEC_T5 float dot_avx512(const float* a, const float* b, int64_t n) {
-  __m512 acc = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
-  if (i < n) {
-    __mmask16 m = __mmask16((1u << (n - i)) - 1);
-    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc);
-  }
-  return _mm512_reduce_add_ps(acc);
-}
-RVEC_T5 void axpy_avx512(float s, const float* x, float* y, int64_t n) {
-  __m512 sv = _mm512_set1_ps(s);
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(sv, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
-  for (; i < n; ++i) y[i] += s * x[i];
-}
-RVEC_T2 float dot_avx2(const float* a, const float* b, int64_t n) {
-  __m256 acc = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
-  float s = avx2::vhsum(acc);
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-RVEC_T2 void axpy_avx2(float s, const float* x, float* y, int64_t n) {
-  __m256 sv = _mm256_set1_ps(s);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(sv, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-  for (; i < n; ++i) y[i] += s * x[i];
-}
-
-// argmax in two passes: the maximum value (any NaN: false, the caller falls back to
-// std::max_element), then the first index holding it (== also matches -0 for +0, the element
-// std::max_element keeps). A scalar max_element ran one element per cycle in a dependent chain:
-// 1.9 % of a batch-64 decode step's samples (151936 logits per row).
-RVEC_T5 bool max_avx512(const float* x, int64_t n, float* out) {
-  const __m512 ninf = _mm512_set1_ps(-HUGE_VALF);
-  __m512 m[4] = {ninf, ninf, ninf, ninf};
-  __mmask16 nan = 0;
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64)
-    for (int j = 0; j < 4; ++j) {
-      const __m512 v = _mm512_loadu_ps(x + i + 16 * j);
-      nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-      m[j] = _mm512_max_ps(m[j], v);
-    }
-  for (; i < n; i += 16) {
-    const __mmask16 k = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-    const __m512 v = _mm512_mask_loadu_ps(ninf, k, x + i);
-    nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-    m[0] = _mm512_max_ps(m[0], v);
-  }
-  *out = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m[0], m[1]), _mm512_max_ps(m[2], m[3])));
-  return nan == 0;
-}
-RVEC_T5 int64_t find_avx512(const float* x, int64_t n, float v) {
-  const __m512 vv = _mm512_set1_ps(v);
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    if (const __mmask16 k = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), vv, _CMP_EQ_OQ)) return i + __builtin_ctz(k);
-  for (; i < n; ++i)
-    if (x[i] == v) return i;
-  return -1;
-}
-RVEC_T2 bool max_avx2(const float* x, int64_t n, float* out) {
-  const __m256 ninf = _mm256_set1_ps(-HUGE_VALF);
-  __m256 m[4] = {ninf, ninf, ninf, ninf}, nan = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32)
-    for (int j = 0; j < 4; ++j) {
-      const __m256 v = _mm256_loadu_ps(x + i + 8 * j);
-      nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-      m[j] = _mm256_max_ps(m[j], v);
-    }
-  alignas(32) float l[8];
-  _mm256_store_ps(l, _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3])));
-  float r = l[0];
-  bool ok = _mm256_movemask_ps(nan) == 0;
-  for (int j = 1; j < 8; ++j) r = std::max(r, l[j]);
-  for (; i < n; ++i) {
-    ok = ok && !std::isnan(x[i]);
-    r = std::max(r, x[i]);
-  }
-  *out = r;
-  return ok;
-}
-RVEC_T2 int64_t find_avx2(const float* x, int64_t n, float v) {
-  const __m256 vv = _mm256_set1_ps(v);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    if (const int k = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), vv, _CMP_EQ_OQ))) return i + __builtin_ctz(unsigned(k));
-  for (; i < n; ++i)
-    if (x[i] == v) return i;
-  return -1;
-}
+#endif  // __x86_64__
 
 }  // namespace
 
@@ -641,11 +439,13 @@ void matmul_rows(const float* x, int64_t n, int64_t ldx, std::span<const MatmulO
   // streams the weights faster than a vdpbf16ps loop (a 1 GB product on Zen 5, 2 threads:
   // 44-48 vs 40-43 GB/s; 0.5B batch-1 decode 37.9-42.9 vs 35.2-38.2 tok/s, same runs), so
   // BF16Dot starts at the dot tiles.
-  if (matmul_precision() == MatmulPrecision::BF16Dot && W0.dtype == DType::BF16 && cpu_has_avx512_bf16() &&
+#if defined(__x86_64__)
+  if (matmul_precision() == MatmulPrecision::BF16Dot && W0.dtype == DType::BF16 && bf16dot_available() &&
       n > kGemvMaxRows) {
     run_bf16dot(p);
     return;
   }
+#endif
   const CpuIsa isa = cpu_isa();
   switch (W0.dtype) {
     case DType::F32: run_f32<0>(isa, p); break;
@@ -698,16 +498,12 @@ void decode_column_blocks(CpuIsa isa, const float* x, int64_t n, int64_t ldx, st
     }
   const int threads = macs < kMinParallelMacs ? 1 : omp_get_max_threads();
   RowShares shares(rows, 16, kChunkBytes / std::max<int64_t>(1, 16 * kb * wsize<D>()), threads);
-  const bool v512 = isa == CpuIsa::AVX512, stream = n <= kGemvMaxRows;
+  const IsaKernels& kr = *isa_kernels(isa);  // the caller checked: not the scalar ISA
+  const RowsFn rows_fn = n <= kGemvMaxRows ? kr.gemv[D] : kr.dot_tiles[D];
 #pragma omp parallel num_threads(threads)
   shares.run([&](size_t i, int64_t o0, int64_t o1) {
     const Piece& p = pieces[i];
-    const auto* w = static_cast<const uint8_t*>(p.W.data);
-    const int64_t K = p.W.cols;
-    if (stream && v512) avx512::gemv<D>(p.x, n, ldx, w, K, o0, o1, p.bias, p.y, p.ldy);
-    else if (stream) avx2::gemv<D>(p.x, n, ldx, w, K, o0, o1, p.bias, p.y, p.ldy);
-    else if (v512) avx512::dot_tiles<D>(p.x, n, ldx, w, K, o0, o1, p.bias, p.y, p.ldy);
-    else avx2::dot_tiles<D>(p.x, n, ldx, w, K, o0, o1, p.bias, p.y, p.ldy);
+    rows_fn(p.x, n, ldx, static_cast<const uint8_t*>(p.W.data), p.W.cols, o0, o1, p.bias, p.y, p.ldy);
   });
   for (size_t i = 0; i < pieces.size(); ++i) {
     if (i % size_t(nb) == 0) continue;  // block 0 wrote y
@@ -727,12 +523,12 @@ void matmul_multi(const float* x, int64_t n, int64_t ldx, std::span<const Matmul
   if (W0.kblock == 0) return matmul_rows(x, n, ldx, outs);
   const CpuIsa isa = cpu_isa();
   const bool bf16dot = matmul_precision() == MatmulPrecision::BF16Dot && W0.dtype == DType::BF16 &&
-                       cpu_has_avx512_bf16() && n > kGemvMaxRows;
+                       bf16dot_available() && n > kGemvMaxRows;
   // The gemms read column blocks themselves (GemmWeights): one parallel region, no partial sums.
-  if (isa != CpuIsa::Scalar && (bf16dot ? n >= kGemm16MinRows && W0.cols % 2 == 0 && W0.kblock % 2 == 0
+  if (isa_kernels(isa) && (bf16dot ? n >= kGemm16MinRows && W0.cols % 2 == 0 && W0.kblock % 2 == 0
                                         : f32_gemm_rows(isa, n) || use_tw(isa, W0.dtype, n, GemmWeights(W0))))
     return matmul_rows(x, n, ldx, outs);
-  if (!f32_gemm_rows(isa, n) && !bf16dot && isa != CpuIsa::Scalar) {
+  if (!f32_gemm_rows(isa, n) && !bf16dot && isa_kernels(isa)) {
     switch (W0.dtype) {
       case DType::F32: return decode_column_blocks<0>(isa, x, n, ldx, outs);
       case DType::BF16: return decode_column_blocks<1>(isa, x, n, ldx, outs);
@@ -788,32 +584,21 @@ void rmsnorm(const float* x, const float* w, float* y, int64_t n, double eps) {
 }
 
 float dot(const float* a, const float* b, int64_t n) {
-  switch (cpu_isa()) {
-    case CpuIsa::AVX512: return dot_avx512(a, b, n);
-    case CpuIsa::AVX2: return dot_avx2(a, b, n);
-    default: {
-      float s = 0;
-      for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-      return s;
-    }
-  }
+  if (const IsaKernels* kr = isa_kernels(cpu_isa())) return kr->dot(a, b, n);
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
 }
 
 void axpy(float a, const float* x, float* y, int64_t n) {
-  switch (cpu_isa()) {
-    case CpuIsa::AVX512: axpy_avx512(a, x, y, n); break;
-    case CpuIsa::AVX2: axpy_avx2(a, x, y, n); break;
-    default:
-      for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
-  }
+  if (const IsaKernels* kr = isa_kernels(cpu_isa())) return kr->axpy(a, x, y, n);
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
 int64_t argmax(const float* x, int64_t n) {
   if (n <= 0) return 0;
-  const CpuIsa isa = cpu_isa();
   float m = 0;
-  if (isa == CpuIsa::AVX512 && max_avx512(x, n, &m)) return find_avx512(x, n, m);
-  if (isa == CpuIsa::AVX2 && max_avx2(x, n, &m)) return find_avx2(x, n, m);
+  if (const IsaKernels* kr = isa_kernels(cpu_isa()); kr && kr->max(x, n, &m)) return kr->find(x, n, m);
   return std::max_element(x, x + n) - x;
 }
 
@@ -822,8 +607,7 @@ void scale(float* x, float a, int64_t n) {
 }
 
 void silu_mul(float* g, const float* u, int64_t n) {
-  if (cpu_isa() == CpuIsa::AVX512) return avx512::silu_mul_simd(g, u, n);
-  if (cpu_isa() == CpuIsa::AVX2) return avx2::silu_mul_simd(g, u, n);
+  if (const IsaKernels* kr = isa_kernels(cpu_isa())) return kr->silu_mul(g, u, n);
   for (int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
 }
 

@@ -19,7 +19,6 @@ using namespace rvec;
 namespace {
 
 float from_bits(uint32_t u) { return std::bit_cast<float>(u); }
-constexpr CpuIsa kIsas[] = {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512};
 
 }  // namespace
 
@@ -29,7 +28,7 @@ TEST(ArithKernels, Bf16ExactOnEveryIsa) {
                               -std::numeric_limits<float>::infinity(), from_bits(0x7fc01234u), from_bits(0xff800001u),
                               from_bits(0x00010000u) /* a bf16 denormal */, from_bits(0x7f7f0000u)};
   while (exact.size() < 37) exact.push_back(from_bits(uint32_t(exact.size()) << 16));
-  for (CpuIsa isa : kIsas) {
+  for (CpuIsa isa : cpu_isas_supported()) {
     set_cpu_isa_for_testing(isa);
     EXPECT_TRUE(arith::bf16_exact(exact.data(), exact.size())) << cpu_isa_name(isa);
     EXPECT_TRUE(arith::bf16_exact(exact.data(), 0));
@@ -68,7 +67,7 @@ TEST(ArithKernels, RoundErrorIsBitIdenticalOnEveryIsa) {
     lanes[i % 4] += d * d;
   }
   const double want_sq = 2.0 + ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]));
-  for (CpuIsa isa : kIsas) {
+  for (CpuIsa isa : cpu_isas_supported()) {
     set_cpu_isa_for_testing(isa);
     double mx = 1e-4, sq = 2.0;
     arith::round_error(stored.data(), exact.data(), exact.size(), mx, sq);

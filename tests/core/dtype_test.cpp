@@ -60,7 +60,7 @@ TEST(DType, BulkConversionsMatchScalarOnEveryIsa) {
   for (auto& v : src) v = from_bits(rng());
   src[3] = std::nanf("");
   src[5] = std::numeric_limits<float>::infinity();
-  for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
+  for (CpuIsa isa : cpu_isas_supported()) {
     set_cpu_isa_for_testing(isa);
     for (DType t : {DType::BF16, DType::F16}) {
       std::vector<uint16_t> h(src.size());

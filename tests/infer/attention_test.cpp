@@ -20,8 +20,6 @@ using rvec::testing::IsaGuard;
 
 namespace {
 
-// set_cpu_isa_for_testing clamps to what the CPU supports.
-constexpr CpuIsa kIsas[] = {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512};
 
 struct Case {
   int64_t heads, hd, rows, pos0;
@@ -83,7 +81,7 @@ std::vector<float> run(const Case& c, const Data& d, float scale, int64_t ldo) {
 // only position 0 (its value exactly); a score gap of 200 leaves the smaller weight below 1e-80.
 TEST(Attention, HandDerivedCases) {
   IsaGuard guard;
-  for (CpuIsa isa : kIsas) {
+  for (CpuIsa isa : cpu_isas_supported()) {
     set_cpu_isa_for_testing(isa);
     for (int64_t hd : {3, 16, 64}) {
       const Case c{1, hd, 2, 0};
@@ -121,7 +119,7 @@ TEST(Attention, AllIsasMatchDoubleReference) {
     const Data d = att_data(c, seed++, 1.5f);
     const float scale = 1 / std::sqrt(float(c.hd));
     const auto want = reference(c, d, scale);
-    for (CpuIsa isa : kIsas) {
+    for (CpuIsa isa : cpu_isas_supported()) {
         set_cpu_isa_for_testing(isa);
       const int64_t ldo = c.heads * c.hd + 1;
       const auto out = run(c, d, scale, ldo);
@@ -141,7 +139,7 @@ TEST(Attention, AllIsasMatchDoubleReference) {
 // of one attention() call on that row alone.
 TEST(Attention, SplitPartitionsAndRowBlocksGiveIdenticalBits) {
   IsaGuard guard;
-  for (CpuIsa isa : kIsas) {
+  for (CpuIsa isa : cpu_isas_supported()) {
     set_cpu_isa_for_testing(isa);
     for (int64_t hd : {64, 24}) {
       const Case c{7, hd, 12, 1530};
@@ -175,7 +173,7 @@ TEST(Attention, SplitPartitionsAndRowBlocksGiveIdenticalBits) {
 // alone, in the one-call and the partitioned form, and nothing may be written past the heads.
 TEST(Attention, SeveralKvHeadsGiveEachHeadsOwnBits) {
   IsaGuard guard;
-  for (CpuIsa isa : kIsas) {
+  for (CpuIsa isa : cpu_isas_supported()) {
     set_cpu_isa_for_testing(isa);
     for (int64_t hd : {64, 24}) {            // 24: the scalar kernel on AVX-512
       for (int64_t rows : {int64_t(1), int64_t(12)}) {
@@ -221,7 +219,7 @@ TEST(Attention, SeveralKvHeadsGiveEachHeadsOwnBits) {
 // decode rows, whole or partitioned.
 TEST(Attention, TiledKeysGiveTheBitsOfRowMajorKeys) {
   IsaGuard guard;
-  for (CpuIsa isa : kIsas) {
+  for (CpuIsa isa : cpu_isas_supported()) {
     set_cpu_isa_for_testing(isa);
     for (int64_t hd : {64, 24, 32}) {
       for (const auto& [rows, pos0] : {std::pair<int64_t, int64_t>{1, 1100}, {12, 1530}, {5, 0}, {1, 36}}) {

@@ -97,7 +97,7 @@ TEST(EngineFixtures, LogitsMatchReferenceOnEveryIsa) {
     auto model = load_model(kFix / fx / "model");
     Engine eng(*model);
     auto seqs = sequences(fx);
-    for (CpuIsa isa : {CpuIsa::AVX512, CpuIsa::AVX2, CpuIsa::Scalar}) {
+    for (CpuIsa isa : cpu_isas_supported()) {
       set_cpu_isa_for_testing(isa);
       for (size_t s = 0; s < seqs.size(); ++s) {
         auto ref = read_npy(kFix / fx / ("logits_ref_s" + std::to_string(s) + ".npy"));
@@ -141,7 +141,7 @@ TEST(EngineFixtures, ColumnBlockedWeightsMatchReferenceOnEveryIsa) {
     Engine eng(*model);
     const int64_t V = model->config().vocab_size;
     auto seqs = sequences(fx);
-    for (CpuIsa isa : {CpuIsa::AVX512, CpuIsa::AVX2, CpuIsa::Scalar}) {
+    for (CpuIsa isa : cpu_isas_supported()) {
       set_cpu_isa_for_testing(isa);
       for (size_t s = 0; s < seqs.size(); ++s) {
         auto ref = read_npy(kFix / fx / ("logits_ref_s" + std::to_string(s) + ".npy"));

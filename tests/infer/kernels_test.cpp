@@ -75,7 +75,7 @@ RandomProduct random_product(unsigned seed, DType dt, int64_t n, int64_t K, int6
 
 TEST(Kernels, MatmulAllIsasDtypesAndShapes) {
   IsaGuard guard;
-  for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
+  for (CpuIsa isa : cpu_isas_supported()) {
     set_cpu_isa_for_testing(isa);
     for (DType dt : {DType::F32, DType::BF16, DType::F16})
       // n picks the loop shape (kernels.cpp): gemv (1, 3), dot tiles (7, 9, 13, 31, 33, 63; with
@@ -93,7 +93,7 @@ TEST(Kernels, MatmulAllIsasDtypesAndShapes) {
 // and in matmul_multi (the bias on block 0 only, the other blocks added in).
 TEST(Kernels, ColumnBlockedWeightsGiveTheReferenceProducts) {
   IsaGuard guard;
-  for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
+  for (CpuIsa isa : cpu_isas_supported()) {
     set_cpu_isa_for_testing(isa);
     for (DType dt : {DType::F32, DType::BF16})
       // gemv (1, 3), dot tiles (7, 12, 20, 40), gemm (100, 64: blocks narrower than its 1024-column
@@ -211,12 +211,12 @@ TEST(Kernels, ExactProductsFrom17RowsDoNotDependOnTheBatch) {
 // go in groups of about even size (16 = 6 + 6 + 4, 13 = 5 + 5 + 3, 7 = 4 + 3 with AVX-512),
 // weight rows in tiles of up to four with zeros standing in for the missing ones (70 outputs
 // end in a tile of 2), and a K tail past the vector width (1100). So a row's products are the same bits
-// alone in a batch of 5 as in one of 16, row-major or in column blocks, with AVX2 and AVX-512.
+// alone in a batch of 5 as in one of 16, row-major or in column blocks, with every SIMD ISA.
 TEST(Kernels, ExactDotTileProductsDoNotDependOnTheBatch) {
   IsaGuard guard;
-  for (CpuIsa isa : {CpuIsa::AVX2, CpuIsa::AVX512}) {
+  for (CpuIsa isa : cpu_isas_supported()) {
+    if (isa == CpuIsa::Scalar) continue;
     set_cpu_isa_for_testing(isa);
-    if (cpu_isa() != isa) continue;
     for (DType dt : {DType::BF16, DType::F32})
       for (auto [K, out, width] : {std::tuple{1100, 70, 0}, {896, 29, 0}, {2100, 70, 512}}) {
         const int64_t N = 16;
@@ -316,7 +316,7 @@ TEST(Kernels, DotAxpyAllIsas) {
   }
   double ref = 0;
   for (int i = 0; i < 37; ++i) ref += double(a[i]) * b[i];
-  for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
+  for (CpuIsa isa : cpu_isas_supported()) {
     set_cpu_isa_for_testing(isa);
     EXPECT_NEAR(dot(a.data(), b.data(), 37), ref, 1e-4);
     std::vector<float> yy = y;
@@ -354,7 +354,7 @@ TEST(Kernels, ArgmaxIsTheFirstMaximumOnEveryIsa) {
       }
     }
   }
-  for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
+  for (CpuIsa isa : cpu_isas_supported()) {
     set_cpu_isa_for_testing(isa);
     for (const auto& x : cases) {
       const int64_t n = int64_t(x.size()), want = std::max_element(x.begin(), x.end()) - x.begin();
@@ -362,7 +362,7 @@ TEST(Kernels, ArgmaxIsTheFirstMaximumOnEveryIsa) {
     }
   }
   // The maximum exactly once, at every position of a 70-element row (vector body and tail).
-  for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
+  for (CpuIsa isa : cpu_isas_supported()) {
     set_cpu_isa_for_testing(isa);
     for (int64_t at = 0; at < 70; ++at) {
       std::vector<float> x(70, 1.f);
@@ -380,7 +380,7 @@ TEST(Kernels, SiluMulAllIsasMatchesDoubleReference) {
     g0.push_back(-100.f + 0.2f * float(i) + 0.013f);
     u.push_back(1.f + 0.001f * float(i % 7));
   }
-  for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
+  for (CpuIsa isa : cpu_isas_supported()) {
     set_cpu_isa_for_testing(isa);
     std::vector<float> g = g0;
     silu_mul(g.data(), u.data(), int64_t(g.size()));
@@ -408,9 +408,9 @@ TEST(Kernels, ChunkedDecodeProductsIndependentOfThreadCount) {
   to_f32(DType::BF16, w.data(), wf.data(), wf.size());
   const model::Matrix W{DType::BF16, w.data(), out, K};
   const int saved_threads = omp_get_max_threads();
-  for (CpuIsa isa : {CpuIsa::AVX2, CpuIsa::AVX512}) {
+  for (CpuIsa isa : cpu_isas_supported()) {
+    if (isa == CpuIsa::Scalar) continue;
     set_cpu_isa_for_testing(isa);
-    if (cpu_isa() != isa) continue;  // not on this CPU
     for (int64_t n : {1, 3, 6}) {  // gemv, gemv, dot tiles
       std::vector<float> x(n * K);
       for (auto& v : x) v = nd(g);
@@ -450,7 +450,7 @@ TEST(Kernels, MatmulMultiEqualsSeparateProducts) {
     if (m < 2)
       for (int64_t o = 0; o < rows[m]; ++o) bias[m].push_back(nd(g));
   }
-  for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::AVX2, CpuIsa::AVX512}) {
+  for (CpuIsa isa : cpu_isas_supported()) {
     set_cpu_isa_for_testing(isa);
     for (int64_t n : {1, 6, 40}) {
       std::vector<float> x(n * K);
