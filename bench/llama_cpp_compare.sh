@@ -162,11 +162,13 @@ done
 
 [ -z "${RESULTS:-}" ] || cp "$out" "$RESULTS"
 load="$load_start -> $(cut -d' ' -f1-3 /proc/loadavg)"
-cpu=$(lscpu | sed -n 's/^Model name: *//p; s/^CPU family: *//p; s/^Model: *//p' | paste -sd'|')
+# Each field by its key (ARM's lscpu has no "CPU family"): name|family|model, "?" where absent.
+lscpu_field() { lscpu | sed -n "s/^$1: *//p" | head -1; }
+cpu="$(lscpu_field 'Model name')|$(lscpu_field 'CPU family')|$(lscpu_field 'Model')"
 python3 - "$out" "$cpu" "$LLAMA_CPP" "$THREADS" "$ROUNDS" "$PROMPT" "$TG" "$BATCH_GEN" "$load" "$ISA" "$*" <<'PY'
 import datetime, json, sys
 path, cpu, mode, threads, rounds, prompt, tg, batch_gen, load, isa, args = sys.argv[1:]
-name, family, model = (cpu.split("|") + ["?", "?", "?"])[:3]
+name, family, model = [f or "?" for f in (cpu.split("|") + ["", "", ""])[:3]]
 recs = [json.loads(l) for l in open(path)]
 version = next((r["version"] for r in recs if r["who"] == "llama.cpp" and r.get("version")), None)
 # rvec-llama-bench's info line: llama_print_system_info(), e.g. "CPU : SSE3 = 1 | ... | AVX512_BF16 = 1 |"
@@ -212,7 +214,7 @@ for size in best:
           f"load average (1, 5, 15 min) at start -> end: {load}")
     print(f"- llama.cpp: {(version or mode).removeprefix('llama.cpp ')} (LLAMA_CPP={mode})")
     isa_cmd = "" if isa == "native" else f"ISA={isa}: "
-    ggml = ", ".join(f for f in ggml_isa if f.startswith(("AVX", "F16C", "FMA"))) or "not reported"
+    ggml = ", ".join(f for f in ggml_isa if f.startswith(("AVX", "F16C", "FMA", "NEON", "ARM_FMA", "SVE"))) or "not reported"
     print(f"- instruction sets: {isa_cmd}rvec {rvec_isa}; llama.cpp's ggml-cpu {ggml}")
     if size in bw:
         print(f"- read bandwidth measured by `rvec bench`: {span(bw[size])} GB/s; "
