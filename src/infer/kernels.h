@@ -1,7 +1,8 @@
 // Compute kernels of the inference engine, with runtime CPU dispatch (core/cpu.h):
-// AVX-512 (F/BW/VL/DQ), AVX2+FMA+F16C, and a scalar fallback. Activations are f32;
-// weight matrices are read in their stored dtype (BF16/F16/F32) and widened to f32
-// in registers, so the default matmul is exact f32 arithmetic on the stored weights.
+// AVX-512 (F/BW/VL/DQ) and AVX2+FMA+F16C on x86-64, NEON on AArch64, and a scalar
+// fallback. Activations are f32; weight matrices are read in their stored dtype
+// (BF16/F16/F32) and widened to f32 in registers, so the default matmul is exact f32
+// arithmetic on the stored weights.
 // An optional fast path (MatmulPrecision::BF16Dot, AVX512-BF16 CPUs, BF16 weights)
 // rounds the activations to bf16 and uses vdpbf16ps dot products (~1e-2 relative) for
 // products of 5 or more rows; 1-4 rows (decode, bound by memory) stay exact.
