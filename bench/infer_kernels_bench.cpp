@@ -12,7 +12,7 @@
 // AttentionDecode/C/{0,1,2}: a batch-1 decode step's attention at context C (one or every KV head
 // per work item; 2: every head, keys stored in tiles), as GB/s of K/V cache against a read-sum.
 #include <benchmark/benchmark.h>
-#include <immintrin.h>
+#include "core/simd.h"
 #include <omp.h>
 
 #include <chrono>
@@ -50,8 +50,9 @@ void run(benchmark::State& st, rvec::infer::MatmulPrecision prec, int64_t K = 89
 }
 
 // 12 independent chains (more than FMA latency x ports) of `iters` instructions per thread.
-#define RVEC_CHAINS(NAME, TARGET, V, INIT_B, INIT_C, OP)                 \
-  __attribute__((target(TARGET), noinline)) float NAME(int64_t iters) { \
+// ATTR: the function's target attribute (empty where the ISA is the baseline, as NEON on AArch64).
+#define RVEC_CHAINS(NAME, ATTR, V, INIT_B, INIT_C, OP)                   \
+  ATTR __attribute__((noinline)) float NAME(int64_t iters) {            \
     const V b = INIT_B, c = INIT_C;                                      \
     V a[12];                                                             \
     for (int i = 0; i < 12; ++i) a[i] = c;                               \
@@ -61,11 +62,17 @@ void run(benchmark::State& st, rvec::infer::MatmulPrecision prec, int64_t K = 89
     for (int i = 0; i < 12; ++i) s += reinterpret_cast<const float*>(&a[i])[0]; \
     return s;                                                            \
   }
-RVEC_CHAINS(fma512, "avx512f", __m512, _mm512_set1_ps(0.999f), _mm512_set1_ps(1e-3f), _mm512_fmadd_ps(a[i], b, c))
-RVEC_CHAINS(fma256, "avx2,fma", __m256, _mm256_set1_ps(0.999f), _mm256_set1_ps(1e-3f), _mm256_fmadd_ps(a[i], b, c))
+#if defined(__x86_64__)
+RVEC_CHAINS(fma512, __attribute__((target("avx512f"))), __m512, _mm512_set1_ps(0.999f), _mm512_set1_ps(1e-3f),
+            _mm512_fmadd_ps(a[i], b, c))
+RVEC_CHAINS(fma256, __attribute__((target("avx2,fma"))), __m256, _mm256_set1_ps(0.999f), _mm256_set1_ps(1e-3f),
+            _mm256_fmadd_ps(a[i], b, c))
 // bf16 pairs of 1.0 and of a small value, so the sums stay finite
-RVEC_CHAINS(dpbf16, "avx512f,avx512bf16", __m512, _mm512_castsi512_ps(_mm512_set1_epi16(0x3f80)),
+RVEC_CHAINS(dpbf16, __attribute__((target("avx512f,avx512bf16"))), __m512, _mm512_castsi512_ps(_mm512_set1_epi16(0x3f80)),
             _mm512_castsi512_ps(_mm512_set1_epi16(0x3380)), _mm512_dpbf16_ps(a[i], (__m512bh)b, (__m512bh)c))
+#elif defined(__aarch64__)
+RVEC_CHAINS(fma128, , float32x4_t, vdupq_n_f32(0.999f), vdupq_n_f32(1e-3f), vfmaq_f32(c, a[i], b))
+#endif
 #undef RVEC_CHAINS
 
 // flops_per_op: 2 per lane for an FMA, 4 per lane for vdpbf16ps (two products, two adds).
@@ -83,14 +90,24 @@ void peak(benchmark::State& st, double flops_per_op, F&& run_chains) {
 }
 
 void PeakF32Fma(benchmark::State& st) {
+#if defined(__x86_64__)
   if (__builtin_cpu_supports("avx512f")) peak(st, 2.0 * 16, fma512);
   else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) peak(st, 2.0 * 8, fma256);
   else st.SkipWithError("no AVX2/FMA");
+#elif defined(__aarch64__)
+  peak(st, 2.0 * 4, fma128);
+#else
+  st.SkipWithError("no SIMD FMA kernel for this architecture");
+#endif
 }
 
 void PeakBf16Dot(benchmark::State& st) {
+#if defined(__x86_64__)
   if (!__builtin_cpu_supports("avx512bf16")) return st.SkipWithError("no AVX512-BF16");
   peak(st, 4.0 * 16, dpbf16);
+#else
+  st.SkipWithError("no AVX512-BF16 (x86-64 only)");
+#endif
 }
 
 // Qwen2.5-0.5B's layer weights in bf16 (values do not matter for speed: a cheap pattern).
