@@ -84,11 +84,9 @@ __attribute__((target("avx2"))) void round_error_avx2(const float* st, const flo
     }
   }
 }
-#endif  // __x86_64__
 
-#if defined(__x86_64__)
 bool use_avx2() { return isa_has_avx2(cpu_isa()); }
-#endif
+#endif  // __x86_64__
 
 }  // namespace
 

@@ -55,7 +55,6 @@ CpuIsa initial() {
                              : CpuIsa::AVX512);
 }
 
-
 std::atomic<int>& current() {
   static std::atomic<int> c{int(initial())};
   return c;
