@@ -19,6 +19,7 @@
 #include <random>
 #include <vector>
 
+#include "core/cpu.h"
 #include "core/dtype.h"
 #include "infer/attention.h"
 #include "infer/kernels.h"
@@ -72,10 +73,19 @@ RVEC_CHAINS(dpbf16, __attribute__((target("avx512f,avx512bf16"))), __m512, _mm51
             _mm512_castsi512_ps(_mm512_set1_epi16(0x3380)), _mm512_dpbf16_ps(a[i], (__m512bh)b, (__m512bh)c))
 #elif defined(__aarch64__)
 RVEC_CHAINS(fma128, , float32x4_t, vdupq_n_f32(0.999f), vdupq_n_f32(1e-3f), vfmaq_f32(c, a[i], b))
+#if !defined(__clang__) || defined(__ARM_FEATURE_BF16)  // as kernels.cpp's Arm BF16 kernels
+// The bf16 patterns come from volatiles: GCC 12 emits a constant bf16 vector as `fmov v.8h`
+// with the value read as fp16 (0x3f80 became 0x3c00), which needs +fp16 and is wrong anyway.
+volatile uint32_t g_bf16_one = 0x3f803f80, g_bf16_small = 0x33803380;
+RVEC_CHAINS(bfdot128, __attribute__((target("arch=armv8.2-a+bf16"))), float32x4_t,
+            vreinterpretq_f32_u32(vdupq_n_u32(g_bf16_one)), vreinterpretq_f32_u32(vdupq_n_u32(g_bf16_small)),
+            vbfdotq_f32(a[i], vreinterpretq_bf16_f32(b), vreinterpretq_bf16_f32(c)))
+#define RVEC_HAVE_BFDOT128 1
+#endif
 #endif
 #undef RVEC_CHAINS
 
-// flops_per_op: 2 per lane for an FMA, 4 per lane for vdpbf16ps (two products, two adds).
+// flops_per_op: 2 per lane for an FMA, 4 per lane for vdpbf16ps / BFDOT (two products, two adds).
 template <class F>
 void peak(benchmark::State& st, double flops_per_op, F&& run_chains) {
   const int64_t iters = 1 << 22;
@@ -102,11 +112,13 @@ void PeakF32Fma(benchmark::State& st) {
 }
 
 void PeakBf16Dot(benchmark::State& st) {
+  if (!rvec::cpu_has_bf16_dot()) return st.SkipWithError("no bf16 dot product (AVX512-BF16, Arm BF16)");
 #if defined(__x86_64__)
-  if (!__builtin_cpu_supports("avx512bf16")) return st.SkipWithError("no AVX512-BF16");
   peak(st, 4.0 * 16, dpbf16);
+#elif defined(RVEC_HAVE_BFDOT128)
+  peak(st, 4.0 * 4, bfdot128);
 #else
-  st.SkipWithError("no AVX512-BF16 (x86-64 only)");
+  st.SkipWithError("no bf16 dot-product chain in this build");
 #endif
 }
 

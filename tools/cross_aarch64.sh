@@ -50,7 +50,30 @@ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_TOOLCHAIN
 # Every target that tools/build.sh builds on an ARM machine (the program, all tests, benchmarks).
 cmake --build "$BUILD_DIR"
 run() { qemu-aarch64 "$@"; }  # see cmake/aarch64-linux-gnu.cmake
-run "$BUILD_DIR/rvec" version
+# qemu's default CPU model ("max") has the BF16 extension, so --bf16-dot runs BFDOT here.
+expect_cpu() {  # expect_cpu LINE [ENV...]: `rvec version`'s cpu line
+  local want=$1 got
+  shift
+  got=$(env "$@" qemu-aarch64 "$BUILD_DIR/rvec" version | grep '^cpu:')
+  [ "$got" = "$want" ] || { echo "aarch64: $* rvec version printed '$got', not '$want'" >&2; exit 1; }
+}
+expect_cpu "cpu: neon +bf16"
+expect_cpu "cpu: neon" RVEC_ISA=neon-nobf16
+expect_cpu "cpu: neon" QEMU_CPU=neoverse-n1  # Graviton2's core: no BF16
+# --bf16-dot on a bf16 model, batches of 8: BFDOT where the CPU has BF16; on one without, the
+# exact kernels (a BFDOT there would be SIGILL, and the run would print no JSON).
+FIX=${RVEC_SHARED_DIR:-../shared}/fixtures/qwen2_tiny_bf16_gqa8x2/model
+if [ -d "$FIX" ]; then
+  expect_matmul() {  # expect_matmul KIND [ENV...]
+    local want=$1 out
+    shift
+    out=$(env "$@" qemu-aarch64 "$BUILD_DIR/rvec" bench "$FIX" --batch 8 --prompt-tokens 16 --gen-tokens 4 \
+      --no-bandwidth --json --bf16-dot 2>&1) && grep -q "\"matmul\":\"$want\"" <<<"$out" ||
+      { echo "aarch64: $* rvec bench --bf16-dot did not run with matmul $want: $out" >&2; exit 1; }
+  }
+  expect_matmul bf16dot
+  expect_matmul f32 QEMU_CPU=neoverse-n1
+fi
 # The suites that exercise the NEON code; the others do not depend on the ISA (and some, such
 # as the FIFO and dead-process tests, hang under qemu-user's syscall emulation).
 run "$BUILD_DIR/tests/rvec_tests_core" --gtest_filter='DType.*:Cpu.*' --gtest_brief=1

@@ -184,7 +184,7 @@ rvec::cli::Command cmd(
         for (const model::Matrix* m : decode_matrices)
           if (m->kblock > 0) blocked_bytes += m->bytes();
         g_read_sink = paired_sink;  // the sums are used, so the reads stay
-        const bool bfdot = infer::matmul_precision() == infer::MatmulPrecision::BF16Dot && cpu_has_avx512_bf16();
+        const bool bfdot = infer::matmul_precision() == infer::MatmulPrecision::BF16Dot && cpu_has_bf16_dot();
         int threads = a->common.threads > 0 ? a->common.threads : omp_get_max_threads();
         const double bw = a->no_bandwidth ? 0.0 : copy_bandwidth();
         const double rbw = a->no_bandwidth ? 0.0 : read_bandwidth();
@@ -207,7 +207,7 @@ rvec::cli::Command cmd(
                          {"decode_bandwidth_bound_tokens_per_s", bound},
                          {"decode_paired_bound_tokens_per_s", paired_bound},
                          {"decode_fraction_of_paired_bound", paired_bound > 0 ? best_tg / paired_bound : 0.0},
-                         {"isa", std::string(cpu_isa_name(cpu_isa())) + (cpu_has_avx512_bf16() ? "+bf16" : "")},
+                         {"isa", std::string(cpu_isa_name(cpu_isa())) + (cpu_has_bf16_dot() ? "+bf16" : "")},
                          {"matmul", bfdot ? "bf16dot" : "f32"}};
         if (a->json) {
           fmt::print("{}\n", j.dump());

@@ -91,9 +91,9 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
   app.add_option("--batch", a->batch, "Concurrent sequences in the engine")->check(CLI::PositiveNumber);
   app.add_option("--threads", a->threads, "CPU threads (0: all)");
   app.add_flag("--bf16-dot", a->bf16_dot,
-               "Round activations to bf16 and use AVX512-BF16 dot products for bf16 weights (about 2x faster "
-               "prefill, ~1e-2 relative; products of 1-4 rows stay exact; default: exact f32 arithmetic); "
-               "recorded in model_args");
+               "Round activations to bf16 and use bf16 dot products (AVX512-BF16, Arm BF16) for bf16 weights "
+               "(about 2x faster prefill, ~1e-2 relative; products of 1-4 rows stay exact; default: exact f32 "
+               "arithmetic); recorded in model_args");
   app.add_flag("--hugepages", a->hugepages, rvec::cli::kHugepagesHelp);
   app.add_option("--seed", a->seed, "Seed for few-shot sampling and sampling (lm-eval --seed; default 1234 / 0)");
   app.add_option("--temperature", a->temperature, "Sampling temperature (default 0: greedy)");

@@ -29,9 +29,9 @@ inline void add_infer_options(CLI::App& app, InferArgs& a) {
   app.add_option("MODEL", a.model, "Hugging Face model directory (config.json + safetensors)")->required();
   app.add_option("--threads", a.threads, "Threads (default: all cores)");
   app.add_flag("--bf16-dot", a.bf16_dot,
-               "Round activations to bf16 and use AVX512-BF16 dot products for bf16 weights in products of 5+ "
-               "rows (faster prefill and batched decode, ~1e-2 relative; decode of 1-4 sequences stays exact; "
-               "default: exact f32 arithmetic)");
+               "Round activations to bf16 and use bf16 dot products (AVX512-BF16, Arm BF16) for bf16 weights in "
+               "products of 5+ rows (faster prefill and batched decode, ~1e-2 relative; decode of 1-4 sequences "
+               "stays exact; default: exact f32 arithmetic)");
   app.add_flag("--hugepages", a.hugepages, kHugepagesHelp);
 }
 
@@ -43,13 +43,14 @@ inline void add_kv_cache_option(CLI::App& app, double& gb) {
       ->check(CLI::NonNegativeNumber);
 }
 
-// --bf16-dot needs AVX512-BF16 (and RVEC_ISA not lowering it); without it every product stays
-// exact f32, which is said on stderr so that a timing or a result is not mistaken for one.
+// --bf16-dot needs a bf16 dot product (AVX512-BF16, or Arm's BF16 extension) and RVEC_ISA not
+// lowering it; without it every product stays exact f32, which is said on stderr so that a
+// timing or a result is not mistaken for one.
 inline void enable_bf16_dot() {
   infer::set_matmul_precision(infer::MatmulPrecision::BF16Dot);
-  if (!cpu_has_avx512_bf16())
-    fmt::print(stderr, "note: --bf16-dot needs AVX512-BF16, which this CPU (or RVEC_ISA) does not offer: the "
-                       "products stay exact f32\n");
+  if (!cpu_has_bf16_dot())
+    fmt::print(stderr, "note: --bf16-dot needs a bf16 dot product (AVX512-BF16, or BF16 on 64-bit ARM), which "
+                       "this CPU (or RVEC_ISA) does not offer: the products stay exact f32\n");
 }
 
 inline void apply_infer_options(const InferArgs& a) {

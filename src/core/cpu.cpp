@@ -4,6 +4,13 @@
 #include <cstdlib>
 #include <string>
 
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#ifndef HWCAP2_BF16
+#define HWCAP2_BF16 (1 << 14)  // Linux's asm/hwcap.h since 5.10
+#endif
+#endif
+
 namespace rvec {
 namespace {
 
@@ -51,7 +58,7 @@ CpuIsa initial() {
   const std::string v = env;
   return clamp(v == "scalar" ? CpuIsa::Scalar
                : v == "avx2" ? CpuIsa::AVX2
-               : v == "neon" ? CpuIsa::NEON
+               : v.starts_with("neon") ? CpuIsa::NEON
                              : CpuIsa::AVX512);
 }
 
@@ -64,19 +71,26 @@ std::atomic<int>& current() {
 
 CpuIsa cpu_isa() { return CpuIsa(current().load(std::memory_order_relaxed)); }
 
-bool cpu_has_avx512_bf16() {
-#if defined(__x86_64__)
-  // RVEC_ISA=avx512-nobf16: AVX-512 without vdpbf16ps, as on Skylake-SP to Ice Lake, where
-  // --bf16-dot falls back to the exact path (for benchmarks of such machines on a newer one).
+bool cpu_has_bf16_dot() {
+  // RVEC_ISA=avx512-nobf16 or neon-nobf16: the vector ISA without its bf16 dot product, as on
+  // Skylake-SP to Ice Lake or Neoverse N1 / Graviton2, where --bf16-dot falls back to the exact
+  // path (for benchmarks of such machines on a newer one).
   static const bool has = [] {
     const char* env = std::getenv("RVEC_ISA");
-    const bool allowed = !(env && std::string_view(env) == "avx512-nobf16");
+    const bool allowed = !(env && std::string_view(env).ends_with("-nobf16"));
+#if defined(__x86_64__)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512bf16") != 0 && allowed;
+#elif defined(__aarch64__)
+    return (getauxval(AT_HWCAP2) & HWCAP2_BF16) != 0 && allowed;
+#else
+    return false;
+#endif
   }();
+#if defined(__x86_64__)
   return has && cpu_isa() == CpuIsa::AVX512;
 #else
-  return false;
+  return has && cpu_isa() == CpuIsa::NEON;
 #endif
 }
 

@@ -118,13 +118,38 @@ struct IsaKernels {
   int64_t (*find)(const float* x, int64_t n, float v);
 };
 
+// The BF16Dot kernels of one ISA (MatmulPrecision::BF16Dot, BF16 weights, 5+ x rows): x
+// rounded to bf16 once, pairs of k multiplied and added to an f32 lane by one instruction
+// (vdpbf16ps, BFDOT). Dot tiles below kGemm16MinRows rows (or for odd K), else a gemm over x
+// panels of pairs of k that pack[] builds from bf16 rows (transpose_pairs_simd.inc's layout).
+using Bf16DotTilesFn = void (*)(const uint16_t* xb, int64_t n, int64_t ldx, const uint16_t* w, int64_t K, int64_t o0,
+                                int64_t o1, const float* bias, float* y, int64_t ldy);
+using Bf16PackFn = void (*)(const uint16_t* rows, int64_t stride, int valid, int64_t K, uint32_t* panel);
+using Bf16GemmFn = void (*)(const uint16_t* xt, int64_t n, const GemmWeights& W, int64_t c0, int64_t cn, int64_t o0,
+                            int64_t o1, const float* bias, float* y, int64_t ldy);
+struct Bf16DotKernels {
+  int64_t mr;       // weight rows per gemm micro-tile
+  int64_t cols[2];  // x rows per gemm panel: [0] below kGemmMinRows rows, [1] from it
+  Bf16DotTilesFn dot_tiles;
+  Bf16PackFn pack[2];
+  Bf16GemmFn gemm[2];
+};
+
+// GCC compiles the Arm BF16 kernels with a target attribute, whatever the build's -march;
+// clang 14's arm_neon.h declares them only when the build's -march has +bf16.
+#if defined(__aarch64__) && (defined(__ARM_FEATURE_BF16) || (defined(__GNUC__) && !defined(__clang__)))
+#define RVEC_NEON_BF16_KERNELS 1
+#endif
+
 #if defined(__x86_64__)
 #include "infer/isa_avx2.inc"
 #include "infer/isa_avx512.inc"
-// ---------------------------------------------------------------- AVX512-BF16 (BF16Dot)
-#include "infer/matmul_bf16dot.inc"
+#include "infer/matmul_bf16dot_avx512.inc"
 #elif defined(__aarch64__)
 #include "infer/isa_neon.inc"
+#if defined(RVEC_NEON_BF16_KERNELS)
+#include "infer/matmul_bf16dot_neon.inc"
+#endif
 #endif
 
 // The kernel table of `isa`; nullptr for the scalar fallback.
@@ -140,21 +165,23 @@ inline const IsaKernels* isa_kernels(CpuIsa isa) {
   }
 }
 
-// Whether this build has the BF16Dot kernels and the CPU runs them.
-inline bool bf16dot_available() {
+// The BF16Dot kernels this build has and the CPU runs with the selected ISA; nullptr if none.
+inline const Bf16DotKernels* bf16dot_kernels() {
+  if (!cpu_has_bf16_dot()) return nullptr;
 #if defined(__x86_64__)
-  return cpu_has_avx512_bf16();
+  return &avx512_bf16::kKernels;
+#elif defined(RVEC_NEON_BF16_KERNELS)
+  return &neon_bf16::kKernels;
 #else
-  return false;
+  return nullptr;
 #endif
 }
-
 
 // Loop shape by the number of x rows n (matmul_simd.inc): up to kGemvMaxRows the weights
 // stream once in memory order (decode is bandwidth-bound); then dot tiles (f32 with AVX-512
 // and bf16 weights: transposed-weight tiles from kTwMinRows, matmul_tw_simd.inc); the gemm
-// shape from kGemmMinRowsF32 rows (f32) or, with BF16Dot, from kGemm16MinRows rows in 16-row
-// panels and from kGemmMinRows in 32-row panels.
+// shape from kGemmMinRowsF32 rows (f32) or, with BF16Dot, from kGemm16MinRows rows in
+// narrow panels (AVX512-BF16: 16 rows) and from kGemmMinRows in wide ones (32 rows).
 // - f32: the dot tiles, which prefetch the next weight tile, beat the gemm below 64 rows
 //   (pp48 282-287 vs 310-323 tok/s on Zen 5); from 64 rows the gemm wins (Zen 5, same runs:
 //   pp64 354-368 vs 313-322, pp96 349-379 vs 297-320, batch-64 decode 216-228 vs 191-218; on
@@ -165,7 +192,12 @@ inline bool bf16dot_available() {
 //   24.4 vs 41.0 at 16, 26.9 vs 28.5 at 8, a tie at 5; for 17-31 rows one padded 32-row
 //   panel beats two 16-row ones (24 rows: 39.2 vs 43.3).
 constexpr int64_t kGemvMaxRows = 4, kGemm16MinRows = 8, kGemmMinRowsF32 = 64;
-[[maybe_unused]] constexpr int64_t kGemmMinRows = 17;  // BF16Dot only: x86-64 builds
+constexpr int64_t kGemmMinRows = 17;  // BF16Dot only
+// BF16Dot's gemm takes K in chunks of 1024 columns so that the x panels' chunk (64 KB per
+// panel of 32 rows: 256 KB at 128 rows) stays in L2 across all weight groups; a whole down
+// projection's K makes a panel 311 KB at 0.5B (K = 4864) and 1.2 MB at 7B (K = 18944), read
+// from L3 once per weight group. Partial sums go through y.
+constexpr int64_t kBf16GemmChunkCols = 1024;
 // Whether an f32 product of n x rows runs as the gemm (else dot tiles or the gemv). With AVX2
 // the gemm's panels are 16 rows (2 x 8 lanes); from 17 rows it beats the 4 x 3 dot tiles where
 // its panels are full but for at most 2 rows (30-32, 46-48, 62+), and from 64 rows. Zen 4,
@@ -369,9 +401,8 @@ void run_f32(CpuIsa isa, const Plan& p) {
   }
 }
 
-#if defined(__x86_64__)
 // BF16Dot (5+ rows): x rounded to bf16 (dot tiles: rows; gemm: panels of pairs of k).
-void run_bf16dot(const Plan& p) {
+void run_bf16dot(const Bf16DotKernels& kb, const Plan& p) {
   auto u16 = [](const uint8_t* w) { return reinterpret_cast<const uint16_t*>(w); };
   thread_local AlignedVector<uint16_t> xbuf;  // the caller's; workers get its address
   AlignedVector<uint16_t>& xb = xbuf;
@@ -381,21 +412,21 @@ void run_bf16dot(const Plan& p) {
     RowChunks chunks(p, 2);
 #pragma omp parallel num_threads(p.threads())
     chunks.run([&](const uint8_t* w, int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy) {
-      bf16dot::dot_tiles(xb.data(), p.n, p.K, u16(w), p.K, o0, o1, bias, y, ldy);
+      kb.dot_tiles(xb.data(), p.n, p.K, u16(w), p.K, o0, o1, bias, y, ldy);
     });
     return;
   }
-  const bool narrow = p.n < kGemmMinRows;
-  const int64_t cols = narrow ? 16 : 32, panels = (p.n + cols - 1) / cols;
+  const int wide = p.n < kGemmMinRows ? 0 : 1;
+  const int64_t cols = kb.cols[wide], panels = (p.n + cols - 1) / cols;
   xb.resize(size_t(panels * cols * p.K));
   uint16_t* xbp = xb.data();
-  // One 16-row panel (batched decode) takes K whole while it fits in half of L2 (K up to
-  // 16384): a weight group is then 12 whole rows, one run of memory, and there is no barrier
-  // between chunks. Zen 5, bench MatmulBf16Dot1536 (1.5B's gate/up: K = 1536, two chunks
-  // before), same runs: 12 rows 397-433 -> 451-456 GFLOP/s, 16 rows 516-565 -> 557-616.
-  const int64_t kcols = narrow && p.K * 16 * 2 <= (int64_t(512) << 10) ? std::max(p.K, bf16dot::kGemmChunkCols)
-                                                                      : bf16dot::kGemmChunkCols;
-  GemmSplit split(p, kcols, 4 * bf16dot::kMR);
+  // One narrow panel (batched decode) takes K whole while it fits in half of L2 (K up to
+  // 16384 for 16 rows): a weight group is then its rows whole, one run of memory, and there is
+  // no barrier between chunks. Zen 5, bench MatmulBf16Dot1536 (1.5B's gate/up: K = 1536, two
+  // chunks before), same runs: 12 rows 397-433 -> 451-456 GFLOP/s, 16 rows 516-565 -> 557-616.
+  const int64_t kcols = !wide && p.K * cols * 2 <= (int64_t(512) << 10) ? std::max(p.K, kBf16GemmChunkCols)
+                                                                       : kBf16GemmChunkCols;
+  GemmSplit split(p, kcols, 4 * kb.mr);
 #pragma omp parallel num_threads(p.threads())
   {
     // Pack: a panel's rows -> bf16, then transposed as words (pairs of k) into the panel, as the
@@ -408,19 +439,13 @@ void run_bf16dot(const Plan& p) {
       const int have = int(std::clamp<int64_t>(p.n - pn * cols, 0, cols));  // rows past n: zeros
       for (int c = 0; c < have; ++c)
         from_f32(DType::BF16, p.x + (pn * cols + c) * p.ldx, rows.data() + c * p.K, size_t(p.K));
-      uint32_t* d = reinterpret_cast<uint32_t*>(xbp + pn * p.K * cols);  // d[kp * cols + c]
-      if (narrow) avx512::tw_transpose<1>(rows.data(), p.K, have, p.K, d);
-      else avx512::tw_transpose<2>(rows.data(), p.K, have, p.K, d);
+      kb.pack[wide](rows.data(), p.K, have, p.K, reinterpret_cast<uint32_t*>(xbp + pn * p.K * cols));
     }
 #pragma omp barrier
     split.run([&](const GemmWeights& W, int64_t c0, int64_t cn, int64_t o0, int64_t o1, const float* bias, float* y,
-                  int64_t ldy) {
-      if (narrow) bf16dot::gemm<1>(xbp, p.n, W, c0, cn, o0, o1, bias, y, ldy);
-      else bf16dot::gemm<2>(xbp, p.n, W, c0, cn, o0, o1, bias, y, ldy);
-    });
+                  int64_t ldy) { kb.gemm[wide](xbp, p.n, W, c0, cn, o0, o1, bias, y, ldy); });
   }
 }
-#endif  // __x86_64__
 
 }  // namespace
 
@@ -439,13 +464,8 @@ void matmul_rows(const float* x, int64_t n, int64_t ldx, std::span<const MatmulO
   // streams the weights faster than a vdpbf16ps loop (a 1 GB product on Zen 5, 2 threads:
   // 44-48 vs 40-43 GB/s; 0.5B batch-1 decode 37.9-42.9 vs 35.2-38.2 tok/s, same runs), so
   // BF16Dot starts at the dot tiles.
-#if defined(__x86_64__)
-  if (matmul_precision() == MatmulPrecision::BF16Dot && W0.dtype == DType::BF16 && bf16dot_available() &&
-      n > kGemvMaxRows) {
-    run_bf16dot(p);
-    return;
-  }
-#endif
+  if (matmul_precision() == MatmulPrecision::BF16Dot && W0.dtype == DType::BF16 && n > kGemvMaxRows)
+    if (const Bf16DotKernels* kb = bf16dot_kernels()) return run_bf16dot(*kb, p);
   const CpuIsa isa = cpu_isa();
   switch (W0.dtype) {
     case DType::F32: run_f32<0>(isa, p); break;
@@ -523,7 +543,7 @@ void matmul_multi(const float* x, int64_t n, int64_t ldx, std::span<const Matmul
   if (W0.kblock == 0) return matmul_rows(x, n, ldx, outs);
   const CpuIsa isa = cpu_isa();
   const bool bf16dot = matmul_precision() == MatmulPrecision::BF16Dot && W0.dtype == DType::BF16 &&
-                       bf16dot_available() && n > kGemvMaxRows;
+                       bf16dot_kernels() != nullptr && n > kGemvMaxRows;
   // The gemms read column blocks themselves (GemmWeights): one parallel region, no partial sums.
   if (isa_kernels(isa) && (bf16dot ? n >= kGemm16MinRows && W0.cols % 2 == 0 && W0.kblock % 2 == 0
                                         : f32_gemm_rows(isa, n) || use_tw(isa, W0.dtype, n, GemmWeights(W0))))

@@ -3,9 +3,10 @@
 // fallback. Activations are f32; weight matrices are read in their stored dtype
 // (BF16/F16/F32) and widened to f32 in registers, so the default matmul is exact f32
 // arithmetic on the stored weights.
-// An optional fast path (MatmulPrecision::BF16Dot, AVX512-BF16 CPUs, BF16 weights)
-// rounds the activations to bf16 and uses vdpbf16ps dot products (~1e-2 relative) for
-// products of 5 or more rows; 1-4 rows (decode, bound by memory) stay exact.
+// An optional fast path (MatmulPrecision::BF16Dot, BF16 weights, CPUs with AVX512-BF16 or
+// Arm's BF16 extension) rounds the activations to bf16 and uses vdpbf16ps / BFDOT dot
+// products (~1e-2 relative) for products of 5 or more rows; 1-4 rows (decode, bound by
+// memory) stay exact.
 #pragma once
 #include <cstdint>
 #include <span>
@@ -16,8 +17,8 @@ namespace rvec::infer {
 
 enum class MatmulPrecision { F32, BF16Dot };
 // Process-wide; default F32 (exact), or BF16Dot when the environment has
-// RVEC_MATMUL=bf16dot. BF16Dot falls back to F32 where unsupported (no avx512_bf16,
-// non-BF16 weights, odd K with 32 or more rows).
+// RVEC_MATMUL=bf16dot. BF16Dot falls back to F32 where unsupported (no bf16 dot product:
+// cpu_has_bf16_dot(); non-BF16 weights).
 void set_matmul_precision(MatmulPrecision p);
 MatmulPrecision matmul_precision();
 

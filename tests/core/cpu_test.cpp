@@ -45,7 +45,7 @@ TEST(Cpu, AnIsaTheCpuLacksGivesTheWidestNoWider) {
   EXPECT_EQ(cpu_isa(), has(CpuIsa::NEON) ? CpuIsa::NEON : CpuIsa::Scalar);  // 128 bits: no x86 ISA fits
   set_cpu_isa_for_testing(CpuIsa::Scalar);
   EXPECT_EQ(cpu_isa(), CpuIsa::Scalar);
-  EXPECT_FALSE(cpu_has_avx512_bf16());  // only with AVX-512 selected
+  EXPECT_FALSE(cpu_has_bf16_dot());  // only with AVX-512 or NEON selected
 }
 
 TEST(Cpu, IsaNames) {
@@ -53,4 +53,17 @@ TEST(Cpu, IsaNames) {
   EXPECT_EQ(cpu_isa_name(CpuIsa::AVX2), "avx2");
   EXPECT_EQ(cpu_isa_name(CpuIsa::AVX512), "avx512");
   EXPECT_EQ(cpu_isa_name(CpuIsa::NEON), "neon");
+}
+
+// --bf16-dot's instruction belongs to a vector ISA (vdpbf16ps to AVX-512, BFDOT to NEON): never
+// with the scalar kernels or AVX2, whatever the CPU has. (Whether the CPU has it is checked
+// under qemu with CPU models with and without BF16: tools/cross_aarch64.sh.)
+TEST(Cpu, Bf16DotOnlyWithItsVectorIsa) {
+  rvec::testing::IsaGuard guard;
+  for (CpuIsa isa : cpu_isas_supported()) {
+    set_cpu_isa_for_testing(isa);
+    if (cpu_has_bf16_dot()) {
+      EXPECT_TRUE(isa == CpuIsa::AVX512 || isa == CpuIsa::NEON) << cpu_isa_name(isa);
+    }
+  }
 }

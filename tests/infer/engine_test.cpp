@@ -185,7 +185,7 @@ TEST(EngineFixtures, HiddenStatesMatchReferencePerLayer) {
 // bf16 fixture with bf16-rounded activations (vdpbf16ps): within 2e-2 of the reference,
 // like llama.cpp's own bf16 computation.
 TEST(EngineFixtures, Bf16DotPathWithinBf16Tolerance) {
-  if (!cpu_has_avx512_bf16()) GTEST_SKIP() << "no avx512_bf16";
+  if (!cpu_has_bf16_dot()) GTEST_SKIP() << "no bf16 dot product (AVX512-BF16, Arm BF16)";
   const char* fx = "qwen2_tiny_bf16_gqa8x2";
   auto model = load_model(kFix / fx / "model");
   Engine eng(*model);

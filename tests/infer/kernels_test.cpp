@@ -135,7 +135,7 @@ TEST(Kernels, ColumnBlockedWeightsGiveTheReferenceProducts) {
         matmul_multi(x.data(), n, K, mo);
         // --bf16-dot over the blocks: the same products as over the row-major weights (x rounded
         // to bf16 alike; only the order of the sums differs).
-        if (dt == DType::BF16 && isa == CpuIsa::AVX512 && cpu_has_avx512_bf16() && n > 4) {
+        if (dt == DType::BF16 && cpu_has_bf16_dot() && n > 4) {  // this ISA's bf16 dot product
           std::vector<std::vector<float>> yd(2), yr(2);
           std::vector<std::vector<uint8_t>> raw(2);
           std::vector<model::Matrix> R(2);
@@ -246,7 +246,7 @@ TEST(Kernels, MatmulMultiRefusesMixedLayouts) {
 }
 
 TEST(Kernels, MatmulBf16DotWithinBf16Error) {
-  if (!cpu_has_avx512_bf16()) GTEST_SKIP() << "no avx512_bf16";
+  if (!cpu_has_bf16_dot()) GTEST_SKIP() << "no bf16 dot product (AVX512-BF16, Arm BF16)";
   // decode (n <= 4: the exact gemv), dot tiles (5..7 rows, and any rows with an odd K: 6-row x
   // 4-weight-row tiles, row and weight tails, a masked K tail), the gemm in 16-row panels
   // (8..16 rows) and in 32-row panels (17+ rows), pairs of k, with tails; the gemm takes K in
