@@ -184,7 +184,8 @@ rvec::cli::Command cmd(
         for (const model::Matrix* m : decode_matrices)
           if (m->kblock > 0) blocked_bytes += m->bytes();
         g_read_sink = paired_sink;  // the sums are used, so the reads stay
-        const bool bfdot = infer::matmul_precision() == infer::MatmulPrecision::BF16Dot && cpu_has_bf16_dot();
+        const bool bfdot =
+            infer::matmul_precision() == infer::MatmulPrecision::BF16Dot && infer::bf16_dot_supported();
         int threads = a->common.threads > 0 ? a->common.threads : omp_get_max_threads();
         const double bw = a->no_bandwidth ? 0.0 : copy_bandwidth();
         const double rbw = a->no_bandwidth ? 0.0 : read_bandwidth();

@@ -8,7 +8,6 @@
 
 #include <fmt/core.h>
 
-#include "core/cpu.h"
 #include "core/error.h"
 #include "infer/engine.h"
 #include "infer/kernels.h"
@@ -48,9 +47,9 @@ inline void add_kv_cache_option(CLI::App& app, double& gb) {
 // timing or a result is not mistaken for one.
 inline void enable_bf16_dot() {
   infer::set_matmul_precision(infer::MatmulPrecision::BF16Dot);
-  if (!cpu_has_bf16_dot())
+  if (!infer::bf16_dot_supported())
     fmt::print(stderr, "note: --bf16-dot needs a bf16 dot product (AVX512-BF16, or BF16 on 64-bit ARM), which "
-                       "this CPU (or RVEC_ISA) does not offer: the products stay exact f32\n");
+                       "this CPU (or RVEC_ISA, or this build) does not offer: the products stay exact f32\n");
 }
 
 inline void apply_infer_options(const InferArgs& a) {

@@ -453,6 +453,7 @@ void run_bf16dot(const Bf16DotKernels& kb, const Plan& p) {
 
 void set_matmul_precision(MatmulPrecision p) { g_precision.store(int(p)); }
 MatmulPrecision matmul_precision() { return MatmulPrecision(g_precision.load()); }
+bool bf16_dot_supported() { return bf16dot_kernels() != nullptr; }
 
 namespace {
 

@@ -21,6 +21,10 @@ enum class MatmulPrecision { F32, BF16Dot };
 // cpu_has_bf16_dot(); non-BF16 weights).
 void set_matmul_precision(MatmulPrecision p);
 MatmulPrecision matmul_precision();
+// Whether BF16Dot runs here: the CPU has a bf16 dot product with the selected ISA
+// (cpu_has_bf16_dot()) and this build has its kernels (a clang build for AArch64 without
+// +bf16 has none).
+bool bf16_dot_supported();
 
 // y[r*ldy + o] = bias[o] + sum_k x[r*ldx + k] * W[o, k] for r < n, o < W.rows
 // (W is [out, in], as HF stores Linear weights: row-major, or in column blocks (W.kblock > 0,

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "core/atomic_output.h"
-#include "core/cpu.h"
+#include "infer/kernels.h"
 #include "infer/npy.h"
 
 namespace fs = std::filesystem;
@@ -145,7 +145,7 @@ TEST(InferCli, Bf16DotOnACpuWithoutAvx512Bf16StaysExactAndSaysSo) {
 
   auto native = run(kBin + args + " 2>&1");
   ASSERT_EQ(native.rc, 0) << native.out;
-  const bool has_bf16 = rvec::cpu_has_bf16_dot();
+  const bool has_bf16 = rvec::infer::bf16_dot_supported();
   EXPECT_EQ(native.out.find("note: --bf16-dot needs") == std::string::npos, has_bf16) << native.out;
 }
 
