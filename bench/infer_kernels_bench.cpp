@@ -69,8 +69,9 @@ RVEC_CHAINS(fma512, __attribute__((target("avx512f"))), __m512, _mm512_set1_ps(0
 RVEC_CHAINS(fma256, __attribute__((target("avx2,fma"))), __m256, _mm256_set1_ps(0.999f), _mm256_set1_ps(1e-3f),
             _mm256_fmadd_ps(a[i], b, c))
 // bf16 pairs of 1.0 and of a small value, so the sums stay finite
-RVEC_CHAINS(dpbf16, __attribute__((target("avx512f,avx512bf16"))), __m512, _mm512_castsi512_ps(_mm512_set1_epi16(0x3f80)),
-            _mm512_castsi512_ps(_mm512_set1_epi16(0x3380)), _mm512_dpbf16_ps(a[i], (__m512bh)b, (__m512bh)c))
+RVEC_CHAINS(dpbf16, __attribute__((target("avx512f,avx512bf16"))), __m512,
+            _mm512_castsi512_ps(_mm512_set1_epi16(0x3f80)), _mm512_castsi512_ps(_mm512_set1_epi16(0x3380)),
+            _mm512_dpbf16_ps(a[i], (__m512bh)b, (__m512bh)c))
 #elif defined(__aarch64__)
 RVEC_CHAINS(fma128, , float32x4_t, vdupq_n_f32(0.999f), vdupq_n_f32(1e-3f), vfmaq_f32(c, a[i], b))
 #if !defined(__clang__) || defined(__ARM_FEATURE_BF16)  // as kernels.cpp's Arm BF16 kernels

@@ -17,8 +17,8 @@ namespace rvec::infer {
 
 enum class MatmulPrecision { F32, BF16Dot };
 // Process-wide; default F32 (exact), or BF16Dot when the environment has
-// RVEC_MATMUL=bf16dot. BF16Dot falls back to F32 where unsupported (no bf16 dot product:
-// cpu_has_bf16_dot(); non-BF16 weights).
+// RVEC_MATMUL=bf16dot. BF16Dot falls back to F32 where unsupported (!bf16_dot_supported(),
+// non-BF16 weights).
 void set_matmul_precision(MatmulPrecision p);
 MatmulPrecision matmul_precision();
 // Whether BF16Dot runs here: the CPU has a bf16 dot product with the selected ISA
