@@ -9,8 +9,9 @@
 // Peak*: the machine's arithmetic peak on all threads (independent FMA / vdpbf16ps chains in
 // registers, no memory), the compute bound of prefill and batched decode:
 //   OMP_NUM_THREADS=2 build/bench/infer_kernels_bench --benchmark_filter=Peak
-// AttentionDecode/C/{0,1,2}: a batch-1 decode step's attention at context C (one or every KV head
-// per work item; 2: every head, keys stored in tiles), as GB/s of K/V cache against a read-sum.
+// AttentionDecode/C/{0,1,2}/{0,1,2}: a batch-1 decode step's attention at context C (one or every
+// KV head per work item; 2: every head, keys stored in tiles) with an f32, bf16 or f16 cache, as
+// GB/s of K/V cache against a read-sum.
 #include <benchmark/benchmark.h>
 #include "core/simd.h"
 #include <omp.h>
@@ -288,37 +289,48 @@ void DecodeDown(benchmark::State& st) {
 // One batch-1 decode step's attention at context C (st.range(0)) on a Qwen2.5-0.5B shape (24
 // layers, 2 KV heads of 64, 7 query heads each, f32 cache: 24 x C x 1 KB), split as the engine
 // splits it: 512-position partitions on all threads, each item one KV head (range(1) = 0) or
-// both (1; 2: both, with the keys transposed in tiles as the engine stores them), then merged. Each iteration is followed by a read-sum of the same cache bytes:
-// of_read_sum is the attention's rate over the read-sum's in the same seconds.
+// both (1; 2: both, with the keys transposed in tiles as the engine stores them), then merged.
+// range(2): the cache's element type with tiled keys (0 f32, 1 bf16, 2 f16: --kv-cache-dtype).
+// Each iteration is followed by a read-sum of the same cache bytes: of_read_sum is the
+// attention's rate over the read-sum's in the same seconds (GBps counts the cache's own bytes).
 //   OMP_NUM_THREADS=2 build/bench/infer_kernels_bench --benchmark_filter=AttentionDecode
 void AttentionDecode(benchmark::State& st) {
   constexpr int64_t L = 24, KVH = 2, G = 7, hd = 64, KVD = KVH * hd, QD = KVH * G * hd;
   const int64_t C = st.range(0), per_item = st.range(1) ? KVH : 1;
   const bool tiled = st.range(1) == 2;  // keys stored transposed in tiles (the engine's cache)
-  std::vector<std::vector<float>> k(L), v(L);
+  const rvec::DType dt = st.range(2) == 0 ? rvec::DType::F32 : st.range(2) == 1 ? rvec::DType::BF16 : rvec::DType::F16;
+  const int64_t es = int64_t(rvec::dtype_size(dt));
+  std::vector<std::vector<uint8_t>> k(L), v(L);
   std::mt19937 gen(3);
   std::normal_distribution<float> nd(0, 1);
+  std::vector<float> vals;
   for (int64_t l = 0; l < L; ++l) {
-    k[size_t(l)].resize(size_t(rvec::infer::attention_key_floats(C, KVD)));
-    v[size_t(l)].resize(size_t(C * KVD));
-    for (auto& x : k[size_t(l)]) x = nd(gen);
-    for (auto& x : v[size_t(l)]) x = nd(gen);
+    k[size_t(l)].resize(size_t(rvec::infer::attention_key_floats(C, KVD) * es));
+    v[size_t(l)].resize(size_t(C * KVD * es));
+    for (auto* b : {&k[size_t(l)], &v[size_t(l)]}) {
+      vals.resize(b->size() / size_t(es));
+      for (auto& x : vals) x = nd(gen);
+      rvec::from_f32(dt, vals.data(), b->data(), vals.size());
+    }
   }
   std::vector<float> q(QD), out(QD);
   for (auto& x : q) x = nd(gen) * 0.1f;
   auto args = [&](int64_t l, int64_t g, int64_t ng) {
-    return rvec::infer::AttentionArgs{q.data() + g * G * hd,
-                                      QD,
-                                      G,
-                                      hd,
-                                      k[size_t(l)].data() + rvec::infer::attention_key_head_offset(g, hd, tiled),
-                                      v[size_t(l)].data() + g * hd,
-                                      KVD,
-                                      1,
-                                      C - 1,
-                                      0.125f,
-                                      ng,
-                                      tiled};
+    rvec::infer::AttentionArgs a{q.data() + g * G * hd,
+                                 QD,
+                                 G,
+                                 hd,
+                                 rvec::infer::attention_kv_advance(
+                                     k[size_t(l)].data(), rvec::infer::attention_key_head_offset(g, hd, tiled), dt),
+                                 rvec::infer::attention_kv_advance(v[size_t(l)].data(), g * hd, dt),
+                                 KVD,
+                                 1,
+                                 C - 1,
+                                 0.125f,
+                                 ng,
+                                 tiled};
+    a.kv_dtype = dt;
+    return a;
   };
   const int64_t np = rvec::infer::attention_partitions(args(0, 0, 1));
   const int64_t part = rvec::infer::attention_partial_floats(args(0, 0, 1));  // one head's
@@ -326,9 +338,9 @@ void AttentionDecode(benchmark::State& st) {
   std::vector<const rvec::model::Matrix*> ptrs;
   std::vector<rvec::model::Matrix> ms;
   for (int64_t l = 0; l < L; ++l)
-    for (auto* b : {&k[size_t(l)], &v[size_t(l)]}) ms.push_back({rvec::DType::F32, b->data(), C, KVD});  // C rows read
+    for (auto* b : {&k[size_t(l)], &v[size_t(l)]}) ms.push_back({dt, b->data(), C, KVD});  // C rows read
   for (const auto& m : ms) ptrs.push_back(&m);
-  against_read_sum(st, ptrs, double(L * C * KVD * 4 * 2), [&] {
+  against_read_sum(st, ptrs, double(L * C * KVD * es * 2), [&] {
     for (int64_t l = 0; l < L; ++l) {
 #pragma omp parallel
       {
@@ -368,7 +380,8 @@ BENCHMARK(DecodeBatch)->ArgsProduct({{5, 7, 8, 12, 13, 16, 24, 32, 64, 128, 512}
 BENCHMARK(ReadSum)->UseRealTime()->MinTime(1.0);
 BENCHMARK(Decode)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->UseRealTime()->MinTime(1.0);
 BENCHMARK(DecodeDown)->Arg(0)->Arg(1024)->Arg(2048)->UseRealTime()->MinTime(2.0);
-BENCHMARK(AttentionDecode)->ArgsProduct({{1024, 4096, 16384}, {0, 1, 2}})->UseRealTime()->MinTime(1.0);
+BENCHMARK(AttentionDecode)->ArgsProduct({{1024, 4096, 16384}, {0, 1, 2}, {0}})->UseRealTime()->MinTime(1.0);
+BENCHMARK(AttentionDecode)->ArgsProduct({{1024, 4096, 16384}, {2}, {1, 2}})->UseRealTime()->MinTime(1.0);
 BENCHMARK(PeakF32Fma)->UseRealTime();
 BENCHMARK(PeakBf16Dot)->UseRealTime();
 BENCHMARK_MAIN();

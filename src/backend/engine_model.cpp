@@ -39,6 +39,7 @@ class EngineModel : public LanguageModel {
     // thought (math tasks: up to 32k tokens) fit; KV caches grow with use, not with this bound.
     eo.max_context = max_context_ = size_t(std::max<int64_t>(4096, model_->config().max_position_embeddings));
     eo.kv_cache_bytes = infer::kv_cache_cap_bytes(opts.kv_cache_gb);
+    eo.kv_dtype = opts.kv_dtype;
     fmt::print(stderr, "{}\n", infer::kv_cache_report(model_->config(), eo));
     engine_ = std::make_unique<infer::Engine>(*model_, eo);
     if (!opts.chat_template_file.empty()) {

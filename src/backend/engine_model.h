@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "core/dtype.h"
 #include "eval/language_model.h"
 
 namespace rvec::backend {
@@ -13,6 +14,7 @@ struct EngineOptions {
   int batch = 16;   // maximum concurrent sequences
   std::string chat_template_file;  // overrides the model's chat template when set
   double kv_cache_gb = 0;          // KV cache cap (infer::kv_cache_cap_bytes: 0 = half the available memory)
+  DType kv_dtype = DType::F32;     // KV cache element type (infer::EngineOptions::kv_dtype)
 };
 
 // Loads the model directory (config.json, safetensors, tokenizer.json); rvec::Error when any is

@@ -118,8 +118,13 @@ rvec::cli::Command cmd(
         check_memory(bench_memory_estimate(c, a->batch, prompt, a->gen_tokens),
                      fmt::format("bench: --batch {} x (--prompt-tokens/--context {} + --gen-tokens {})", a->batch,
                                  prompt, a->gen_tokens));
-        infer::Engine eng(*model, {.threads = a->common.threads, .max_batch = a->batch,
-                                   .max_context = size_t(prompt + a->gen_tokens + 1)});
+        const DType kv_dtype = cli::kv_dtype(a->common);
+        if (kv_dtype != DType::F32 && a->attention == "untiled")
+          fail("bench: --attention untiled needs --kv-cache-dtype f32");
+        infer::Engine eng(*model, {.threads = a->common.threads,
+                                   .max_batch = a->batch,
+                                   .max_context = size_t(prompt + a->gen_tokens + 1),
+                                   .kv_dtype = kv_dtype});
         std::mt19937 rng(42);
         std::uniform_int_distribution<int32_t> dist(0, c.vocab_size - 1);
         double best_pp = 0, best_tg = 0, paired_bound = 0;  // paired_bound: of the best rep
@@ -139,7 +144,7 @@ rvec::cli::Command cmd(
           double pp_s = 0;
           if (a->context > 0) {
             for (int b = 0; b < a->batch; ++b) {
-              caches[b].fill_random_for_bench(c, a->context, a->gen_tokens + 1, uint64_t(b + 1));
+              caches[b].fill_random_for_bench(c, a->context, a->gen_tokens + 1, uint64_t(b + 1), kv_dtype);
               lg[size_t(b * V + dist(rng))] = 1.f;  // the first decode token
             }
           } else {
@@ -199,6 +204,7 @@ rvec::cli::Command cmd(
                          {"gen_tokens", a->gen_tokens},
                          {"context", a->context},
                          {"attention", a->attention},
+                         {"kv_cache_dtype", a->common.kv_cache_dtype},
                          {"prefill_tokens_per_s", best_pp},
                          {"decode_tokens_per_s", best_tg},
                          {"weight_bytes_per_decode_step", wbytes},
@@ -216,7 +222,8 @@ rvec::cli::Command cmd(
           fmt::print("model {} ({}), {} threads, batch {}, matmul {}\n", a->common.model, c.architecture, threads,
                      a->batch, bfdot ? "bf16dot" : "f32");
           if (a->context > 0)
-            fmt::print("context {} cached positions (random), attention {}\n", a->context, a->attention);
+            fmt::print("context {} cached positions (random, {} KV cache), attention {}\n", a->context,
+                       a->common.kv_cache_dtype, a->attention);
           else
             fmt::print("prefill pp{}: {:.1f} tok/s\n", a->prompt_tokens, best_pp);
           if (a->gen_tokens > 0)

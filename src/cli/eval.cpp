@@ -33,7 +33,7 @@ struct Args {
   double temperature = 0, top_p = 1, min_p = 0, exec_timeout = 3.0, kv_cache_gb = 0;
   int top_k = 0;
   bool chat = false, think = false, resume = false, list = false, quiet = false, bf16_dot = false, hugepages = false;
-  std::string backend = "engine";
+  std::string backend = "engine", kv_cache_dtype = "f32";
   rvec::backend::OpenAIOptions openai;
 };
 
@@ -103,6 +103,7 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
                  "With --temperature: drop tokens whose probability is below MIN_P x the most likely one's (vLLM's "
                  "min_p; default 0: off)");
   rvec::cli::add_kv_cache_option(app, a->kv_cache_gb);
+  rvec::cli::add_kv_cache_dtype_option(app, a->kv_cache_dtype);
   app.add_option("--samples", a->samples,
                  "Generations per document: pass@k (humaneval*), avg@K/pass@K/maj@K (math tasks); needs --temperature");
   app.add_option("--out", a->out, "Output directory (default: eval-out)");
@@ -163,8 +164,12 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
     o.model_name = a->model;
     o.model_args = remote ? fmt::format("backend=openai,concurrency={},chat={}{}", a->openai.concurrency, a->chat,
                                         a->openai.chat_endpoint ? ",chat_endpoint=True" : "")
-                          : fmt::format("batch={},threads={},chat={}{}", a->batch, a->threads, a->chat,
-                                        a->bf16_dot ? ",bf16_dot=True" : "");
+                          : fmt::format("batch={},threads={},chat={}{}{}", a->batch, a->threads, a->chat,
+                                        a->bf16_dot ? ",bf16_dot=True" : "",
+                                        a->kv_cache_dtype != "f32" ? ",kv_cache_dtype=" + a->kv_cache_dtype : "");
+    if (remote && a->kv_cache_dtype != "f32")
+      rvec::fail("eval: --kv-cache-dtype is the in-process engine's; a server sets its own (vLLM, SGLang: "
+                 "--kv-cache-dtype)");
     if (remote) o.model_name.clear();  // the served model id names it
     if (a->bf16_dot) rvec::cli::enable_bf16_dot();
     if (a->hugepages) rvec::infer::set_default_weight_backing(rvec::io::Backing::HugePages);
@@ -199,6 +204,7 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
     bo.engine.threads = a->threads;
     bo.engine.batch = a->batch;
     bo.engine.kv_cache_gb = a->kv_cache_gb;
+    bo.engine.kv_dtype = rvec::infer::parse_kv_cache_dtype(a->kv_cache_dtype);
     bo.engine.chat_template_file = a->chat_template;
     auto model = rvec::backend::open_backend(bo);
     EvalResults r = run_eval(*model, names, o);

@@ -88,7 +88,8 @@ rvec::cli::Command cmd(
         const infer::EngineOptions eo{.threads = a->common.threads,
                                       .max_batch = 1,
                                       .max_context = size_t(model->config().max_position_embeddings),
-                                      .kv_cache_bytes = infer::kv_cache_cap_bytes(a->kv_cache_gb)};
+                                      .kv_cache_bytes = infer::kv_cache_cap_bytes(a->kv_cache_gb),
+                                      .kv_dtype = cli::kv_dtype(a->common)};
         if (size_t(std::max(a->max_tokens, 0)) >= eo.max_context)
           fail("--max-tokens {} leaves no room for the prompt in the model's context of {} tokens "
                "(max_position_embeddings)",

@@ -18,11 +18,21 @@ struct InferArgs {
   std::string model;
   int threads = 0;
   bool bf16_dot = false, hugepages = false;
+  std::string kv_cache_dtype = "f32";
 };
 
 inline constexpr const char* kHugepagesHelp =
     "Copy the weights into memory on 2 MB transparent huge pages (fewer TLB misses while decoding; costs the "
     "weights' size in memory and a copy at start; falls back to mapping the files when they do not fit)";
+
+// --kv-cache-dtype (every command that runs the engine).
+inline void add_kv_cache_dtype_option(CLI::App& app, std::string& dtype) {
+  app.add_option("--kv-cache-dtype", dtype,
+                 "KV cache element type: f32 (exact), bf16 or f16 (half the memory, and half the bytes attention "
+                 "reads per step; keys and values rounded to nearest even when stored)")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}))
+      ->capture_default_str();
+}
 
 inline void add_infer_options(CLI::App& app, InferArgs& a) {
   app.add_option("MODEL", a.model, "Hugging Face model directory (config.json + safetensors)")->required();
@@ -32,7 +42,10 @@ inline void add_infer_options(CLI::App& app, InferArgs& a) {
                "products of 5+ rows (faster prefill and batched decode, ~1e-2 relative; decode of 1-4 sequences "
                "stays exact; default: exact f32 arithmetic)");
   app.add_flag("--hugepages", a.hugepages, kHugepagesHelp);
+  add_kv_cache_dtype_option(app, a.kv_cache_dtype);
 }
+
+inline DType kv_dtype(const InferArgs& a) { return infer::parse_kv_cache_dtype(a.kv_cache_dtype); }
 
 // --kv-cache-gb for the commands that generate (generate, eval, experiment, serve).
 inline void add_kv_cache_option(CLI::App& app, double& gb) {

@@ -42,8 +42,10 @@ rvec::cli::Command cmd(
           }
         }
         if (ids.empty()) fail("no tokens given (--tokens 1,2,3 or --text TEXT)");
-        infer::Engine eng(*model, {.threads = a->common.threads, .max_batch = 1,
-                                   .max_context = std::max<size_t>(ids.size(), 2)});
+        infer::Engine eng(*model, {.threads = a->common.threads,
+                                   .max_batch = 1,
+                                   .max_context = std::max<size_t>(ids.size(), 2),
+                                   .kv_dtype = cli::kv_dtype(a->common)});
         auto lg = eng.logits(ids);
         infer::write_npy(a->out, lg.data(), {int64_t(ids.size()), model->config().vocab_size});
         fmt::print(stderr, "wrote {} [{}, {}]\n", a->out, ids.size(), model->config().vocab_size);

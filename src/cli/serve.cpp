@@ -54,6 +54,7 @@ rvec::cli::Command cmd(
           o.api_key = v;
         }
         o.threads = a->common.threads;
+        o.kv_dtype = cli::kv_dtype(a->common);
         o.chat_template = a->chat_template;
         cli::apply_infer_options(a->common);
         // Signals are taken by sigwait below; block them before any thread starts.

@@ -299,8 +299,13 @@ ExperimentConfig parse_config(const std::string& yaml, const fs::path& base_dir,
     }
   }
   if (auto e = root["eval"]) {
-    c.keys(e, "eval", {"threads", "batch", "seed"});
+    c.keys(e, "eval", {"threads", "batch", "seed", "kv_cache_dtype"});
     if (e["threads"]) cfg.threads = c.as<int>(e["threads"], "threads");
+    if (auto k = e["kv_cache_dtype"]) {
+      cfg.kv_cache_dtype = c.as<std::string>(k, "eval.kv_cache_dtype");
+      if (cfg.kv_cache_dtype != "f32" && cfg.kv_cache_dtype != "bf16" && cfg.kv_cache_dtype != "f16")
+        c.err(k, fmt::format("eval.kv_cache_dtype must be f32, bf16 or f16, not '{}'", cfg.kv_cache_dtype));
+    }
     if (e["batch"]) cfg.batch = c.as<int>(e["batch"], "batch");
     if (e["seed"]) cfg.seed = c.as<uint64_t>(e["seed"], "seed");
   }
@@ -374,6 +379,10 @@ ExperimentConfig parse_config(const std::string& yaml, const fs::path& base_dir,
     if (t.limit == 0 || t.limit < -1) fail("{}: task '{}': limit must be positive", origin, t.name);
   }
   if (cfg.batch < 1) fail("{}: eval.batch must be >= 1", origin);
+  if (cfg.kv_cache_dtype != "f32" && cfg.backend.kind != "engine")
+    fail("{}: eval.kv_cache_dtype is rvec's engine's; a server sets its own (vLLM, SGLang: --kv-cache-dtype in "
+         "backend.launch)",
+         origin);
   if (!cfg.compress.empty() && std::find(cfg.alphas.begin(), cfg.alphas.end(), 1.0) == cfg.alphas.end())
     fail("{}: `compress` compares gains at α = 1: add 1 to `alphas`", origin);
   return cfg;

@@ -15,7 +15,7 @@
 //   random_control: {seed: 1234, alphas: [1, -1]}   # or `random_control: false`
 //   compress:                           # compressed versions of each vector, evaluated at α = 1
 //     - {method: sparse, density: 0.01}  # (scope: tensor | global), {method: int8}, {method: lora, rank: 16}
-//   eval: {threads: 0, batch: 16, seed: 1234}
+//   eval: {threads: 0, batch: 16, seed: 1234}   # kv_cache_dtype: bf16 | f16 (engine; default f32)
 //   out: rvec-experiment
 //   keep_models: false
 //   backend:                            # default: rvec's engine in-process
@@ -116,6 +116,9 @@ struct ExperimentConfig {
   bool keep_models = false;
   int threads = 0, batch = 16;
   double kv_cache_gb = 0;  // `rvec experiment --kv-cache-gb` (not part of the config file)
+  // eval.kv_cache_dtype: the engine's KV cache element type ("f32", "bf16", "f16"); part of each
+  // cell's fingerprint unless f32.
+  std::string kv_cache_dtype = "f32";
   uint64_t seed = 1234;
   BackendConfig backend;
 

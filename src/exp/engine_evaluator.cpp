@@ -16,6 +16,7 @@
 #include "exp/runner.h"
 #include "exp/stats.h"
 #include "exp/tasks.h"
+#include "infer/engine.h"
 
 namespace fs = std::filesystem;
 
@@ -112,6 +113,7 @@ class EngineEvaluator : public CellEvaluator {
     bo.engine.threads = o_.threads;
     bo.engine.batch = o_.batch;
     bo.engine.kv_cache_gb = o_.kv_cache_gb;
+    bo.engine.kv_dtype = infer::parse_kv_cache_dtype(o_.kv_cache_dtype);
     if (bc.kind == "engine") return backend::open_backend(bo);
     backend::OpenAIOptions& oo = bo.openai;
     oo.tokenizer = model.string();  // prompts, chat templates and tokens come from the model dir
@@ -169,6 +171,7 @@ RunSummary run_with_engine_and_print(const ExperimentConfig& cfg, const RunOptio
   eo.threads = cfg.threads;
   eo.batch = cfg.batch;
   eo.kv_cache_gb = cfg.kv_cache_gb;
+  eo.kv_cache_dtype = cfg.kv_cache_dtype;
   eo.seed = cfg.seed;
   eo.quiet = opts.quiet;
   eo.data_dir = data_dir;

@@ -108,6 +108,7 @@ std::string cell_fingerprint(const ExperimentConfig& cfg, const Variant& v, cons
   }
   s += fmt::format("cond={}|task={}|evalseed={}", c.key(), t.key(), cfg.seed);
   if (std::string b = cfg.backend.key(); !b.empty()) s += "|" + b;  // engine cells keep their fingerprints
+  if (cfg.kv_cache_dtype != "f32") s += "|kv_cache_dtype=" + cfg.kv_cache_dtype;
   if (!v.compress.empty()) s += "|compress=" + v.compress;
   return fmt::format("{:016x}", fnv1a(s));
 }

@@ -46,6 +46,7 @@ class CellEvaluator {
 struct EvaluatorOptions {
   int threads = 0, batch = 16;
   double kv_cache_gb = 0;  // in-process engine's KV cache cap (backend::EngineOptions)
+  std::string kv_cache_dtype = "f32";  // its KV cache element type (ExperimentConfig::kv_cache_dtype)
   uint64_t seed = 1234;  // lm-eval's fewshot_random_seed
   bool quiet = false;    // no per-task progress bars
   std::string data_dir;  // shipped data root override ("" : eval::default_data_root())

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "core/error.h"
@@ -19,15 +20,29 @@ std::atomic<int> g_kernel{int(AttentionKernel::Tiled)};
 int64_t partial_stride(const AttentionArgs& a) { return a.hd + 2; }
 
 // attention_part_simd's contract for any head size: one query vector at a time, the same
-// blocks, running maximum and rescaling.
+// blocks, running maximum and rescaling. 16-bit caches are widened a key or value at a time.
 void attention_part_scalar(const AttentionArgs& a, int64_t t0, int64_t t1, float* part) {
   const int64_t ps = partial_stride(a);
   float s[kAttBlock];
-  std::vector<float> key(a.k_tiled ? size_t(a.hd) : 0);
+  std::vector<float> key(size_t(a.hd)), val(a.kv_dtype == DType::F32 ? 0 : size_t(a.hd));
+  const size_t es = dtype_size(a.kv_dtype);
+  auto elem = [&](const void* base, int64_t i) {
+    const void* p = static_cast<const uint8_t*>(base) + size_t(i) * es;
+    if (a.kv_dtype == DType::F32) return *static_cast<const float*>(p);
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return a.kv_dtype == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+  };
   auto key_at = [&](int64_t t) {  // position t's key, gathered from its tile when tiled
-    if (!a.k_tiled) return a.k + t * a.ldkv;
-    for (int64_t d = 0; d < a.hd; ++d) key[size_t(d)] = a.k[attention_key_index(t, d, a.ldkv)];
+    if (a.kv_dtype == DType::F32 && !a.k_tiled) return static_cast<const float*>(a.k) + t * a.ldkv;
+    for (int64_t d = 0; d < a.hd; ++d)
+      key[size_t(d)] = elem(a.k, a.k_tiled ? attention_key_index(t, d, a.ldkv) : t * a.ldkv + d);
     return static_cast<const float*>(key.data());
+  };
+  auto value_at = [&](int64_t t) {
+    if (a.kv_dtype == DType::F32) return static_cast<const float*>(a.v) + t * a.ldkv;
+    for (int64_t d = 0; d < a.hd; ++d) val[size_t(d)] = elem(a.v, t * a.ldkv + d);
+    return static_cast<const float*>(val.data());
   };
   for (int64_t qi = 0; qi < a.rows * a.heads; ++qi) {
     const int64_t r = qi / a.heads, pos = a.pos0 + r;
@@ -47,7 +62,7 @@ void attention_part_scalar(const AttentionArgs& a, int64_t t0, int64_t t1, float
       p[0] = m;
       p[1] = p[1] * alpha + tot;
       scale(o, alpha, a.hd);
-      for (int64_t t = 0; t < n; ++t) axpy(s[t], a.v + (tb + t) * a.ldkv, o, a.hd);
+      for (int64_t t = 0; t < n; ++t) axpy(s[t], value_at(tb + t), o, a.hd);
     }
   }
 }
@@ -56,8 +71,8 @@ void attention_part_scalar(const AttentionArgs& a, int64_t t0, int64_t t1, float
 AttentionArgs head_args(const AttentionArgs& a, int64_t g) {
   AttentionArgs h = a;
   h.q += g * a.heads * a.hd;
-  h.k += attention_key_head_offset(g, a.hd, a.k_tiled);
-  h.v += g * a.hd;
+  h.k = attention_kv_advance(a.k, attention_key_head_offset(g, a.hd, a.k_tiled), a.kv_dtype);
+  h.v = attention_kv_advance(a.v, g * a.hd, a.kv_dtype);
   h.kv_heads = 1;
   return h;
 }
@@ -71,6 +86,8 @@ int64_t attention_partial_floats(const AttentionArgs& a) {
 }
 
 void attention_partial(const AttentionArgs& a, int64_t j, float* partial) {
+  if (!attention_kv_dtype_supported(a.kv_dtype) || (a.kv_dtype != DType::F32 && !a.k_tiled))
+    fail("attention: a {} KV cache is not supported (F32, or BF16/F16 with tiled keys)", dtype_name(a.kv_dtype));
   const int64_t t0 = j * kAttPartition, t1 = std::min(t0 + kAttPartition, a.pos0 + a.rows);
   if (detail::attention_part_vec(a, t0, t1, partial)) return;
   const int64_t per_head = a.rows * a.heads * partial_stride(a);
@@ -114,8 +131,9 @@ void attention(const AttentionArgs& a, float* out, int64_t ldo) {
 
 void attention_untiled(const AttentionArgs& a, float* out, int64_t ldo) {
   if (a.rows <= 0 || a.heads <= 0) return;
-  if (a.kv_heads != 1 || a.k_tiled)
-    fail("attention_untiled: one KV head at a time with row-major keys (kv_heads = {})", a.kv_heads);
+  if (a.kv_heads != 1 || a.k_tiled || a.kv_dtype != DType::F32)
+    fail("attention_untiled: one KV head at a time with row-major f32 keys (kv_heads = {}, {})", a.kv_heads,
+         dtype_name(a.kv_dtype));
   if (detail::attention_untiled_vec(a, out, ldo)) return;
   attention(a, out, ldo);  // no untiled scalar kernel kept
 }

@@ -13,6 +13,8 @@
 #pragma once
 #include <cstdint>
 
+#include "core/dtype.h"
+
 namespace rvec::infer {
 
 constexpr int64_t kAttBlock = 64;       // positions per online-softmax step
@@ -33,15 +35,25 @@ constexpr int64_t kAttPartition = 512;  // positions per partition (a multiple o
 // ldkv)], with k pointing at the tile layout's base plus g * hd * kAttKeyTile for head g. The
 // attention then reads transposed keys instead of transposing them at every step; the results
 // have the same bits as with row-major keys.
+// kv_dtype: the element type of k and v (offsets and strides above count elements). BF16 and F16
+// halve the cache's bytes; they are widened to f32 as they are read, so the result has the bits
+// of an F32 cache holding the same (rounded) values. They need k_tiled.
 struct AttentionArgs {
   const float* q;
   int64_t ldq, heads, hd;
-  const float *k, *v;
+  const void *k, *v;
   int64_t ldkv, rows, pos0;
   float scale;
   int64_t kv_heads = 1;
   bool k_tiled = false;
+  DType kv_dtype = DType::F32;
 };
+// The KV cache element types the kernels read.
+constexpr bool attention_kv_dtype_supported(DType t) { return t == DType::F32 || t == DType::BF16 || t == DType::F16; }
+// p advanced by `elems` elements of type t (an offset into a cache of kv_dtype t).
+inline const void* attention_kv_advance(const void* p, int64_t elems, DType t) {
+  return static_cast<const uint8_t*>(p) + elems * int64_t(dtype_size(t));
+}
 
 constexpr int64_t kAttKeyTile = 16;  // positions per key tile (a divisor of kAttBlock)
 constexpr int64_t attention_key_index(int64_t t, int64_t c, int64_t ldkv) {
@@ -71,7 +83,7 @@ void attention_merge(const AttentionArgs& a, const float* partials, int64_t part
 // For benchmarks only: the previous kernel (the whole score row of each query, then one
 // softmax), kept to measure the tiled kernel against it in the same run. The engine uses it
 // when set_attention_kernel(Untiled) was called (process-wide; `rvec bench --attention untiled`).
-// (kv_heads must be 1, keys row-major.)
+// (kv_heads must be 1, keys row-major, kv_dtype F32.)
 void attention_untiled(const AttentionArgs& a, float* out, int64_t ldo);
 enum class AttentionKernel { Tiled, Untiled };
 void set_attention_kernel(AttentionKernel k);

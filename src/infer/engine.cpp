@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <numeric>
@@ -120,16 +121,33 @@ std::unique_ptr<Model> load_model(const fs::path& name, io::Backing weights) {
   return m;
 }
 
-int64_t kv_bytes_per_token(const model::ModelConfig& c) {
-  return c.num_layers * 2 * c.kv_dim() * int64_t(sizeof(float));
+DType parse_kv_cache_dtype(std::string_view name) {
+  if (name == "f32") return DType::F32;
+  if (name == "bf16") return DType::BF16;
+  if (name == "f16") return DType::F16;
+  fail("--kv-cache-dtype must be f32, bf16 or f16, not '{}'", name);
+}
+
+std::string_view kv_cache_dtype_name(DType t) {
+  switch (t) {
+    case DType::F32: return "f32";
+    case DType::BF16: return "bf16";
+    case DType::F16: return "f16";
+    default: fail("{} is not a KV cache element type (f32, bf16, f16)", dtype_name(t));
+  }
+}
+
+int64_t kv_bytes_per_token(const model::ModelConfig& c, DType kv_dtype) {
+  return c.num_layers * 2 * c.kv_dim() * int64_t(dtype_size(kv_dtype));
 }
 
 std::string kv_cache_report(const model::ModelConfig& c, const EngineOptions& o) {
-  const double gib = double(1 << 30), per = double(kv_bytes_per_token(c));
+  const double gib = double(1 << 30), per = double(kv_bytes_per_token(c, o.kv_dtype));
   const double full = per * double(o.max_batch) * double(o.max_context);
-  return fmt::format("KV cache: f32, {} bytes/token ({} layers x K,V x {} floats); {} sequences x {} tokens = {:.2f} "
+  return fmt::format("KV cache: {}, {} bytes/token ({} layers x K,V x {} values); {} sequences x {} tokens = {:.2f} "
                      "GiB; cap {} (--kv-cache-gb)",
-                     int64_t(per), c.num_layers, c.kv_dim(), o.max_batch, o.max_context, full / gib,
+                     kv_cache_dtype_name(o.kv_dtype), int64_t(per), c.num_layers, c.kv_dim(), o.max_batch,
+                     o.max_context, full / gib,
                      o.kv_cache_bytes ? fmt::format("{:.2f} GiB ({} bytes)", double(o.kv_cache_bytes) / gib, o.kv_cache_bytes) : "none");
 }
 
@@ -140,16 +158,22 @@ size_t kv_cache_cap_bytes(double gb) {
   return avail ? size_t(*avail / 2) : 0;
 }
 
-void KVCache::fill_random_for_bench(const model::ModelConfig& c, int64_t n, int64_t room, uint64_t seed) {
+void KVCache::fill_random_for_bench(const model::ModelConfig& c, int64_t n, int64_t room, uint64_t seed,
+                                    DType dtype) {
   std::mt19937_64 g(seed);
   std::normal_distribution<float> nd;
-  const size_t m = size_t((n + room) * c.kv_dim());
+  const size_t es = dtype_size(dtype), m = size_t((n + room) * c.kv_dim());
+  dtype_ = dtype;
   k_tiled_ = attention_kernel() == AttentionKernel::Tiled;
-  k_.assign(size_t(c.num_layers), std::vector<float>(size_t(attention_key_floats(n + room, c.kv_dim()))));
-  v_.assign(size_t(c.num_layers), std::vector<float>(m));
+  if (dtype != DType::F32 && !k_tiled_) fail("the untiled attention benchmark kernel needs an f32 KV cache");
+  k_.assign(size_t(c.num_layers), std::vector<uint8_t>(size_t(attention_key_floats(n + room, c.kv_dim())) * es));
+  v_.assign(size_t(c.num_layers), std::vector<uint8_t>(m * es));
+  std::vector<float> vals(size_t(n * c.kv_dim()));
   for (auto* kv : {&k_, &v_})
-    for (auto& l : *kv)
-      for (size_t i = 0; i < size_t(n * c.kv_dim()); ++i) l[i] = nd(g);
+    for (auto& l : *kv) {
+      for (auto& x : vals) x = nd(g);
+      from_f32(dtype, vals.data(), l.data(), vals.size());
+    }
   len_ = n;
 }
 
@@ -212,6 +236,10 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
       kv.k_.resize(L);
       kv.v_.resize(L);
       kv.k_tiled_ = attention_kernel() == AttentionKernel::Tiled;
+      kv.dtype_ = opts_.kv_dtype;
+      if (!attention_kv_dtype_supported(kv.dtype_) || (kv.dtype_ != DType::F32 && !kv.k_tiled_))
+        fail("a {} KV cache is not supported here (f32, bf16 or f16; the untiled attention benchmark kernel: f32)",
+             dtype_name(kv.dtype_));
     }
     pos[r] = kv.len_++;
     if (size_t(kv.len_) > opts_.max_context)
@@ -230,13 +258,13 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
   }
   for (int64_t r = 0; r < n; ++r) {
     KVCache& kv = *rows[r].cache;
-    const size_t need = size_t(kv.len_) * KVD;
-    if (kv.v_[0].size() < need) {
+    const size_t es = dtype_size(kv.dtype_), need = size_t(kv.len_) * KVD, have = kv.v_[0].size() / es;
+    if (have < need) {  // in elements
       const size_t most = kv.limit_ > 0 ? size_t(kv.limit_) * KVD : opts_.max_context * KVD;
-      const size_t cap = std::max(need, std::min(kv.v_[0].size() * 2, most));
+      const size_t cap = std::max(need, std::min(have * 2, most));
       for (int64_t l = 0; l < L; ++l) {
-        kv.k_[l].resize(size_t(attention_key_floats(int64_t(cap) / KVD, KVD)));  // whole tiles (as row-major)
-        kv.v_[l].resize(cap);
+        kv.k_[l].resize(size_t(attention_key_floats(int64_t(cap) / KVD, KVD)) * es);  // whole tiles (as row-major)
+        kv.v_[l].resize(cap * es);
       }
     }
   }
@@ -304,12 +332,20 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
       for (int64_t h = 0; h < nh; ++h) rot(w.q.data() + r * QD + h * hd);
       for (int64_t h = 0; h < c.num_kv_heads; ++h) rot(w.k.data() + r * KVD + h * hd);
       KVCache& kv = *rows[r].cache;
-      if (kv.k_tiled_)
-        for (int64_t col = 0; col < KVD; ++col)
-          kv.k_[l][size_t(attention_key_index(pos[r], col, KVD))] = w.k[size_t(r * KVD + col)];
+      const DType kt = kv.dtype_;
+      const size_t es = dtype_size(kt);
+      const float* kr = w.k.data() + r * KVD;
+      if (kv.k_tiled_)  // rounded to nearest even as from_f32 rounds the values
+        for (int64_t col = 0; col < KVD; ++col) {
+          uint8_t* dst = kv.k_[l].data() + size_t(attention_key_index(pos[r], col, KVD)) * es;
+          const float x = kr[col];
+          const uint16_t h = kt == DType::BF16 ? f32_to_bf16(x) : kt == DType::F16 ? f32_to_f16(x) : 0;
+          if (kt == DType::F32) std::memcpy(dst, &x, 4);
+          else std::memcpy(dst, &h, 2);
+        }
       else
-        std::copy_n(w.k.data() + r * KVD, KVD, kv.k_[l].data() + pos[r] * KVD);
-      std::copy_n(w.v.data() + r * KVD, KVD, kv.v_[l].data() + pos[r] * KVD);
+        from_f32(kt, kr, kv.k_[l].data() + size_t(pos[r] * KVD) * es, size_t(KVD));
+      from_f32(kt, w.v.data() + r * KVD, kv.v_[l].data() + size_t(pos[r] * KVD) * es, size_t(KVD));
     }
     // Causal attention with GQA over each row's cache (positions 0..pos): one work item per
     // block of up to 16 consecutive rows of one sequence. A one-row block (decode) reaching past
@@ -333,14 +369,16 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
                            QD,
                            group,
                            hd,
-                           kv.k_[l].data() + attention_key_head_offset(g, hd, kv.k_tiled_),
-                           kv.v_[l].data() + g * hd,
+                           attention_kv_advance(kv.k_[l].data(), attention_key_head_offset(g, hd, kv.k_tiled_),
+                                                kv.dtype_),
+                           attention_kv_advance(kv.v_[l].data(), g * hd, kv.dtype_),
                            KVD,
                            nr,
                            pos[r0],
                            att_scale,
                            ng,
-                           kv.k_tiled_};
+                           kv.k_tiled_,
+                           kv.dtype_};
     };
     // Row blocks [r, e) and their partition counts (one item each unless split by partition).
     struct RowBlock {

@@ -6,8 +6,9 @@
 //   eng.loglikelihood({{ctx_ids, cont_ids}, ...}, [](size_t i, Engine::Loglik l) { ... });
 //   std::vector<float> lg = eng.logits(ids);  // [T * vocab]
 //
-// Numerics: f32 activations, f32 KV cache, weights read in place in their stored dtype
-// and widened to f32 (exact) unless set_matmul_precision(BF16Dot) (kernels.h) is chosen.
+// Numerics: f32 activations, f32 KV cache (unless EngineOptions::kv_dtype), weights read in
+// place in their stored dtype and widened to f32 (exact) unless set_matmul_precision(BF16Dot)
+// (kernels.h) is chosen.
 // The forward pass runs any mix of sequences and tokens as one batch of rows: the prefill
 // of a prompt (chunks of up to 256 rows, matrix-matrix) and the decode of many sequences
 // (one row each) use the same code. An Engine is not thread-safe (one caller at a time);
@@ -19,9 +20,11 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
+#include "core/dtype.h"
 #include "io/model_dir.h"
 #include "model/config.h"
 #include "model/column_blocks.h"
@@ -68,10 +71,17 @@ struct EngineOptions {
   // finish, and one that could never fit is an error naming the cap. Loglikelihood and the shared
   // prompt prefix are not counted.
   size_t kv_cache_bytes = 0;
+  // Element type of the KV caches this engine starts: F32 (exact), or BF16 / F16, which halve the
+  // cache (keys and values rounded to nearest even when stored, widened to f32 when read).
+  DType kv_dtype = DType::F32;
 };
 
-// KV cache memory: f32 keys and values of every layer, kv_dim floats each, per token.
-int64_t kv_bytes_per_token(const model::ModelConfig& c);
+// "f32" | "bf16" | "f16" (--kv-cache-dtype) -> the KV cache element type; rvec::Error otherwise.
+DType parse_kv_cache_dtype(std::string_view name);
+std::string_view kv_cache_dtype_name(DType t);  // "f32", "bf16", "f16"
+
+// KV cache memory: keys and values of every layer, kv_dim elements of kv_dtype each, per token.
+int64_t kv_bytes_per_token(const model::ModelConfig& c, DType kv_dtype = DType::F32);
 // One line for the start of a run: bytes per token, what max_batch sequences of max_context tokens
 // would take, and the cap.
 std::string kv_cache_report(const model::ModelConfig& c, const EngineOptions& o);
@@ -110,26 +120,31 @@ std::unique_ptr<Model> load_model(const std::filesystem::path& dir);
 void set_default_weight_backing(io::Backing weights);
 io::Backing default_weight_backing();
 
-// The KV cache of one sequence (f32, [layer][position][kv_heads * head_dim]).
+// The KV cache of one sequence ([layer][position][kv_heads * head_dim] elements of its dtype, set
+// by the engine that first appends to it).
 class KVCache {
  public:
   int64_t size() const { return len_; }  // tokens cached
+  DType dtype() const { return dtype_; }
   // Its memory grows (by doubling) to at most this many tokens' worth, unless more are cached
   // (0: up to the engine's max_context). The Generator sets it to the sequence's reservation.
   void limit_growth(int64_t tokens) { limit_ = tokens; }
   // Benchmarks: n positions of random keys and values (normal, seeded), as if a prompt of n tokens
   // had been prefilled (the cost of attention depends on the length, not on the values), with
-  // memory for `room` more tokens (no reallocation inside a timed loop).
-  void fill_random_for_bench(const model::ModelConfig& c, int64_t n, int64_t room, uint64_t seed);
+  // memory for `room` more tokens (no reallocation inside a timed loop), stored as `dtype`.
+  void fill_random_for_bench(const model::ModelConfig& c, int64_t n, int64_t room, uint64_t seed,
+                             DType dtype = DType::F32);
 
  private:
   friend class Engine;
   // Values row-major ([position][kv_dim]); keys transposed in tiles of kAttKeyTile positions
   // (infer/attention.h, attention_key_index), so that attention reads them without transposing,
   // unless the cache was started under the untiled benchmark kernel (k_tiled_ false: row-major).
-  std::vector<std::vector<float>> k_, v_;
+  // Bytes of dtype_ elements (F32: 4 each, BF16/F16: 2).
+  std::vector<std::vector<uint8_t>> k_, v_;
   int64_t len_ = 0, limit_ = 0;
   bool k_tiled_ = true;
+  DType dtype_ = DType::F32;
 };
 
 class Engine {

@@ -47,7 +47,7 @@ void Generator::add(uint64_t id, GenerationRequest req, SeqOptions opts) {
   if (req.prompt.empty()) fail("generate: request {} has an empty prompt", id);
   const EngineOptions& eo = eng_.options();
   const size_t tokens = kv_tokens(req, eo.max_context);
-  const size_t bytes = tokens * size_t(kv_bytes_per_token(eng_.model().config()));
+  const size_t bytes = tokens * size_t(kv_bytes_per_token(eng_.model().config(), eo.kv_dtype));
   if (eo.kv_cache_bytes > 0 && bytes > eo.kv_cache_bytes)
     fail("generate: request {} needs a KV cache of {} tokens ({:.3f} GiB: prompt + max_new_tokens), more than the "
          "KV cache cap of {:.3f} GiB (--kv-cache-gb); raise the cap or lower the generation budget",

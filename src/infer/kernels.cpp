@@ -94,8 +94,8 @@ using RowsFn = void (*)(const float* x, int64_t n, int64_t ldx, const uint8_t* w
 using PackXFn = void (*)(const float* x, int64_t n, int64_t ldx, int64_t K, int64_t p0, int64_t p1, float* xt);
 using GemmFn = void (*)(const float* xt, int64_t n, const GemmWeights& W, int64_t c0, int64_t cn, int64_t o0,
                         int64_t o1, const float* bias, float* y, int64_t ldy, float* wbuf);
-using AttentionPartFn = void (*)(const float* q, int64_t ldq, int64_t heads, int64_t hd, const float* k,
-                                 const float* v, int64_t ldkv, int64_t rows, int64_t pos0, float scale,
+using AttentionPartFn = void (*)(const float* q, int64_t ldq, int64_t heads, int64_t hd, const void* k,
+                                 const void* v, int64_t ldkv, int64_t rows, int64_t pos0, float scale,
                                  int64_t kv_heads, bool k_tiled, int64_t t0, int64_t t1, float* part, float* kt,
                                  float* S);
 using AttentionUntiledFn = void (*)(const float* q, int64_t ldq, int64_t heads, int64_t hd, const float* k,
@@ -110,7 +110,7 @@ struct IsaKernels {
   PackXFn pack_x;
   GemmFn gemm[3];
   void (*silu_mul)(float* g, const float* u, int64_t n);
-  AttentionPartFn attention_part;
+  AttentionPartFn attention_part[3];  // by KV cache element type: f32, bf16, f16
   AttentionUntiledFn attention_untiled;
   float (*dot)(const float* a, const float* b, int64_t n);
   void (*axpy)(float s, const float* x, float* y, int64_t n);

@@ -131,10 +131,11 @@ void Server::Impl::setup() {
                .max_batch = std::max(1, opts.batch),
                .max_context = max_len,
                .share_prefix = false,
-               .kv_cache_bytes = infer::kv_cache_cap_bytes(opts.kv_cache_gb)};
+               .kv_cache_bytes = infer::kv_cache_cap_bytes(opts.kv_cache_gb),
+               .kv_dtype = opts.kv_dtype};
   fmt::print(stderr, "rvec serve: {}\n", infer::kv_cache_report(cfg, so.engine));
   info = {opts.served_model_name, tok,     tpl ? &*tpl : nullptr, cfg.vocab_size, max_len, model.eos_ids(),
-          so.engine.kv_cache_bytes,  infer::kv_bytes_per_token(cfg)};
+          so.engine.kv_cache_bytes,  infer::kv_bytes_per_token(cfg, so.engine.kv_dtype)};
   tokenizer_info = {{"eos_token", token_text(tcfg, "eos_token")},
                     {"bos_token", token_text(tcfg, "bos_token")},
                     {"pad_token", token_text(tcfg, "pad_token")},

@@ -25,6 +25,7 @@ struct ServerOptions {
   std::filesystem::path chat_template;  // overrides the model's
   size_t max_model_len = 0;       // 0: the model's max_position_embeddings
   double kv_cache_gb = 0;         // KV cache cap (infer::kv_cache_cap_bytes; 0: half the available memory)
+  DType kv_dtype = DType::F32;    // KV cache element type (infer::EngineOptions::kv_dtype)
   size_t max_body_bytes = size_t(16) << 20;
   int read_timeout_s = 10;        // per read of a request (slow clients are cut off)
   int http_threads = 128;         // connections served at once

@@ -242,6 +242,22 @@ TEST(EvalCli, SamplesOptionErrors) {
   EXPECT_NE(r.out.find("'gsm8k' is scored on one generation"), std::string::npos) << r.out;
 }
 
+// The largest difference between two sciq runs' loglikelihoods (samples files in dirs a and b),
+// each within bf16 error of the other's.
+double sciq_loglik_max_diff(const fs::path& a_dir, const fs::path& b_dir) {
+  auto se = read_jsonl(find_file(a_dir, "samples_sciq_", ".jsonl"));
+  auto sb = read_jsonl(find_file(b_dir, "samples_sciq_", ".jsonl"));
+  EXPECT_EQ(se.size(), sb.size());
+  double maxdiff = 0;
+  for (size_t i = 0; i < std::min(se.size(), sb.size()); ++i)
+    for (size_t c = 0; c < se[i]["output"].size(); ++c) {
+      const double a = se[i]["output"][c][0], b = sb[i]["output"][c][0];
+      EXPECT_NEAR(a, b, 2e-2 * std::abs(a) + 0.05) << i << " " << c;
+      maxdiff = std::max(maxdiff, std::abs(a - b));
+    }
+  return maxdiff;
+}
+
 TEST(EvalCli, Bf16DotIsRecordedAndStaysWithinBf16Error) {
   if (!fs::exists(kModel)) GTEST_SKIP() << "no fixture model at " << kModel;
   TempDir d("e2e_bf16dot");
@@ -253,21 +269,34 @@ TEST(EvalCli, Bf16DotIsRecordedAndStaysWithinBf16Error) {
   json jb = read_json(find_file(d.p / "bf", "results_", ".json"));
   EXPECT_EQ(je["config"]["model_args"].get<std::string>().find("bf16_dot"), std::string::npos);
   EXPECT_NE(jb["config"]["model_args"].get<std::string>().find("bf16_dot=True"), std::string::npos);
-  auto se = read_jsonl(find_file(d.p / "f32", "samples_sciq_", ".jsonl"));
-  auto sb = read_jsonl(find_file(d.p / "bf", "samples_sciq_", ".jsonl"));
-  ASSERT_EQ(se.size(), sb.size());
-  double maxdiff = 0;
-  for (size_t i = 0; i < se.size(); ++i)
-    for (size_t c = 0; c < se[i]["output"].size(); ++c) {
-      const double a = se[i]["output"][c][0], b = sb[i]["output"][c][0];
-      EXPECT_NEAR(a, b, 2e-2 * std::abs(a) + 0.05) << i << " " << c;
-      maxdiff = std::max(maxdiff, std::abs(a - b));
-    }
+  const double maxdiff = sciq_loglik_max_diff(d.p / "f32", d.p / "bf");
   std::ifstream cpu("/proc/cpuinfo");
   std::string info((std::istreambuf_iterator<char>(cpu)), std::istreambuf_iterator<char>());
   if (info.find("avx512_bf16") != std::string::npos) {
     EXPECT_GT(maxdiff, 0.0);  // the fast path really ran
   }
+}
+
+// --kv-cache-dtype bf16 is recorded in the results' model_args, moves the loglikelihoods by the
+// cache's rounding only, and is refused for a server (which sets its own KV cache type).
+TEST(EvalCli, KvCacheDtypeIsRecordedAndRefusedForServers) {
+  if (!fs::exists(kModel)) GTEST_SKIP() << "no fixture model at " << kModel;
+  TempDir d("e2e_kvdtype");
+  auto exact = run("eval " + kModel.string() + " --tasks sciq --limit 2 --quiet --out " + (d.p / "f32").string());
+  auto half = run("eval " + kModel.string() + " --tasks sciq --limit 2 --kv-cache-dtype bf16 --quiet --out " +
+                  (d.p / "bf").string());
+  ASSERT_EQ(exact.rc, 0) << exact.out;
+  ASSERT_EQ(half.rc, 0) << half.out;
+  EXPECT_NE(half.out.find("KV cache: bf16"), std::string::npos) << half.out;
+  json je = read_json(find_file(d.p / "f32", "results_", ".json"));
+  json jb = read_json(find_file(d.p / "bf", "results_", ".json"));
+  EXPECT_EQ(je["config"]["model_args"].get<std::string>().find("kv_cache_dtype"), std::string::npos);
+  EXPECT_NE(jb["config"]["model_args"].get<std::string>().find("kv_cache_dtype=bf16"), std::string::npos);
+  const double maxdiff = sciq_loglik_max_diff(d.p / "f32", d.p / "bf");
+  EXPECT_GT(maxdiff, 0.0);  // the bf16 cache really was used
+  auto remote = run("eval --backend openai --base-url http://127.0.0.1:9/v1 --tasks sciq --kv-cache-dtype bf16");
+  EXPECT_NE(remote.rc, 0);
+  EXPECT_NE(remote.out.find("a server sets its own"), std::string::npos) << remote.out;
 }
 
 TEST(EvalCli, RescoreAndCompareLmEvalSamplesFiles) {

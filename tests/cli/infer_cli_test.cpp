@@ -188,3 +188,49 @@ TEST(InferCli, ScoreMatchesLogitsAndBenchPrintsJson) {
   EXPECT_EQ(nlohmann::json::parse(cb.out)["column_block_bytes"].get<uint64_t>(),
             uint64_t(3 * 7 * 256 * 256 * 4 + 512 * 256 * 4));
 }
+
+// --kv-cache-dtype bf16|f16 on the commands that run the engine: logits move by the cache's
+// rounding only (within bf16 error of the reference, not the f32 cache's bits), generate's
+// start line names the type and its bytes per token (the fixture: 2 layers x K,V x 2 KV heads x
+// 16 values x 2 bytes), bench reports it, and a type rvec does not have is refused naming the option.
+TEST(InferCli, KvCacheDtypeOption) {
+  const fs::path model = kFix / "qwen2_tiny_tied_gqa14x2" / "model";
+  const std::string pid = std::to_string(::getpid());
+  const fs::path f32 = fs::temp_directory_path() / ("rvec_cli_kv_f32_" + pid + ".npy");
+  const fs::path bf16 = fs::temp_directory_path() / ("rvec_cli_kv_bf16_" + pid + ".npy");
+  const std::string toks = " --tokens 925,627,839,16,520,192,785,878,184,78";
+  ASSERT_EQ(run(kBin + " logits " + q(model) + toks + " --out " + q(f32) + " 2>/dev/null").rc, 0);
+  ASSERT_EQ(run(kBin + " logits " + q(model) + toks + " --kv-cache-dtype bf16 --out " + q(bf16) + " 2>/dev/null").rc, 0);
+  const auto ref = rvec::infer::read_npy(kFix / "qwen2_tiny_tied_gqa14x2" / "logits_ref_s0.npy").data;
+  const auto a = rvec::infer::read_npy(f32).data, b = rvec::infer::read_npy(bf16).data;
+  ASSERT_EQ(b.size(), ref.size());
+  double to_ref = 0, to_f32 = 0, mx = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    to_ref = std::max(to_ref, double(std::abs(b[i] - ref[i])));
+    to_f32 = std::max(to_f32, double(std::abs(b[i] - a[i])));
+    mx = std::max(mx, double(std::abs(ref[i])));
+  }
+  EXPECT_LE(to_ref / mx, 1e-2);
+  EXPECT_GT(to_f32 / mx, 1e-6);
+  fs::remove(f32);
+  fs::remove(bf16);
+
+  auto g = run(kBin + " generate " + q(model) + " --prompt 'Hello' --max-tokens 3 --kv-cache-dtype f16 2>&1");
+  ASSERT_EQ(g.rc, 0) << g.out;
+  EXPECT_NE(g.out.find("KV cache: f16, 256 bytes/token"), std::string::npos) << g.out;
+
+  auto bj = run(kBin + " bench " + q(model) +
+                " --context 600 --gen-tokens 2 --no-bandwidth --json --kv-cache-dtype bf16 2>/dev/null");
+  ASSERT_EQ(bj.rc, 0) << bj.out;
+  const auto j = nlohmann::json::parse(bj.out);
+  EXPECT_EQ(j["kv_cache_dtype"], "bf16");
+  EXPECT_GT(j["decode_tokens_per_s"].get<double>(), 0);
+
+  auto bad = run(kBin + " generate " + q(model) + " --prompt 'Hello' --kv-cache-dtype q8_0 2>&1");
+  EXPECT_NE(bad.rc, 0);
+  EXPECT_NE(bad.out.find("--kv-cache-dtype"), std::string::npos) << bad.out;
+  auto untiled = run(kBin + " bench " + q(model) +
+                     " --context 64 --gen-tokens 1 --no-bandwidth --attention untiled --kv-cache-dtype f16 2>&1");
+  EXPECT_NE(untiled.rc, 0);
+  EXPECT_NE(untiled.out.find("--kv-cache-dtype f32"), std::string::npos) << untiled.out;
+}

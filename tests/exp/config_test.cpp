@@ -1,5 +1,6 @@
 #include "core/build_info.h"
 #include "exp/config.h"
+#include "exp/runner.h"
 
 #include <gtest/gtest.h>
 
@@ -183,4 +184,35 @@ TEST(ExpConfig, BackendSection) {
   EXPECT_EQ(vllm.backend.kind, "openai");
   EXPECT_EQ(vllm.backend.instances, 4);
   EXPECT_EQ(vllm.tasks.size(), 4u);
+}
+
+// eval.kv_cache_dtype: the engine's KV cache type (default f32), part of each cell's fingerprint
+// unless f32 (results computed with another cache are not reused), refused for servers (they set
+// their own) and for names rvec does not have.
+TEST(ExpConfig, KvCacheDtype) {
+  const std::string m = "models: {sft: a, grpo: b, instruct: c}\ntasks: [t]\n";
+  const auto plain = parse_config(m, "/b", "k.yaml");
+  const auto f32 = parse_config(m + "eval: {kv_cache_dtype: f32}\n", "/b", "k.yaml");
+  const auto bf16 = parse_config(m + "eval: {batch: 4, kv_cache_dtype: bf16}\n", "/b", "k.yaml");
+  EXPECT_EQ(plain.kv_cache_dtype, "f32");
+  EXPECT_EQ(bf16.kv_cache_dtype, "bf16");
+  const auto v = plan_variants(plain);
+  ASSERT_FALSE(v.empty());
+  ASSERT_EQ(v[0].alpha, 0);
+  auto fp = [&](const ExperimentConfig& c) { return cell_fingerprint(c, v[0], c.conditions[0], c.tasks[0]); };
+  EXPECT_EQ(fp(plain), fp(f32));
+  EXPECT_NE(fp(plain), fp(bf16));
+  auto err = [&](const std::string& y) {
+    try {
+      parse_config(m + y, "/b", "bad.yaml");
+    } catch (const rvec::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(err("eval: {kv_cache_dtype: q8_0}\n").find("eval.kv_cache_dtype must be f32, bf16 or f16"),
+            std::string::npos);
+  EXPECT_NE(err("eval: {kv_cache_dtype: f16}\nbackend: {kind: openai, base_url: http://h:8000/v1}\n")
+                .find("a server sets its own"),
+            std::string::npos);
 }

@@ -11,6 +11,8 @@
 #include <tuple>
 
 #include "core/cpu.h"
+#include "core/dtype.h"
+#include "core/error.h"
 #include "infer/attention.h"
 #include "isa_guard.h"
 
@@ -67,6 +69,41 @@ std::vector<double> reference(const Case& c, const Data& d, float scale) {
       }
     }
   return want;
+}
+
+// G KV heads' keys and values in cache rows of G * hd floats (row-major, positions 0 .. pos0 +
+// rows - 1) and the queries of G * heads heads (d.q, rows of Case::ldq()).
+struct CacheData {
+  Data d;
+  std::vector<float> k, v;
+};
+CacheData cache_data(int64_t G, int64_t heads, int64_t hd, int64_t rows, int64_t pos0, unsigned seed) {
+  const size_t n = size_t((pos0 + rows) * G * hd);
+  CacheData c{att_data(Case{G * heads, hd, rows, pos0}, seed, 2.f), std::vector<float>(n), std::vector<float>(n)};
+  for (size_t i = 0; i < n; ++i) {
+    c.k[i] = c.d.k[i % c.d.k.size()];
+    c.v[i] = c.d.v[(i * 5) % c.d.v.size()];
+  }
+  return c;
+}
+
+// Row-major keys transposed in tiles as the engine caches them (attention_key_index); the
+// unwritten lanes of the last tile hold `fill`.
+template <class T>
+std::vector<T> tile_keys(const std::vector<T>& k, int64_t positions, int64_t ldkv, T fill) {
+  std::vector<T> kt(size_t(attention_key_floats(positions, ldkv)), fill);
+  for (int64_t t = 0; t < positions; ++t)
+    for (int64_t c = 0; c < ldkv; ++c) kt[size_t(attention_key_index(t, c, ldkv))] = k[size_t(t * ldkv + c)];
+  return kt;
+}
+
+// a's result computed partition by partition, the last first, and merged (n floats of output).
+std::vector<float> merged_partitions(const AttentionArgs& a, int64_t ldo, size_t n) {
+  const int64_t np = attention_partitions(a), stride = attention_partial_floats(a);
+  std::vector<float> partials(size_t(np * stride)), out(n);
+  for (int64_t j = np - 1; j >= 0; --j) attention_partial(a, j, partials.data() + j * stride);
+  attention_merge(a, partials.data(), stride, out.data(), ldo);
+  return out;
 }
 
 std::vector<float> run(const Case& c, const Data& d, float scale, int64_t ldo) {
@@ -191,8 +228,8 @@ TEST(Attention, SeveralKvHeadsGiveEachHeadsOwnBits) {
         AttentionArgs a{d.q.data(), ldq, heads, hd, k.data(), v.data(), ldkv, rows, pos0, scale, G};
         std::vector<float> each(size_t(rows * ldo), -7.f), together(size_t(rows * ldo), -7.f);
         for (int64_t g = 0; g < G; ++g) {
-          const AttentionArgs h{a.q + g * heads * hd, ldq, heads, hd, a.k + g * hd, a.v + g * hd, ldkv, rows, pos0,
-                                scale};
+          const AttentionArgs h{a.q + g * heads * hd, ldq, heads, hd, k.data() + g * hd, v.data() + g * hd, ldkv, rows,
+                                pos0, scale};
           attention(h, each.data() + g * heads * hd, ldo);
         }
         attention(a, together.data(), ldo);
@@ -225,16 +262,9 @@ TEST(Attention, TiledKeysGiveTheBitsOfRowMajorKeys) {
       for (const auto& [rows, pos0] : {std::pair<int64_t, int64_t>{1, 1100}, {12, 1530}, {5, 0}, {1, 36}}) {
         const int64_t G = 2, heads = 7, T = pos0 + rows, ldkv = G * hd;
         const Case all{G * heads, hd, rows, pos0};
-        const Data d = att_data(all, 17 + unsigned(hd + rows + pos0), 2.f);
-        std::vector<float> k(size_t(T * ldkv)), v(size_t(T * ldkv));
-        for (size_t i = 0; i < k.size(); ++i) {
-          k[i] = d.k[i % d.k.size()];
-          v[i] = d.v[(i * 5) % d.v.size()];
-        }
+        const auto [d, k, v] = cache_data(G, heads, hd, rows, pos0, 17 + unsigned(hd + rows + pos0));
         // Tiles: unwritten lanes of the last tile hold NaN, which must not reach any result.
-        std::vector<float> kt(size_t(attention_key_floats(T, ldkv)), std::nanf(""));
-        for (int64_t t = 0; t < T; ++t)
-          for (int64_t c = 0; c < ldkv; ++c) kt[size_t(attention_key_index(t, c, ldkv))] = k[size_t(t * ldkv + c)];
+        const std::vector<float> kt = tile_keys(k, T, ldkv, std::nanf(""));
         const float scale = 1 / std::sqrt(float(hd));
         const int64_t ldq = all.ldq(), ldo = G * heads * hd;
         for (int64_t ng : {int64_t(1), G}) {
@@ -248,10 +278,7 @@ TEST(Attention, TiledKeysGiveTheBitsOfRowMajorKeys) {
             attention(a, row_major.data() + g * heads * hd, ldo);
             attention(b, tiled.data() + g * heads * hd, ldo);
             if (rows != 1) continue;
-            const int64_t np = attention_partitions(b), stride = attention_partial_floats(b);
-            std::vector<float> partials(size_t(np * stride)), split(size_t(ng * heads * hd));
-            for (int64_t j = np - 1; j >= 0; --j) attention_partial(b, j, partials.data() + j * stride);
-            attention_merge(b, partials.data(), stride, split.data(), ldo);
+            const auto split = merged_partitions(b, ldo, size_t(ng * heads * hd));
             EXPECT_EQ(std::memcmp(split.data(), row_major.data() + g * heads * hd, split.size() * 4), 0)
                 << cpu_isa_name(isa) << " hd=" << hd << " partitioned";
           }
@@ -260,6 +287,81 @@ TEST(Attention, TiledKeysGiveTheBitsOfRowMajorKeys) {
         }
       }
     }
+  }
+}
+
+// A bf16 or f16 cache (--kv-cache-dtype) is widened exactly as it is read: on every ISA, the
+// result has the bits of an f32 cache holding the rounded values, with partial last tiles, several
+// KV heads, prefill blocks and decode rows, whole or partitioned. Rounding itself changes the
+// cached values (the test would not notice a cache that was never narrowed otherwise).
+TEST(Attention, SixteenBitCachesGiveTheBitsOfTheirValuesInF32) {
+  IsaGuard guard;
+  for (DType dt : {DType::BF16, DType::F16}) {
+    for (int64_t hd : {64, 24, 32}) {
+      for (const auto& [rows, pos0] : {std::pair<int64_t, int64_t>{1, 1100}, {12, 1530}, {5, 0}, {1, 36}}) {
+        const int64_t G = 2, heads = 7, T = pos0 + rows, ldkv = G * hd;
+        const Case all{G * heads, hd, rows, pos0};
+        const auto [d, k, v] = cache_data(G, heads, hd, rows, pos0, 23 + unsigned(hd + rows + pos0));
+        std::vector<uint16_t> k16(k.size()), v16(v.size());
+        from_f32(dt, k.data(), k16.data(), k.size());
+        from_f32(dt, v.data(), v16.data(), v.size());
+        std::vector<float> kr(k.size()), vr(v.size());  // the rounded values in f32
+        to_f32(dt, k16.data(), kr.data(), k16.size());
+        to_f32(dt, v16.data(), vr.data(), v16.size());
+        size_t changed = 0;
+        for (size_t i = 0; i < k.size(); ++i) changed += kr[i] != k[i];
+        ASSERT_GT(changed, k.size() / 2) << dtype_name(dt);
+        // Tiles: unwritten lanes of the last tile hold NaN, which must not reach any result.
+        const std::vector<float> kt = tile_keys(kr, T, ldkv, std::nanf(""));
+        const std::vector<uint16_t> kt16 = tile_keys(k16, T, ldkv, uint16_t(dt == DType::BF16 ? 0x7fc0 : 0x7e00));
+        const float scale = 1 / std::sqrt(float(hd));
+        const int64_t ldq = all.ldq(), ldo = G * heads * hd;
+        for (CpuIsa isa : cpu_isas_supported()) {
+          set_cpu_isa_for_testing(isa);
+          for (int64_t ng : {int64_t(1), G}) {
+            std::vector<float> want(size_t(rows * ldo), -7.f), got(size_t(rows * ldo), -7.f);
+            for (int64_t g = 0; g < G; g += ng) {
+              const AttentionArgs a{d.q.data() + g * heads * hd, ldq, heads, hd, kt.data() + g * hd * kAttKeyTile,
+                                    vr.data() + g * hd, ldkv, rows, pos0, scale, ng, true};
+              AttentionArgs b = a;
+              b.k = kt16.data() + g * hd * kAttKeyTile;
+              b.v = v16.data() + g * hd;
+              b.kv_dtype = dt;
+              attention(a, want.data() + g * heads * hd, ldo);
+              attention(b, got.data() + g * heads * hd, ldo);
+              if (rows != 1) continue;
+              const auto split = merged_partitions(b, ldo, size_t(ng * heads * hd));
+              EXPECT_EQ(std::memcmp(split.data(), want.data() + g * heads * hd, split.size() * 4), 0)
+                  << cpu_isa_name(isa) << " " << dtype_name(dt) << " hd=" << hd << " partitioned";
+            }
+            EXPECT_EQ(std::memcmp(want.data(), got.data(), got.size() * 4), 0)
+                << cpu_isa_name(isa) << " " << dtype_name(dt) << " hd=" << hd << " rows=" << rows << " pos0=" << pos0
+                << " heads per call=" << ng;
+          }
+        }
+      }
+    }
+  }
+}
+
+// 16-bit caches are tiled; row-major 16-bit keys and other element types are refused by name.
+TEST(Attention, RefusesUnsupportedCacheLayouts) {
+  const Case c{2, 64, 1, 10};
+  const Data d = att_data(c, 3);
+  std::vector<uint16_t> k16(d.k.size()), v16(d.v.size());
+  AttentionArgs a = args(c, d, 0.125f);
+  a.k = k16.data();
+  a.v = v16.data();
+  a.kv_dtype = DType::BF16;  // k_tiled false
+  std::vector<float> out(size_t(c.heads * c.hd));
+  EXPECT_THROW(attention(a, out.data(), c.heads * c.hd), Error);
+  a.k_tiled = true;
+  a.kv_dtype = DType::F64;
+  try {
+    attention(a, out.data(), c.heads * c.hd);
+    FAIL() << "F64 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("F64"), std::string::npos) << e.what();
   }
 }
 

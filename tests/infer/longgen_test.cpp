@@ -126,6 +126,21 @@ TEST(LongGen, KvCacheCapMakesSequencesWait) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--kv-cache-gb"), std::string::npos) << e.what();
   }
+  // A bf16 cache (--kv-cache-dtype) takes half the bytes: the same cap holds both reservations.
+  Engine half(*model, {.threads = 1, .max_batch = 4, .max_context = 64, .kv_cache_bytes = size_t(per) * 12,
+                       .kv_dtype = DType::BF16});
+  Generator::Callbacks cb2;
+  cb2.on_done = [](uint64_t, GenerationResult) {};
+  Generator gen2(half, cb2);
+  gen2.add(0, a);
+  gen2.add(1, b);
+  most = 0;
+  while (!gen2.idle()) {
+    gen2.step();
+    most = std::max(most, gen2.running());
+    EXPECT_LE(gen2.reserved_kv_bytes(), size_t(per) * 12);
+  }
+  EXPECT_EQ(most, 2u);
 }
 
 TEST(LongGen, KvCacheReport) {
@@ -136,6 +151,16 @@ TEST(LongGen, KvCacheReport) {
   EXPECT_NE(s.find(std::to_string(c.num_layers * 2 * c.kv_dim() * 4) + " bytes/token"), std::string::npos) << s;
   EXPECT_NE(s.find("2 sequences x 100 tokens"), std::string::npos) << s;
   EXPECT_NE(s.find("cap 1.00 GiB (1073741824 bytes)"), std::string::npos) << s;
+  EXPECT_NE(s.find("KV cache: f32, "), std::string::npos) << s;
+  o.kv_dtype = DType::BF16;
+  const std::string h = kv_cache_report(c, o);
+  EXPECT_NE(h.find("KV cache: bf16, " + std::to_string(c.num_layers * 2 * c.kv_dim() * 2) + " bytes/token"),
+            std::string::npos)
+      << h;
+  EXPECT_EQ(kv_bytes_per_token(c, DType::F16), c.num_layers * 2 * c.kv_dim() * 2);
+  EXPECT_EQ(parse_kv_cache_dtype("f16"), DType::F16);
+  EXPECT_EQ(kv_cache_dtype_name(parse_kv_cache_dtype("bf16")), "bf16");
+  EXPECT_THROW(parse_kv_cache_dtype("q8_0"), Error);
   EXPECT_EQ(kv_cache_cap_bytes(2.0), size_t(2) << 30);
   EXPECT_THROW(kv_cache_cap_bytes(-1), Error);
 }

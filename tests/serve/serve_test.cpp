@@ -635,3 +635,22 @@ TEST(Serve, KvCacheCapQueuesRequestsAndRefusesOnesThatNeverFit) {
   json err = post_json(capped->port, "/v1/completions", {{"prompt", prompts[0]}, {"max_tokens", 200}}, 400);
   EXPECT_NE(err.dump().find("--kv-cache-gb"), std::string::npos) << err.dump();
 }
+
+// A bf16 KV cache (--kv-cache-dtype) reserves half the bytes per token: a cap of 100 tokens' bf16
+// bytes admits a prompt + max_tokens of 90 and refuses 110, which an f32 cache of that cap would
+// refuse both of (50 tokens).
+TEST(Serve, Bf16KvCacheHalvesEachRequestsReservation) {
+  const int64_t per = infer::kv_bytes_per_token(tiny_model().config(), DType::BF16);
+  ASSERT_EQ(per * 2, infer::kv_bytes_per_token(tiny_model().config()));
+  const size_t p = encode("Once upon a time").size();
+  serve::ServerOptions o;
+  o.kv_dtype = DType::BF16;
+  o.kv_cache_gb = double(per) * 100 / double(1 << 30);
+  auto half = start(o);
+  json ok = post_json(half->port, "/v1/completions",
+                      {{"prompt", "Once upon a time"}, {"max_tokens", int(90 - p)}, {"temperature", 0}});
+  ASSERT_TRUE(ok.is_object());
+  EXPECT_TRUE(ok.contains("choices")) << ok.dump();
+  json err = post_json(half->port, "/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", int(110 - p)}}, 400);
+  EXPECT_NE(err.dump().find("--kv-cache-gb"), std::string::npos) << err.dump();
+}
