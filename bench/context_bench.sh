@@ -40,7 +40,8 @@ for n in ctxs:
     cells = []
     for c in cfgs:
         att, kv = c.split(":")
-        v = [r["decode_tokens_per_s"] for r in rows if r["context"] == n and r["attention"] == att and r["kv_cache_dtype"] == kv]
+        v = [r["decode_tokens_per_s"] for r in rows
+             if r["context"] == n and r["attention"] == att and r["kv_cache_dtype"] == kv]
         cells.append(", ".join(f"{x:.1f}" for x in v))
     print(f"| {n:,} | " + " | ".join(cells) + " |")
 PY

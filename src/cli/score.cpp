@@ -46,8 +46,10 @@ rvec::cli::Command cmd(
           cont_ids.assign(whole.begin() + ctx_ids.size(), whole.end());
         }
         if (cont_ids.empty()) fail("the continuation has no tokens");
-        infer::Engine eng(
-            *model, {.threads = a->common.threads, .max_batch = 1, .max_context = 32768, .kv_dtype = cli::kv_dtype(a->common)});
+        infer::Engine eng(*model, {.threads = a->common.threads,
+                                   .max_batch = 1,
+                                   .max_context = 32768,
+                                   .kv_dtype = cli::kv_dtype(a->common)});
         infer::Engine::Loglik r{};
         eng.loglikelihood({{ctx_ids, cont_ids}}, [&](size_t, infer::Engine::Loglik l) { r = l; });
         nlohmann::json j{{"logprob", r.logprob},

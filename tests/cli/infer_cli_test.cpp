@@ -200,7 +200,8 @@ TEST(InferCli, KvCacheDtypeOption) {
   const fs::path bf16 = fs::temp_directory_path() / ("rvec_cli_kv_bf16_" + pid + ".npy");
   const std::string toks = " --tokens 925,627,839,16,520,192,785,878,184,78";
   ASSERT_EQ(run(kBin + " logits " + q(model) + toks + " --out " + q(f32) + " 2>/dev/null").rc, 0);
-  ASSERT_EQ(run(kBin + " logits " + q(model) + toks + " --kv-cache-dtype bf16 --out " + q(bf16) + " 2>/dev/null").rc, 0);
+  ASSERT_EQ(run(kBin + " logits " + q(model) + toks + " --kv-cache-dtype bf16 --out " + q(bf16) + " 2>/dev/null").rc,
+            0);
   const auto ref = rvec::infer::read_npy(kFix / "qwen2_tiny_tied_gqa14x2" / "logits_ref_s0.npy").data;
   const auto a = rvec::infer::read_npy(f32).data, b = rvec::infer::read_npy(bf16).data;
   ASSERT_EQ(b.size(), ref.size());

@@ -651,6 +651,7 @@ TEST(Serve, Bf16KvCacheHalvesEachRequestsReservation) {
                       {{"prompt", "Once upon a time"}, {"max_tokens", int(90 - p)}, {"temperature", 0}});
   ASSERT_TRUE(ok.is_object());
   EXPECT_TRUE(ok.contains("choices")) << ok.dump();
-  json err = post_json(half->port, "/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", int(110 - p)}}, 400);
+  json err =
+      post_json(half->port, "/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", int(110 - p)}}, 400);
   EXPECT_NE(err.dump().find("--kv-cache-gb"), std::string::npos) << err.dump();
 }
