@@ -205,6 +205,7 @@ rvec::cli::Command cmd(
                          {"context", a->context},
                          {"attention", a->attention},
                          {"kv_cache_dtype", a->common.kv_cache_dtype},
+                         {"kv_bytes_per_token", infer::kv_bytes_per_token(c, kv_dtype)},
                          {"prefill_tokens_per_s", best_pp},
                          {"decode_tokens_per_s", best_tg},
                          {"weight_bytes_per_decode_step", wbytes},
@@ -222,8 +223,10 @@ rvec::cli::Command cmd(
           fmt::print("model {} ({}), {} threads, batch {}, matmul {}\n", a->common.model, c.architecture, threads,
                      a->batch, bfdot ? "bf16dot" : "f32");
           if (a->context > 0)
-            fmt::print("context {} cached positions (random, {} KV cache), attention {}\n", a->context,
-                       a->common.kv_cache_dtype, a->attention);
+            fmt::print("context {} cached positions (random; {} KV cache: {:.0f} MB per sequence read per step), "
+                       "attention {}\n",
+                       a->context, a->common.kv_cache_dtype,
+                       double(a->context) * double(infer::kv_bytes_per_token(c, kv_dtype)) / 1e6, a->attention);
           else
             fmt::print("prefill pp{}: {:.1f} tok/s\n", a->prompt_tokens, best_pp);
           if (a->gen_tokens > 0)

@@ -225,6 +225,7 @@ TEST(InferCli, KvCacheDtypeOption) {
   ASSERT_EQ(bj.rc, 0) << bj.out;
   const auto j = nlohmann::json::parse(bj.out);
   EXPECT_EQ(j["kv_cache_dtype"], "bf16");
+  EXPECT_EQ(j["kv_bytes_per_token"], 256);
   EXPECT_GT(j["decode_tokens_per_s"].get<double>(), 0);
 
   auto bad = run(kBin + " generate " + q(model) + " --prompt 'Hello' --kv-cache-dtype q8_0 2>&1");
