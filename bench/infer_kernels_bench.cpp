@@ -290,7 +290,8 @@ void DecodeDown(benchmark::State& st) {
 // layers, 2 KV heads of 64, 7 query heads each, f32 cache: 24 x C x 1 KB), split as the engine
 // splits it: 512-position partitions on all threads, each item one KV head (range(1) = 0) or
 // both (1; 2: both, with the keys transposed in tiles as the engine stores them), then merged.
-// range(2): the cache's element type with tiled keys (0 f32, 1 bf16, 2 f16: --kv-cache-dtype).
+// range(2): the cache's element type with tiled keys (0 f32, 1 bf16, 2 f16: --kv-cache-dtype; 3:
+// bf16 read with bf16 dot products, as under --bf16-dot).
 // Each iteration is followed by a read-sum of the same cache bytes: of_read_sum is the
 // attention's rate over the read-sum's in the same seconds (GBps counts the cache's own bytes).
 //   OMP_NUM_THREADS=2 build/bench/infer_kernels_bench --benchmark_filter=AttentionDecode
@@ -298,7 +299,7 @@ void AttentionDecode(benchmark::State& st) {
   constexpr int64_t L = 24, KVH = 2, G = 7, hd = 64, KVD = KVH * hd, QD = KVH * G * hd;
   const int64_t C = st.range(0), per_item = st.range(1) ? KVH : 1;
   const bool tiled = st.range(1) == 2;  // keys stored transposed in tiles (the engine's cache)
-  const rvec::DType dt = st.range(2) == 0 ? rvec::DType::F32 : st.range(2) == 1 ? rvec::DType::BF16 : rvec::DType::F16;
+  const rvec::DType dt = st.range(2) == 0 ? rvec::DType::F32 : st.range(2) == 2 ? rvec::DType::F16 : rvec::DType::BF16;
   const int64_t es = int64_t(rvec::dtype_size(dt));
   std::vector<std::vector<uint8_t>> k(L), v(L);
   std::mt19937 gen(3);
@@ -330,6 +331,7 @@ void AttentionDecode(benchmark::State& st) {
                                  ng,
                                  tiled};
     a.kv_dtype = dt;
+    a.bf16_dot = st.range(2) == 3;
     return a;
   };
   const int64_t np = rvec::infer::attention_partitions(args(0, 0, 1));
@@ -381,7 +383,7 @@ BENCHMARK(ReadSum)->UseRealTime()->MinTime(1.0);
 BENCHMARK(Decode)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->UseRealTime()->MinTime(1.0);
 BENCHMARK(DecodeDown)->Arg(0)->Arg(1024)->Arg(2048)->UseRealTime()->MinTime(2.0);
 BENCHMARK(AttentionDecode)->ArgsProduct({{1024, 4096, 16384}, {0, 1, 2}, {0}})->UseRealTime()->MinTime(1.0);
-BENCHMARK(AttentionDecode)->ArgsProduct({{1024, 4096, 16384}, {2}, {1, 2}})->UseRealTime()->MinTime(1.0);
+BENCHMARK(AttentionDecode)->ArgsProduct({{1024, 4096, 16384}, {2}, {1, 2, 3}})->UseRealTime()->MinTime(1.0);
 BENCHMARK(PeakF32Fma)->UseRealTime();
 BENCHMARK(PeakBf16Dot)->UseRealTime();
 BENCHMARK_MAIN();

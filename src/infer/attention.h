@@ -38,6 +38,9 @@ constexpr int64_t kAttPartition = 512;  // positions per partition (a multiple o
 // kv_dtype: the element type of k and v (offsets and strides above count elements). BF16 and F16
 // halve the cache's bytes; they are widened to f32 as they are read, so the result has the bits
 // of an F32 cache holding the same (rounded) values. They need k_tiled.
+// bf16_dot (BF16 cache): where the CPU has a bf16 pair dot product kernel for it (AVX512-BF16),
+// the queries and the probabilities are rounded to bf16 and multiplied in pairs (as --bf16-dot's
+// matmuls: ~1e-2 relative); elsewhere it is ignored. Still deterministic per query.
 struct AttentionArgs {
   const float* q;
   int64_t ldq, heads, hd;
@@ -47,6 +50,7 @@ struct AttentionArgs {
   int64_t kv_heads = 1;
   bool k_tiled = false;
   DType kv_dtype = DType::F32;
+  bool bf16_dot = false;
 };
 // The KV cache element types the kernels read.
 constexpr bool attention_kv_dtype_supported(DType t) { return t == DType::F32 || t == DType::BF16 || t == DType::F16; }

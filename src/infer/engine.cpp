@@ -378,7 +378,8 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
                            att_scale,
                            ng,
                            kv.k_tiled_,
-                           kv.dtype_};
+                           kv.dtype_,
+                           kv.dtype_ == DType::BF16 && matmul_precision() == MatmulPrecision::BF16Dot};
     };
     // Row blocks [r, e) and their partition counts (one item each unless split by partition).
     struct RowBlock {

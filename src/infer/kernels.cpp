@@ -133,6 +133,9 @@ struct Bf16DotKernels {
   Bf16DotTilesFn dot_tiles;
   Bf16PackFn pack[2];
   Bf16GemmFn gemm[2];
+  // Attention over a bf16 KV cache with the same dot product (AttentionArgs::bf16_dot); nullptr:
+  // none (the exact kernels widen the cache instead).
+  AttentionPartFn attention_part;
 };
 
 // GCC compiles the Arm BF16 kernels with a target attribute, whatever the build's -march;

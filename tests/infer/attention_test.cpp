@@ -14,6 +14,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "infer/attention.h"
+#include "infer/kernels.h"
 #include "isa_guard.h"
 
 using namespace rvec;
@@ -340,6 +341,72 @@ TEST(Attention, SixteenBitCachesGiveTheBitsOfTheirValuesInF32) {
           }
         }
       }
+    }
+  }
+}
+
+// bf16_dot over a bf16 cache (--bf16-dot with --kv-cache-dtype bf16, AVX512-BF16): queries and
+// probabilities rounded to bf16, pairs multiplied by vdpbf16ps. Against the double reference on
+// the cached (rounded) values, within bf16 error, and not the exact kernel's bits (the path is
+// in use); and still deterministic per query: partitions merged, several KV heads at once and a
+// row computed within a prefill block give the bits of that row alone. Odd position counts take
+// the kernel's unpaired last position.
+TEST(Attention, Bf16DotOverABf16CacheWithinBf16Error) {
+  if (!bf16_dot_supported()) GTEST_SKIP() << "no bf16 dot product kernels for attention on this CPU";
+  for (int64_t hd : {64, 16, 128}) {
+    for (const auto& [rows, pos0] : {std::pair<int64_t, int64_t>{1, 1100}, {12, 1530}, {5, 0}, {1, 36}, {1, 600}}) {
+      const int64_t G = 2, heads = 7, T = pos0 + rows, ldkv = G * hd, ldq = Case{G * heads, hd, rows, pos0}.ldq();
+      auto [d, k, v] = cache_data(G, heads, hd, rows, pos0, 31 + unsigned(hd + rows + pos0));
+      for (auto& x : d.q) x *= 0.5f;
+      std::vector<uint16_t> k16(k.size()), v16(v.size());
+      from_f32(DType::BF16, k.data(), k16.data(), k.size());
+      from_f32(DType::BF16, v.data(), v16.data(), v.size());
+      to_f32(DType::BF16, k16.data(), k.data(), k.size());  // k, v: the cached values
+      to_f32(DType::BF16, v16.data(), v.data(), v.size());
+      const std::vector<uint16_t> kt16 = tile_keys(k16, T, ldkv, uint16_t(0x7fc0));
+      const float scale = 1 / std::sqrt(float(hd));
+      const int64_t ldo = G * heads * hd;
+      std::vector<float> exact(size_t(rows * ldo)), fast(size_t(rows * ldo));
+      AttentionArgs a{d.q.data(), ldq, heads, hd, kt16.data(), v16.data(), ldkv, rows, pos0, scale, G, true,
+                      DType::BF16};
+      attention(a, exact.data(), ldo);
+      a.bf16_dot = true;
+      attention(a, fast.data(), ldo);
+      double worst = 0, moved = 0;
+      for (int64_t g = 0; g < G; ++g) {
+        const Case one{heads, hd, rows, pos0};
+        Data dg{std::vector<float>(size_t(rows * one.ldq())), std::vector<float>(size_t(T * one.ldkv())),
+                std::vector<float>(size_t(T * one.ldkv()))};
+        for (int64_t r = 0; r < rows; ++r)
+          std::copy_n(d.q.data() + r * ldq + g * heads * hd, heads * hd, dg.q.data() + r * one.ldq());
+        for (int64_t t = 0; t < T; ++t) {
+          std::copy_n(k.data() + t * ldkv + g * hd, hd, dg.k.data() + t * one.ldkv());
+          std::copy_n(v.data() + t * ldkv + g * hd, hd, dg.v.data() + t * one.ldkv());
+        }
+        const auto want = reference(one, dg, scale);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t i = 0; i < heads * hd; ++i) {
+            const size_t o = size_t(r * ldo + g * heads * hd + i);
+            worst = std::max(worst, std::abs(double(fast[o]) - want[size_t(r * heads * hd + i)]));
+            moved = std::max(moved, double(std::abs(fast[o] - exact[o])));
+          }
+      }
+      EXPECT_LE(worst, 6e-2) << "hd=" << hd << " rows=" << rows << " pos0=" << pos0;
+      EXPECT_GT(moved, 0.0) << "hd=" << hd << " rows=" << rows << " pos0=" << pos0;
+      // Each head alone, each row alone, and a decode row's partitions merged: the same bits.
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t r = 0; r < rows; ++r) {
+          AttentionArgs h = a;
+          h.q = d.q.data() + r * ldq + g * heads * hd;
+          h.k = kt16.data() + g * hd * kAttKeyTile;
+          h.v = v16.data() + g * hd;
+          h.kv_heads = 1;
+          h.rows = 1;
+          h.pos0 = pos0 + r;
+          const auto alone = merged_partitions(h, ldo, size_t(heads * hd));
+          EXPECT_EQ(std::memcmp(alone.data(), fast.data() + r * ldo + g * heads * hd, alone.size() * 4), 0)
+              << "hd=" << hd << " rows=" << rows << " pos0=" << pos0 << " head " << g << " row " << r;
+        }
     }
   }
 }
