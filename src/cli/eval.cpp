@@ -92,8 +92,8 @@ rvec::cli::Command cmd("eval", "Evaluate a model on GSM8K, HumanEval, SciQ, BBH,
   app.add_option("--threads", a->threads, "CPU threads (0: all)");
   app.add_flag("--bf16-dot", a->bf16_dot,
                "Round activations to bf16 and use bf16 dot products (AVX512-BF16, Arm BF16) for bf16 weights "
-               "(about 2x faster prefill, ~1e-2 relative; products of 1-4 rows stay exact; default: exact f32 "
-               "arithmetic); recorded in model_args");
+               "(about 2x faster prefill, ~1e-2 relative; products of 1-4 rows stay exact; with --kv-cache-dtype "
+               "bf16 on AVX512-BF16 the attention too; default: exact f32 arithmetic); recorded in model_args");
   app.add_flag("--hugepages", a->hugepages, rvec::cli::kHugepagesHelp);
   app.add_option("--seed", a->seed, "Seed for few-shot sampling and sampling (lm-eval --seed; default 1234 / 0)");
   app.add_option("--temperature", a->temperature, "Sampling temperature (default 0: greedy)");

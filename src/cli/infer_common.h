@@ -40,7 +40,8 @@ inline void add_infer_options(CLI::App& app, InferArgs& a) {
   app.add_flag("--bf16-dot", a.bf16_dot,
                "Round activations to bf16 and use bf16 dot products (AVX512-BF16, Arm BF16) for bf16 weights in "
                "products of 5+ rows (faster prefill and batched decode, ~1e-2 relative; decode of 1-4 sequences "
-               "stays exact; default: exact f32 arithmetic)");
+               "stays exact; with --kv-cache-dtype bf16 on AVX512-BF16 the attention too; default: exact f32 "
+               "arithmetic)");
   app.add_flag("--hugepages", a.hugepages, kHugepagesHelp);
   add_kv_cache_dtype_option(app, a.kv_cache_dtype);
 }
