@@ -457,6 +457,10 @@ void run_bf16dot(const Bf16DotKernels& kb, const Plan& p) {
 void set_matmul_precision(MatmulPrecision p) { g_precision.store(int(p)); }
 MatmulPrecision matmul_precision() { return MatmulPrecision(g_precision.load()); }
 bool bf16_dot_supported() { return bf16dot_kernels() != nullptr; }
+bool attention_bf16_dot_supported() {
+  const Bf16DotKernels* kb = bf16dot_kernels();
+  return kb && kb->attention_part;
+}
 
 namespace {
 

@@ -25,6 +25,9 @@ MatmulPrecision matmul_precision();
 // (cpu_has_bf16_dot()) and this build has its kernels (a clang build for AArch64 without
 // +bf16 has none).
 bool bf16_dot_supported();
+// Whether BF16Dot also reads a bf16 KV cache with that dot product (AttentionArgs::bf16_dot):
+// AVX512-BF16 only so far; elsewhere the attention widens the cache exactly.
+bool attention_bf16_dot_supported();
 
 // y[r*ldy + o] = bias[o] + sum_k x[r*ldx + k] * W[o, k] for r < n, o < W.rows
 // (W is [out, in], as HF stores Linear weights: row-major, or in column blocks (W.kblock > 0,

@@ -352,7 +352,7 @@ TEST(Attention, SixteenBitCachesGiveTheBitsOfTheirValuesInF32) {
 // row computed within a prefill block give the bits of that row alone. Odd position counts take
 // the kernel's unpaired last position.
 TEST(Attention, Bf16DotOverABf16CacheWithinBf16Error) {
-  if (!bf16_dot_supported()) GTEST_SKIP() << "no bf16 dot product kernels for attention on this CPU";
+  if (!attention_bf16_dot_supported()) GTEST_SKIP() << "no bf16 dot product kernels for attention on this CPU";
   for (int64_t hd : {64, 16, 128}) {
     for (const auto& [rows, pos0] : {std::pair<int64_t, int64_t>{1, 1100}, {12, 1530}, {5, 0}, {1, 36}, {1, 600}}) {
       const int64_t G = 2, heads = 7, T = pos0 + rows, ldkv = G * hd, ldq = Case{G * heads, hd, rows, pos0}.ldq();
