@@ -298,7 +298,7 @@ TEST(Attention, TiledKeysGiveTheBitsOfRowMajorKeys) {
 TEST(Attention, SixteenBitCachesGiveTheBitsOfTheirValuesInF32) {
   IsaGuard guard;
   for (DType dt : {DType::BF16, DType::F16}) {
-    for (int64_t hd : {64, 24, 32}) {
+    for (int64_t hd : {64, 24, 32, 128}) {  // 128: Qwen2.5-7B, Qwen3
       for (const auto& [rows, pos0] : {std::pair<int64_t, int64_t>{1, 1100}, {12, 1530}, {5, 0}, {1, 36}}) {
         const int64_t G = 2, heads = 7, T = pos0 + rows, ldkv = G * hd;
         const Case all{G * heads, hd, rows, pos0};
