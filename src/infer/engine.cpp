@@ -7,7 +7,6 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <limits>
 #include <map>
 #include <numeric>
@@ -165,7 +164,6 @@ void KVCache::fill_random_for_bench(const model::ModelConfig& c, int64_t n, int6
   const size_t es = dtype_size(dtype), m = size_t((n + room) * c.kv_dim());
   dtype_ = dtype;
   k_tiled_ = attention_kernel() == AttentionKernel::Tiled;
-  if (dtype != DType::F32 && !k_tiled_) fail("the untiled attention benchmark kernel needs an f32 KV cache");
   k_.assign(size_t(c.num_layers), std::vector<uint8_t>(size_t(attention_key_floats(n + room, c.kv_dim())) * es));
   v_.assign(size_t(c.num_layers), std::vector<uint8_t>(m * es));
   std::vector<float> vals(size_t(n * c.kv_dim()));
@@ -186,6 +184,8 @@ Engine::Engine(const Model& m, EngineOptions opts) : m_(m), opts_(opts), w_(std:
   if (opts_.threads > 0) omp_set_num_threads(opts_.threads);
   if (opts_.max_batch < 1) opts_.max_batch = 1;
   if (opts_.max_context < 2) opts_.max_context = 2;
+  if (!attention_kv_dtype_supported(opts_.kv_dtype))
+    fail("a {} KV cache is not supported (f32, bf16 or f16)", dtype_name(opts_.kv_dtype));
   inv_freq_ = m_.config().rope_inv_freq();
 }
 Engine::~Engine() = default;
@@ -237,9 +237,6 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
       kv.v_.resize(L);
       kv.k_tiled_ = attention_kernel() == AttentionKernel::Tiled;
       kv.dtype_ = opts_.kv_dtype;
-      if (!attention_kv_dtype_supported(kv.dtype_) || (kv.dtype_ != DType::F32 && !kv.k_tiled_))
-        fail("a {} KV cache is not supported here (f32, bf16 or f16; the untiled attention benchmark kernel: f32)",
-             dtype_name(kv.dtype_));
     }
     pos[r] = kv.len_++;
     if (size_t(kv.len_) > opts_.max_context)
@@ -335,16 +332,17 @@ void Engine::forward_chunk(const Row* rows, int64_t n, float* logits, std::vecto
       const DType kt = kv.dtype_;
       const size_t es = dtype_size(kt);
       const float* kr = w.k.data() + r * KVD;
-      if (kv.k_tiled_)  // rounded to nearest even as from_f32 rounds the values
+      if (kv.k_tiled_) {  // one element at a time, rounded to nearest even as from_f32 rounds the values
+        uint8_t* base = kv.k_[l].data();
         for (int64_t col = 0; col < KVD; ++col) {
-          uint8_t* dst = kv.k_[l].data() + size_t(attention_key_index(pos[r], col, KVD)) * es;
-          const float x = kr[col];
-          const uint16_t h = kt == DType::BF16 ? f32_to_bf16(x) : kt == DType::F16 ? f32_to_f16(x) : 0;
-          if (kt == DType::F32) std::memcpy(dst, &x, 4);
-          else std::memcpy(dst, &h, 2);
+          const size_t at = size_t(attention_key_index(pos[r], col, KVD));
+          if (kt == DType::F32) reinterpret_cast<float*>(base)[at] = kr[col];
+          else
+            reinterpret_cast<uint16_t*>(base)[at] = kt == DType::BF16 ? f32_to_bf16(kr[col]) : f32_to_f16(kr[col]);
         }
-      else
+      } else {
         from_f32(kt, kr, kv.k_[l].data() + size_t(pos[r] * KVD) * es, size_t(KVD));
+      }
       from_f32(kt, w.v.data() + r * KVD, kv.v_[l].data() + size_t(pos[r] * KVD) * es, size_t(KVD));
     }
     // Causal attention with GQA over each row's cache (positions 0..pos): one work item per
