@@ -4,8 +4,9 @@
 # (tools/llama-cpp-baseline/to_gguf.py). Measures prefill pp128 and pp512, batch-1 decode
 # tg64 (after a 128-token prompt) and aggregate decode at batch 16 and 64 (each sequence
 # given a 128-token prompt, then 32 steps of one token per sequence), for llama.cpp and for
-# rvec's exact f32 path and `--bf16-dot`. The engines alternate ROUNDS times (the order
-# flips every round) and each figure is the best of the rounds. Prints per model a Markdown
+# rvec's exact f32 path and `--bf16-dot` (over an f32 and over a bf16 KV cache). The engines
+# alternate ROUNDS times (the order flips every round) and each figure is the best of the
+# rounds. Prints per model a Markdown
 # table with rvec / llama.cpp ratios under the date, the `lscpu` CPU model, family and
 # model, the read bandwidth and batch-1 decode bound that `rvec bench` measured, and rvec's
 # decode as a fraction of the weights read between its steps (`--paired-bound`).
@@ -36,7 +37,9 @@ THREADS=${THREADS:-2} ROUNDS=${ROUNDS:-3} PP=${PP:-128 512} TG=${TG:-64} PROMPT=
 BATCHES=${BATCHES:-16 64} BATCH_GEN=${BATCH_GEN:-32}
 LLAMA_CPP=${LLAMA_CPP:-source}
 ISA=${ISA:-native}
-RVEC_MODES=("" --bf16-dot)
+# rvec's modes: the exact path; --bf16-dot; --bf16-dot over a bf16 KV cache, the like of llama.cpp's
+# default (an f16 cache, and its attention in f16).
+RVEC_MODES=("" --bf16-dot "--bf16-dot --kv-cache-dtype bf16")
 case $ISA in
   native) ;;
   avx512-nobf16 | avx2)
@@ -68,7 +71,8 @@ esac
 out=$(mktemp)
 raw=$(mktemp)
 trap 'rm -f "$out" "$raw"' EXIT
-tag() { sed "s/^{/{\"size\":\"$1\",\"who\":\"$2\",/" >>"$out"; }
+round=0  # the current round (1..ROUNDS), in every line: the table also gives per-round ratios
+tag() { sed "s/^{/{\"size\":\"$1\",\"who\":\"$2\",\"round\":$round,/" >>"$out"; }
 
 llama_cpp_round() {  # SIZE GGUF
   local m=$1 gguf=$2
@@ -129,7 +133,9 @@ PY
 rvec_round() {  # SIZE DIR MODE
   local m=$1 dir=$2 mode=$3 p b
   local run=("$BIN" bench "$dir" --threads "$THREADS" --reps 1 --json)
-  [ -n "$mode" ] && run+=("$mode")
+  local extra
+  read -ra extra <<<"$mode"
+  run+=("${extra[@]}")
   # The first run also measures the read bandwidth, and reads the weights after every decode
   # step (--paired-bound: the bound of the same seconds); the others skip both.
   "${run[@]}" --paired-bound --prompt-tokens "${PP%% *}" --gen-tokens "$TG" | sed 's/^{/{"test":"pptg",/' | tag "$m" rvec
@@ -153,7 +159,8 @@ for m in "${sizes[@]}"; do
   [ -d "$dir" ] || "$BIN" testmodel --config "data/configs/Qwen2.5-$m-Instruct.json" -o "$dir" --dtype bf16 --quiet
   [ -f "$dir.gguf" ] || python3 $base/to_gguf.py "$dir" "$dir.gguf" >&2
   for ((r = 0; r < ROUNDS; ++r)); do
-    echo "llama_cpp_compare: $m round $((r + 1))/$ROUNDS" >&2
+    round=$((r + 1))
+    echo "llama_cpp_compare: $m round $round/$ROUNDS" >&2
     ((r % 2)) || llama_cpp_round "$m" "$dir.gguf"
     for mode in "${RVEC_MODES[@]}"; do rvec_round "$m" "$dir" "$mode"; done
     ((r % 2 == 0)) || llama_cpp_round "$m" "$dir.gguf"
@@ -165,9 +172,17 @@ load="$load_start -> $(cut -d' ' -f1-3 /proc/loadavg)"
 # Each field by its key (ARM's lscpu has no "CPU family"): name|family|model, "?" where absent.
 lscpu_field() { lscpu | sed -n "s/^$1: *//p" | head -1; }
 cpu="$(lscpu_field 'Model name')|$(lscpu_field 'CPU family')|$(lscpu_field 'Model')"
-python3 - "$out" "$cpu" "$LLAMA_CPP" "$THREADS" "$ROUNDS" "$PROMPT" "$TG" "$BATCH_GEN" "$load" "$ISA" "$*" <<'PY'
+# The settings that differ from their defaults, for the command line in the header.
+settings=""
+[ "$PP" = "128 512" ] || settings+="PP=\"$PP\" "
+[ "$TG" = 64 ] || settings+="TG=$TG "
+[ "$PROMPT" = 128 ] || settings+="PROMPT=$PROMPT "
+[ "$BATCHES" = "16 64" ] || settings+="BATCHES=\"$BATCHES\" "
+[ "$BATCH_GEN" = 32 ] || settings+="BATCH_GEN=$BATCH_GEN "
+python3 - "$out" "$cpu" "$LLAMA_CPP" "$THREADS" "$ROUNDS" "$PROMPT" "$TG" "$BATCH_GEN" "$load" "$ISA" "$*" \
+  "$settings" <<'PY'
 import datetime, json, sys
-path, cpu, mode, threads, rounds, prompt, tg, batch_gen, load, isa, args = sys.argv[1:]
+path, cpu, mode, threads, rounds, prompt, tg, batch_gen, load, isa, args, settings = sys.argv[1:]
 name, family, model = [f or "?" for f in (cpu.split("|") + ["", "", ""])[:3]]
 recs = [json.loads(l) for l in open(path)]
 version = next((r["version"] for r in recs if r["who"] == "llama.cpp" and r.get("version")), None)
@@ -179,36 +194,48 @@ if mode == "npm":
     version = next((r["engine"] for r in recs if r["who"] == "llama.cpp" and "engine" in r), "node-llama-cpp")
 
 def engine(r):
-    return "llama.cpp" if r["who"] == "llama.cpp" else "rvec " + r["matmul"]
+    if r["who"] == "llama.cpp":
+        return "llama.cpp"
+    kv = r.get("kv_cache_dtype", "f32")
+    return "rvec " + r["matmul"] + ("" if kv == "f32" else " kv" + kv)
 
 # best[size][engine][row] = best tok/s over the rounds; rows are (label, sort key).
-best, bw, bound, paired = {}, {}, {}, {}
-def keep(size, eng, row, v):
+# per_round[size][engine][row][round] = that round's tok/s (for the paired, per-round ratios).
+best, per_round, bw, bound, paired = {}, {}, {}, {}, {}
+def keep(size, eng, row, v, rnd):
     if v > 0:
         d = best.setdefault(size, {}).setdefault(eng, {})
         d[row] = max(d.get(row, 0.0), v)
+        if rnd:
+            pr = per_round.setdefault(size, {}).setdefault(eng, {}).setdefault(row, {})
+            pr[rnd] = max(pr.get(rnd, 0.0), v)
 for r in recs:
     s, e = r["size"], engine(r)
     if r["test"] in ("pp", "pptg") and r.get("prefill_tokens_per_s", 0) > 0:
-        keep(s, e, (f"prefill pp{r['prompt_tokens']}", 0, r["prompt_tokens"]), r["prefill_tokens_per_s"])
+        keep(s, e, (f"prefill pp{r['prompt_tokens']}", 0, r["prompt_tokens"]), r["prefill_tokens_per_s"],
+             r.get("round"))
     if r["test"] in ("tg", "pptg") and r.get("decode_tokens_per_s", 0) > 0:
-        keep(s, e, (f"decode tg{r['gen_tokens']}, batch 1", 1, 1), r["decode_tokens_per_s"])
+        keep(s, e, (f"decode tg{r['gen_tokens']}, batch 1", 1, 1), r["decode_tokens_per_s"], r.get("round"))
     if r["test"] == "batched":
-        keep(s, e, (f"decode, batch {r['batch']}, aggregate", 2, r["batch"]), r["decode_tokens_per_s"])
+        keep(s, e, (f"decode, batch {r['batch']}, aggregate", 2, r["batch"]), r["decode_tokens_per_s"],
+             r.get("round"))
     if r.get("decode_fraction_of_paired_bound", 0) > 0:
         paired.setdefault(s, {}).setdefault(e, []).append(r["decode_fraction_of_paired_bound"])
     if r.get("read_bandwidth_bytes_per_s", 0) > 0 and r.get("batch", 1) == 1:
         bw.setdefault(s, []).append(r["read_bandwidth_bytes_per_s"] / 1e9)
         bound.setdefault(s, []).append(r["decode_bandwidth_bound_tokens_per_s"])
 
-engines = [e for e in ["llama.cpp", "rvec f32", "rvec bf16dot"] if any(e in b for b in best.values())]
-titles = {"llama.cpp": "llama.cpp BF16", "rvec f32": "rvec exact f32", "rvec bf16dot": "rvec `--bf16-dot`"}
+engines = [e for e in ["llama.cpp", "rvec f32", "rvec bf16dot", "rvec bf16dot kvbf16"]
+           if any(e in b for b in best.values())]
+titles = {"llama.cpp": "llama.cpp BF16", "rvec f32": "rvec exact f32", "rvec bf16dot": "rvec `--bf16-dot`",
+          "rvec bf16dot kvbf16": "rvec `--bf16-dot`, bf16 KV"}
 span = lambda xs: f"{min(xs):.1f}" if max(xs) - min(xs) < 0.05 else f"{min(xs):.1f}–{max(xs):.1f}"
 for size in best:
     print(f"### Qwen2.5-{size}-shaped random BF16 weights")
     print()
     print(f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
           f"command: `{'' if isa == 'native' else f'ISA={isa} '}LLAMA_CPP={mode} ROUNDS={rounds} THREADS={threads} "
+          f"{settings}"
           f"bench/llama_cpp_compare.sh {args}".rstrip() + "`")
     print(f"- CPU (`lscpu`): {name}, family {family}, model {model}; {threads} threads; "
           f"load average (1, 5, 15 min) at start -> end: {load}")
@@ -224,6 +251,9 @@ for size in best:
         print("- rvec's batch-1 decode as a fraction of a read of its weights between its steps "
               "(`rvec bench --paired-bound`): " +
               "; ".join(f"{titles[e]} {span2(v)}" for e, v in sorted(paired[size].items())))
+    if "rvec bf16dot kvbf16" in best[size]:
+        print("- KV cache: llama.cpp f16 (its default); rvec f32, and bf16 in the last column "
+              "(`--kv-cache-dtype bf16`: its attention then multiplies in bf16 pairs as well)")
     print(f"- tg: {tg} greedy steps after a {prompt}-token prompt; batch B: B sequences of a {prompt}-token "
           f"prompt, then {batch_gen} steps of B tokens; best of {rounds} alternating round(s)")
     print()
@@ -240,4 +270,24 @@ for size in best:
                 cells.append(f"{v / ref[row]:.2f}×" if v and ref.get(row) else "–")
         print(f"| {row[0]} | " + " | ".join(cells) + " |")
     print()
+    # Paired ratios: each round's rvec figure over the same round's llama.cpp figure (measured
+    # minutes apart, so the host's drift between rounds cancels), median and range.
+    pr = per_round.get(size, {})
+    rounds_seen = {k for rr in pr.get("llama.cpp", {}).values() for k in rr}
+    if len(rounds_seen) > 1:
+        print("Per-round ratios (each round's rvec figure over that round's llama.cpp figure): median (min–max)")
+        print()
+        print("| ratio | " + " | ".join(titles[e] for e in engines if e != "llama.cpp") + " |")
+        print("|---" * len(engines) + "|")
+        for row in rows:
+            cells = []
+            for e in engines:
+                if e == "llama.cpp":
+                    continue
+                ref_r, own = pr.get("llama.cpp", {}).get(row, {}), pr.get(e, {}).get(row, {})
+                q = sorted(own[k] / ref_r[k] for k in own if ref_r.get(k))
+                med = (q[len(q) // 2] if len(q) % 2 else (q[len(q) // 2 - 1] + q[len(q) // 2]) / 2) if q else 0
+                cells.append(f"{med:.2f}× ({q[0]:.2f}–{q[-1]:.2f})" if q else "–")
+            print(f"| {row[0]} | " + " | ".join(cells) + " |")
+        print()
 PY
