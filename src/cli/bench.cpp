@@ -7,12 +7,17 @@
 // `--paired-bound` reads the weights once after every decode step (a read-sum over the same
 // pages, timed apart from the steps), so decode is compared with the bound of the same moments:
 // a shared host's read bandwidth swings by a third between seconds.
+// The figures are each the best of `--reps`; the JSON also lists every repetition's, and the
+// text gives their median and slowest.
 #include <fmt/format.h>
 #include <omp.h>
 
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <cstring>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "cli/command.h"
 #include "cli/infer_common.h"
@@ -75,6 +80,15 @@ double bench_memory_estimate(const rvec::model::ModelConfig& c, int batch, int p
   return kv + logits + act + rows * 24;
 }
 
+// "best of N: median M, slowest S" for N > 1 repetitions' figures, else "".
+std::string spread(std::vector<double> v) {
+  if (v.size() < 2) return {};
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  const double median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  return fmt::format("best of {}: median {:.1f}, slowest {:.1f}", n, median, v.front());
+}
+
 struct Args {
   rvec::cli::InferArgs common;
   int prompt_tokens = 128, gen_tokens = 64, batch = 1, reps = 1, context = 0;
@@ -128,6 +142,7 @@ rvec::cli::Command cmd(
         std::mt19937 rng(42);
         std::uniform_int_distribution<int32_t> dist(0, c.vocab_size - 1);
         double best_pp = 0, best_tg = 0, paired_bound = 0;  // paired_bound: of the best rep
+        std::vector<double> pp_reps, tg_reps;  // every rep's figure: the spread shows a noisy machine
         const auto decode_matrices = model->weights().decode_matrices();
         uint64_t paired_sink = 0;
         {  // untimed: the first pass maps every weight page (page faults, not compute)
@@ -177,8 +192,12 @@ rvec::cli::Command cmd(
             }
           }
           if (!a->paired_bound) tg_s = cli::seconds_since(t1);
-          if (pp_s > 0) best_pp = std::max(best_pp, double(a->batch) * a->prompt_tokens / pp_s);
+          if (pp_s > 0) {
+            pp_reps.push_back(double(a->batch) * a->prompt_tokens / pp_s);
+            best_pp = std::max(best_pp, pp_reps.back());
+          }
           const double tg = double(a->batch) * a->gen_tokens / tg_s;
+          if (a->gen_tokens > 0) tg_reps.push_back(tg);
           if (a->gen_tokens > 0 && tg > best_tg) {
             best_tg = tg;
             paired_bound = read_s > 0 ? double(a->batch) * a->gen_tokens / read_s : 0.0;
@@ -208,6 +227,8 @@ rvec::cli::Command cmd(
                          {"kv_bytes_per_token", infer::kv_bytes_per_token(c, kv_dtype)},
                          {"prefill_tokens_per_s", best_pp},
                          {"decode_tokens_per_s", best_tg},
+                         {"prefill_tokens_per_s_reps", pp_reps},
+                         {"decode_tokens_per_s_reps", tg_reps},
                          {"weight_bytes_per_decode_step", wbytes},
                          {"column_block_bytes", blocked_bytes},
                          {"copy_bandwidth_bytes_per_s", bw},
@@ -228,10 +249,11 @@ rvec::cli::Command cmd(
                        a->context, a->common.kv_cache_dtype,
                        double(a->context) * double(infer::kv_bytes_per_token(c, kv_dtype)) / 1e6, a->attention);
           else
-            fmt::print("prefill pp{}: {:.1f} tok/s\n", a->prompt_tokens, best_pp);
+            fmt::print("prefill pp{}: {:.1f} tok/s{}\n", a->prompt_tokens, best_pp,
+                       pp_reps.size() > 1 ? " (" + spread(pp_reps) + ")" : std::string());
           if (a->gen_tokens > 0)
-            fmt::print("decode  tg{}: {:.1f} tok/s (aggregate), weights {:.0f} MB read per step{}\n", a->gen_tokens,
-                       best_tg, double(wbytes) / 1e6,
+            fmt::print("decode  tg{}: {:.1f} tok/s (aggregate{}), weights {:.0f} MB read per step{}\n", a->gen_tokens,
+                       best_tg, tg_reps.size() > 1 ? "; " + spread(tg_reps) : std::string(), double(wbytes) / 1e6,
                        blocked_bytes ? fmt::format(" ({:.0f} MB of them in column blocks)", double(blocked_bytes) / 1e6)
                                      : std::string());
           if (paired_bound > 0)

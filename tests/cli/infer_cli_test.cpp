@@ -3,6 +3,7 @@
 
 #include "test_util.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
@@ -168,6 +169,33 @@ TEST(InferCli, ScoreMatchesLogitsAndBenchPrintsJson) {
   EXPECT_GT(bj["decode_tokens_per_s"].get<double>(), 0);
   EXPECT_EQ(bj["batch"], 2);
   EXPECT_EQ(bj["decode_paired_bound_tokens_per_s"].get<double>(), 0.0);  // not asked for
+  EXPECT_EQ(bj["prefill_tokens_per_s_reps"].size(), 1u);
+  EXPECT_EQ(bj["decode_tokens_per_s_reps"].size(), 1u);
+
+  // --reps: the best of the repetitions, each listed; the text gives the median and slowest.
+  const std::string bench = kBin + " bench " + q(model) + " --no-bandwidth";
+  auto reps = run(bench + " --prompt-tokens 8 --gen-tokens 2 --reps 3 --json 2>/dev/null");
+  ASSERT_EQ(reps.rc, 0);
+  auto rj = nlohmann::json::parse(reps.out);
+  for (const char* f : {"prefill_tokens_per_s", "decode_tokens_per_s"}) {
+    const auto each = rj[std::string(f) + "_reps"].get<std::vector<double>>();
+    ASSERT_EQ(each.size(), 3u) << f;
+    EXPECT_EQ(*std::max_element(each.begin(), each.end()), rj[f].get<double>()) << f;
+    for (double x : each) EXPECT_GT(x, 0) << f;
+  }
+  auto rt = run(bench + " --prompt-tokens 8 --gen-tokens 2 --reps 3 2>/dev/null");
+  ASSERT_EQ(rt.rc, 0);
+  EXPECT_NE(rt.out.find("tok/s (best of 3: median "), std::string::npos) << rt.out;
+  EXPECT_NE(rt.out.find("tok/s (aggregate; best of 3: median "), std::string::npos) << rt.out;
+  // Nothing measured, nothing listed: no prefill with --context, no decode with --gen-tokens 0.
+  auto ctx = run(bench + " --context 8 --gen-tokens 2 --reps 2 --json 2>/dev/null");
+  ASSERT_EQ(ctx.rc, 0);
+  auto cj = nlohmann::json::parse(ctx.out);
+  EXPECT_EQ(cj["prefill_tokens_per_s_reps"].size(), 0u);
+  EXPECT_EQ(cj["decode_tokens_per_s_reps"].size(), 2u);
+  auto pp = run(bench + " --prompt-tokens 8 --gen-tokens 0 --reps 2 --json 2>/dev/null");
+  ASSERT_EQ(pp.rc, 0);
+  EXPECT_EQ(nlohmann::json::parse(pp.out)["decode_tokens_per_s_reps"].size(), 0u);
 
   // --paired-bound: a read of the weights after every step; the step reads every matrix once
   // (the fixture's config.json: 3 layers, hidden 256 = 4 heads x 64 = 4 KV heads x 64,
