@@ -24,7 +24,11 @@ for ctx in $CONTEXTS; do
   for round in $(seq "$ROUNDS"); do
     for cfg in $CONFIGS; do
       IFS=: read -r att kv dot <<<"$cfg"
-      case $dot in "") extra=() ;; bf16dot) extra=(--bf16-dot) ;; *) echo "context_bench: '$cfg': the third field may only be bf16dot" >&2; exit 1 ;; esac
+      case $dot in
+        "") extra=() ;;
+        bf16dot) extra=(--bf16-dot) ;;
+        *) echo "context_bench: '$cfg': the third field may only be bf16dot" >&2; exit 1 ;;
+      esac
       echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (context $ctx, $cfg, round $round)" >&2
       "$BIN" bench "$MODEL" --context "$ctx" --gen-tokens "$GEN" --reps 2 --threads "$THREADS" --no-bandwidth \
         --attention "$att" --kv-cache-dtype "$kv" "${extra[@]}" --json | tee -a "$out"

@@ -6,10 +6,11 @@
 # given a 128-token prompt, then 32 steps of one token per sequence), for llama.cpp and for
 # rvec's exact f32 path and `--bf16-dot` (over an f32 and over a bf16 KV cache). The engines
 # alternate ROUNDS times (the order flips every round) and each figure is the best of the
-# rounds. Prints per model a Markdown
-# table with rvec / llama.cpp ratios under the date, the `lscpu` CPU model, family and
-# model, the read bandwidth and batch-1 decode bound that `rvec bench` measured, and rvec's
-# decode as a fraction of the weights read between its steps (`--paired-bound`).
+# rounds. Prints per model a Markdown table with rvec / llama.cpp ratios under the date, the
+# `lscpu` CPU model, family and model, the read bandwidth and batch-1 decode bound that `rvec
+# bench` measured, and rvec's decode as a fraction of the weights read between its steps
+# (`--paired-bound`); then a table of per-round ratios (each round's rvec figure over the same
+# round's llama.cpp figure: median and range).
 #
 # Usage: bench/llama_cpp_compare.sh [0.5B 1.5B]
 # LLAMA_CPP selects the llama.cpp that is measured:
