@@ -80,9 +80,8 @@ double bench_memory_estimate(const rvec::model::ModelConfig& c, int batch, int p
   return kv + logits + act + rows * 24;
 }
 
-// "best of N: median M, slowest S" for N > 1 repetitions' figures, else "".
+// "best of N: median M, slowest S" of the repetitions' figures (N >= 1).
 std::string spread(std::vector<double> v) {
-  if (v.size() < 2) return {};
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   const double median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
@@ -197,10 +196,12 @@ rvec::cli::Command cmd(
             best_pp = std::max(best_pp, pp_reps.back());
           }
           const double tg = double(a->batch) * a->gen_tokens / tg_s;
-          if (a->gen_tokens > 0) tg_reps.push_back(tg);
-          if (a->gen_tokens > 0 && tg > best_tg) {
-            best_tg = tg;
-            paired_bound = read_s > 0 ? double(a->batch) * a->gen_tokens / read_s : 0.0;
+          if (a->gen_tokens > 0) {
+            tg_reps.push_back(tg);
+            if (tg > best_tg) {
+              best_tg = tg;
+              paired_bound = read_s > 0 ? double(a->batch) * a->gen_tokens / read_s : 0.0;
+            }
           }
         }
         const uint64_t wbytes = model->weights().matmul_bytes_per_token();
